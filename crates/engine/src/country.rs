@@ -1,0 +1,43 @@
+//! ISO 3166-1 alpha-2 country codes. Accounts carry a country so proxy fallback (same country,
+//! then region) can pick a nearby exit; a typo here would silently send a number through the wrong
+//! country, so codes are checked against the official list rather than just their shape.
+
+/// All 249 officially assigned ISO 3166-1 alpha-2 codes, space separated, sorted.
+const CODES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ \
+BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER \
+ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM \
+IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF \
+MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK \
+PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD \
+TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
+
+/// Returns the canonical upper-case code if `input` (any case, surrounding spaces allowed) is assigned.
+pub fn normalize(input: &str) -> Option<String> {
+    let code = input.trim().to_ascii_uppercase();
+    (code.len() == 2 && CODES.split(' ').any(|c| c == code)).then_some(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn list_is_complete_and_sorted() {
+        let codes: Vec<&str> = super::CODES.split(' ').collect();
+        assert_eq!(codes.len(), 249);
+        assert!(codes.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn accepts_assigned_codes_in_any_case() {
+        assert_eq!(normalize("id").as_deref(), Some("ID"));
+        assert_eq!(normalize(" Sg ").as_deref(), Some("SG"));
+    }
+
+    #[test]
+    fn rejects_unassigned_and_malformed() {
+        for bad in ["XX", "UK", "IDN", "", "I", "🇮🇩"] {
+            assert_eq!(normalize(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! CSV export of session history and the event log, streamed row by row from SQL so memory stays
+//! flat however large the history. Cells that a spreadsheet would run as a formula are neutralised.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::Path;
+
+use chrono::Utc;
+use futures_util::TryStreamExt;
+use sqlx::Row;
+
+use crate::error::{Error, InputError, Result};
+use crate::model::AccountId;
+use crate::store::Store;
+use crate::time::{TimeRange, from_ms, rfc3339, to_ms};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportKind {
+    /// Connected intervals: one row per session.
+    Sessions,
+    /// The audit log: one row per transition.
+    Events,
+}
+
+impl ExportKind {
+    pub fn header(self) -> &'static [&'static str] {
+        match self {
+            ExportKind::Sessions => &[
+                "session_id",
+                "account_id",
+                "account_name",
+                "started_at",
+                "ended_at",
+                "duration_s",
+                "end_reason",
+            ],
+            ExportKind::Events => &[
+                "event_id",
+                "at",
+                "account_id",
+                "account_name",
+                "from_state",
+                "to_state",
+                "reason",
+                "detail",
+                "triggered_by",
+            ],
+        }
+    }
+}
+
+/// Which rows to export. Sessions match when they overlap the range (an open session runs until
+/// now); events match when they happened inside it. The range is half-open: `[since, until)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportFilter {
+    pub account: Option<AccountId>,
+    pub range: TimeRange,
+}
+
+/// The SQL behind the sessions export, shared with the benchmark that compares against `sqlite3 -csv`.
+pub const SESSIONS_SQL: &str = "SELECT s.id, s.account_id, a.name, s.started_at, s.ended_at, s.end_reason \
+     FROM sessions s JOIN accounts a ON a.id = s.account_id \
+     WHERE (?1 IS NULL OR s.account_id = ?1) \
+       AND (?2 IS NULL OR COALESCE(s.ended_at, ?4) > ?2) \
+       AND (?3 IS NULL OR s.started_at < ?3) \
+     ORDER BY s.started_at, s.id";
+
+const EVENTS_SQL: &str = "SELECT e.id, e.at, e.account_id, a.name, e.from_state, e.to_state, e.reason, e.detail, e.triggered_by \
+     FROM events e JOIN accounts a ON a.id = e.account_id \
+     WHERE (?1 IS NULL OR e.account_id = ?1) \
+       AND (?2 IS NULL OR e.at >= ?2) \
+       AND (?3 IS NULL OR e.at < ?3) \
+     ORDER BY e.at, e.id";
+
+/// Rows between progress callbacks.
+pub const PROGRESS_EVERY: u64 = 10_000;
+
+/// Streams the export into `out` and returns the number of data rows written. `progress` is
+/// called with the running row count every [`PROGRESS_EVERY`] rows.
+pub async fn export_csv<W: Write>(
+    store: &Store,
+    kind: ExportKind,
+    filter: ExportFilter,
+    out: W,
+    mut progress: impl FnMut(u64),
+) -> Result<u64> {
+    if let Some(id) = filter.account {
+        // Removed accounts still have exportable history, so look among all of them.
+        let known: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(store.pool())
+            .await?;
+        if known.is_none() {
+            return Err(InputError::UnknownAccount(id.0).into());
+        }
+    }
+    let mut csv = csv::Writer::from_writer(out);
+    csv.write_record(kind.header())?;
+    let now = to_ms(Utc::now());
+    let account = filter.account.map(|a| a.0);
+    let since = filter.range.since.map(to_ms);
+    let until = filter.range.until.map(to_ms);
+    let sql = match kind {
+        ExportKind::Sessions => SESSIONS_SQL,
+        ExportKind::Events => EVENTS_SQL,
+    };
+    let mut rows = sqlx::query(sql)
+        .bind(account)
+        .bind(since)
+        .bind(until)
+        .bind(now)
+        .fetch(store.pool());
+    let mut count = 0u64;
+    while let Some(row) = rows.try_next().await? {
+        match kind {
+            ExportKind::Sessions => {
+                let id: i64 = row.try_get(0)?;
+                let account_id: i64 = row.try_get(1)?;
+                let name: String = row.try_get(2)?;
+                let started: i64 = row.try_get(3)?;
+                let ended: Option<i64> = row.try_get(4)?;
+                let reason: Option<String> = row.try_get(5)?;
+                let duration_ms = ended.unwrap_or(now).saturating_sub(started).max(0);
+                csv.write_record([
+                    id.to_string().as_str(),
+                    account_id.to_string().as_str(),
+                    &neutralize(&name),
+                    &rfc3339(from_ms(started)),
+                    &ended.map(|e| rfc3339(from_ms(e))).unwrap_or_default(),
+                    &format!("{}.{:03}", duration_ms / 1000, duration_ms % 1000),
+                    &neutralize(reason.as_deref().unwrap_or_default()),
+                ])?;
+            }
+            ExportKind::Events => {
+                let id: i64 = row.try_get(0)?;
+                let at: i64 = row.try_get(1)?;
+                let account_id: i64 = row.try_get(2)?;
+                let name: String = row.try_get(3)?;
+                let from: String = row.try_get(4)?;
+                let to: String = row.try_get(5)?;
+                let reason: Option<String> = row.try_get(6)?;
+                let detail: Option<String> = row.try_get(7)?;
+                let by: String = row.try_get(8)?;
+                csv.write_record([
+                    id.to_string().as_str(),
+                    &rfc3339(from_ms(at)),
+                    &account_id.to_string(),
+                    &neutralize(&name),
+                    &neutralize(&from),
+                    &neutralize(&to),
+                    &neutralize(reason.as_deref().unwrap_or_default()),
+                    &neutralize(detail.as_deref().unwrap_or_default()),
+                    &neutralize(&by),
+                ])?;
+            }
+        }
+        count += 1;
+        if count % PROGRESS_EVERY == 0 {
+            progress(count);
+        }
+    }
+    csv.flush().map_err(|e| Error::Csv(e.into()))?;
+    Ok(count)
+}
+
+/// Exports to a file: written beside it under a temporary name and renamed into place only when
+/// complete, so a failed or interrupted export never leaves a truncated CSV behind.
+pub async fn export_to_path(
+    store: &Store,
+    kind: ExportKind,
+    filter: ExportFilter,
+    path: &Path,
+    progress: impl FnMut(u64),
+) -> Result<u64> {
+    let write_err = |source| Error::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".lifeline-export-")
+        .suffix(".csv.part")
+        .tempfile_in(dir)
+        .map_err(write_err)?;
+    let out = std::io::BufWriter::with_capacity(256 * 1024, tmp.as_file());
+    let rows = export_csv(store, kind, filter, out, progress).await?;
+    tmp.as_file().sync_all().map_err(write_err)?;
+    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    Ok(rows)
+}
+
+/// Prefixes a `'` to cells a spreadsheet would evaluate (`= + - @`, tab, carriage return), the
+/// OWASP-recommended neutralisation; other text, including any UTF-8, passes unchanged.
+pub fn neutralize(cell: &str) -> Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{cell}")),
+        _ => Cow::Borrowed(cell),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::model::{AccountKind, NewAccount};
+    use crate::state::{Reason, State, TriggeredBy};
+    use crate::store::tests::temp_store;
+    use crate::time::{Timestamp, parse_time};
+
+    fn t(s: &str) -> Timestamp {
+        parse_time(s).expect("time")
+    }
+
+    /// Two accounts; `a` connected 08:00–09:00 and 10:00–(open), `b` connected 08:30–08:45.
+    async fn fixture() -> (tempfile::TempDir, Store, AccountId, AccountId) {
+        let (tmp, store) = temp_store().await;
+        let a = store
+            .add_account(NewAccount::new(AccountKind::Websocket, "=HYPERLINK(\"x\") 🍜").with_url("ws://h/a"))
+            .await
+            .expect("add");
+        let b = store
+            .add_account(NewAccount::new(AccountKind::Websocket, "متجر").with_url("ws://h/b"))
+            .await
+            .expect("add");
+        let drop = |at: Timestamp| State::Backoff {
+            attempt: 1,
+            retry_at: at + Duration::seconds(1),
+            reason: Reason::Stalled,
+        };
+        let steps = [
+            (a.id, State::Connected, "2026-11-01T08:00:00Z"),
+            (b.id, State::Connected, "2026-11-01T08:30:00Z"),
+            (b.id, drop(t("2026-11-01T08:45:00Z")), "2026-11-01T08:45:00Z"),
+            (a.id, drop(t("2026-11-01T09:00:00Z")), "2026-11-01T09:00:00Z"),
+            (a.id, State::Connected, "2026-11-01T10:00:00Z"),
+        ];
+        for (id, state, at) in steps {
+            store
+                .record_transition(id, state, Some("@SUM(1+1)".into()), TriggeredBy::Engine, t(at))
+                .await
+                .expect("transition");
+        }
+        (tmp, store, a.id, b.id)
+    }
+
+    async fn export(store: &Store, kind: ExportKind, filter: ExportFilter) -> Vec<csv::StringRecord> {
+        let mut buf = Vec::new();
+        let n = export_csv(store, kind, filter, &mut buf, |_| {})
+            .await
+            .expect("export");
+        let mut reader = csv::Reader::from_reader(buf.as_slice());
+        let header = reader.headers().expect("header").clone();
+        assert_eq!(header.iter().collect::<Vec<_>>(), kind.header());
+        let rows: Vec<_> = reader.records().map(|r| r.expect("record")).collect();
+        assert_eq!(rows.len() as u64, n);
+        rows
+    }
+
+    #[tokio::test]
+    async fn sessions_export_has_times_durations_and_neutralised_names() {
+        let (_tmp, store, a, _b) = fixture().await;
+        let rows = export(&store, ExportKind::Sessions, ExportFilter::default()).await;
+        assert_eq!(rows.len(), 3);
+        let first = &rows[0];
+        assert_eq!(&first[1], a.0.to_string());
+        assert_eq!(&first[2], "'=HYPERLINK(\"x\") 🍜");
+        assert_eq!(&first[3], "2026-11-01T08:00:00.000Z");
+        assert_eq!(&first[4], "2026-11-01T09:00:00.000Z");
+        assert_eq!(&first[5], "3600.000");
+        assert_eq!(&first[6], "stalled");
+        assert_eq!(&rows[1][2], "متجر");
+        assert_eq!(&rows[1][5], "900.000");
+        // The open session has no end and runs until now.
+        assert_eq!(&rows[2][4], "");
+        let open_s: f64 = rows[2][5].parse().expect("duration");
+        let expected = (Utc::now() - t("2026-11-01T10:00:00Z")).num_seconds() as f64;
+        assert!((open_s - expected).abs() < 5.0, "{open_s} vs {expected}");
+    }
+
+    #[tokio::test]
+    async fn filters_by_account_and_overlapping_range() {
+        let (_tmp, store, a, b) = fixture().await;
+        let only_b = export(
+            &store,
+            ExportKind::Sessions,
+            ExportFilter {
+                account: Some(b),
+                range: TimeRange::all(),
+            },
+        )
+        .await;
+        assert_eq!(only_b.len(), 1);
+        assert_eq!(&only_b[0][1], b.0.to_string());
+        // 08:50–09:30 overlaps only a's first session (b ended 08:45, a's second starts 10:00).
+        let range = TimeRange::new(Some(t("2026-11-01T08:50:00Z")), Some(t("2026-11-01T09:30:00Z")))
+            .expect("range");
+        let rows = export(&store, ExportKind::Sessions, ExportFilter { account: None, range }).await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(&rows[0][1], a.0.to_string());
+        // Since 11:00 still catches the open session.
+        let range = TimeRange::new(Some(t("2026-11-01T11:00:00Z")), None).expect("range");
+        let rows = export(&store, ExportKind::Sessions, ExportFilter { account: None, range }).await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(&rows[0][4], "");
+    }
+
+    #[tokio::test]
+    async fn events_export_filters_half_open_range_and_neutralises_detail() {
+        let (_tmp, store, a, _b) = fixture().await;
+        let all = export(&store, ExportKind::Events, ExportFilter::default()).await;
+        assert_eq!(all.len(), 5);
+        assert_eq!(&all[0][7], "'@SUM(1+1)");
+        assert_eq!(&all[0][8], "engine");
+        let range = TimeRange::new(Some(t("2026-11-01T08:30:00Z")), Some(t("2026-11-01T10:00:00Z")))
+            .expect("range");
+        let rows = export(&store, ExportKind::Events, ExportFilter { account: Some(a), range }).await;
+        assert_eq!(rows.len(), 1, "only a's 09:00 drop: 10:00 is excluded");
+        assert_eq!(&rows[0][1], "2026-11-01T09:00:00.000Z");
+        assert_eq!(&rows[0][4], "connected");
+        assert_eq!(&rows[0][5], "backoff");
+        assert_eq!(&rows[0][6], "stalled");
+    }
+
+    #[tokio::test]
+    async fn unknown_account_filter_is_an_input_error() {
+        let (_tmp, store, _a, _b) = fixture().await;
+        let err = export_csv(
+            &store,
+            ExportKind::Events,
+            ExportFilter {
+                account: Some(AccountId(77)),
+                range: TimeRange::all(),
+            },
+            Vec::new(),
+            |_| {},
+        )
+        .await
+        .expect_err("unknown");
+        assert!(matches!(err, Error::Input(InputError::UnknownAccount(77))));
+    }
+
+    #[tokio::test]
+    async fn export_to_path_replaces_the_file_only_when_complete() {
+        let (tmp, store, _a, _b) = fixture().await;
+        let path = tmp.path().join("out.csv");
+        std::fs::write(&path, "old").expect("write");
+        let n = export_to_path(&store, ExportKind::Events, ExportFilter::default(), &path, |_| {})
+            .await
+            .expect("export");
+        assert_eq!(n, 5);
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with("event_id,at,"));
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            .collect();
+        assert!(leftovers.is_empty());
+        // A failing export (unknown account) leaves the previous file intact.
+        let bad = ExportFilter {
+            account: Some(AccountId(99)),
+            range: TimeRange::all(),
+        };
+        assert!(export_to_path(&store, ExportKind::Events, bad, &path, |_| {}).await.is_err());
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
+    }
+
+    #[test]
+    fn neutralises_every_formula_trigger_and_nothing_else() {
+        for bad in ["=1+1", "+1", "-1", "@A1", "\tx", "\rx"] {
+            assert!(neutralize(bad).starts_with('\''), "{bad:?}");
+        }
+        for ok in ["Shop", "1-2", "a=b", "🍜=", "متجر", ""] {
+            assert_eq!(neutralize(ok), ok);
+        }
+        let _ = Utc.timestamp_opt(0, 0);
+    }
+}

@@ -1,0 +1,375 @@
+//! What an operator configures: accounts and the names of the secrets they use. Validation
+//! happens here, once, so every face rejects the same inputs with the same message.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::country;
+use crate::error::InputError;
+use crate::state::State;
+use crate::time::Timestamp;
+
+pub const MAX_NAME_CHARS: usize = 120;
+pub const MIN_PRIORITY: i64 = 0;
+pub const MAX_PRIORITY: i64 = 1000;
+pub const DEFAULT_PRIORITY: i64 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(pub i64);
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    Websocket,
+    Whatsapp,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Websocket => "websocket",
+            AccountKind::Whatsapp => "whatsapp",
+        }
+    }
+}
+
+impl FromStr for AccountKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "websocket" => Ok(AccountKind::Websocket),
+            "whatsapp" => Ok(AccountKind::Whatsapp),
+            other => Err(format!("unknown account kind '{other}' (use websocket or whatsapp)")),
+        }
+    }
+}
+
+impl fmt::Display for AccountKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name under which a secret's value sits in the OS keyring. Only names are ever stored
+/// in the database or shown after entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SecretName(String);
+
+impl SecretName {
+    pub fn parse(s: &str) -> Result<Self, InputError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InputError::InvalidSecretName(s.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SecretName {
+    type Error = InputError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<SecretName> for String {
+    fn from(s: SecretName) -> Self {
+        s.0
+    }
+}
+
+impl fmt::Display for SecretName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An HTTP header sent on connect whose value is the named secret (e.g. `Authorization`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderRef {
+    pub name: String,
+    pub secret: SecretName,
+}
+
+impl HeaderRef {
+    /// Parses `Header-Name=secret-name` as typed on the command line.
+    pub fn parse(s: &str) -> Result<Self, InputError> {
+        let (name, secret) = s
+            .split_once('=')
+            .ok_or_else(|| InputError::InvalidHeaderName(s.to_owned()))?;
+        let name = name.trim();
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !ok {
+            return Err(InputError::InvalidHeaderName(name.to_owned()));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            secret: SecretName::parse(secret.trim())?,
+        })
+    }
+}
+
+/// An account as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub kind: AccountKind,
+    pub name: String,
+    /// Endpoint for websocket accounts; WhatsApp accounts use WhatsApp's servers.
+    pub url: Option<String>,
+    /// Restore order at startup: higher first.
+    pub priority: i64,
+    /// ISO 3166-1 alpha-2, used to pick proxies near the number.
+    pub country: Option<String>,
+    /// Proxy to connect through (socks5:// or http://, no credentials in it).
+    pub proxy_url: Option<String>,
+    /// Secret holding `user:password` for the proxy.
+    pub proxy_secret: Option<SecretName>,
+    /// Headers sent on connect, each valued from a secret.
+    pub headers: Vec<HeaderRef>,
+    /// No desktop notifications for this account.
+    pub muted: bool,
+    /// Should it be running. The supervisor drives actual state towards this.
+    pub desired_running: bool,
+    /// Last recorded actual state.
+    pub state: State,
+    pub state_since: Timestamp,
+    pub created_at: Timestamp,
+}
+
+/// Everything needed to add an account; [`NewAccount::validate`] normalises and checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    pub kind: AccountKind,
+    pub name: String,
+    pub url: Option<String>,
+    pub priority: i64,
+    pub country: Option<String>,
+    pub proxy_url: Option<String>,
+    pub proxy_secret: Option<SecretName>,
+    pub headers: Vec<HeaderRef>,
+    pub muted: bool,
+    pub desired_running: bool,
+}
+
+impl NewAccount {
+    pub fn new(kind: AccountKind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+            url: None,
+            priority: DEFAULT_PRIORITY,
+            country: None,
+            proxy_url: None,
+            proxy_secret: None,
+            headers: Vec::new(),
+            muted: false,
+            desired_running: true,
+        }
+    }
+
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// Checks every field and returns the normalised account (trimmed name, canonical URL and
+    /// country code). Secret existence is checked by the store, which knows the names.
+    pub fn validate(mut self) -> Result<Self, InputError> {
+        self.name = validate_name(&self.name)?;
+        self.url = match (self.kind, self.url.take()) {
+            (AccountKind::Websocket, None) => return Err(InputError::MissingUrl),
+            (AccountKind::Websocket, Some(u)) => Some(validate_ws_url(&u)?),
+            (AccountKind::Whatsapp, Some(_)) => return Err(InputError::UrlNotAllowed),
+            (AccountKind::Whatsapp, None) => None,
+        };
+        if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&self.priority) {
+            return Err(InputError::InvalidPriority(self.priority));
+        }
+        self.country = match self.country.take() {
+            None => None,
+            Some(c) => {
+                Some(country::normalize(&c).ok_or_else(|| InputError::InvalidCountry(c.clone()))?)
+            }
+        };
+        self.proxy_url = self.proxy_url.take().map(|p| validate_proxy_url(&p)).transpose()?;
+        Ok(self)
+    }
+
+    /// Secret names this account refers to.
+    pub fn secret_refs(&self) -> impl Iterator<Item = &SecretName> {
+        self.proxy_secret
+            .iter()
+            .chain(self.headers.iter().map(|h| &h.secret))
+    }
+}
+
+/// Trims and checks an account name: non-empty, at most [`MAX_NAME_CHARS`] characters, no
+/// control characters (NUL, newlines, bidi overrides are allowed only as printable text).
+pub fn validate_name(raw: &str) -> Result<String, InputError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(InputError::EmptyName);
+    }
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(InputError::NameTooLong { chars });
+    }
+    if name.chars().any(char::is_control) {
+        return Err(InputError::NameHasControlChars);
+    }
+    Ok(name.to_owned())
+}
+
+fn validate_ws_url(raw: &str) -> Result<String, InputError> {
+    let bad = |why: &str| InputError::InvalidUrl {
+        url: raw.to_owned(),
+        why: why.to_owned(),
+    };
+    let url = url::Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "ws" | "wss") {
+        return Err(bad(&format!("scheme '{}' is not ws or wss", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "credentials in the URL would be stored in plain text; put them in a secret and use --header",
+        ));
+    }
+    Ok(url.to_string())
+}
+
+fn validate_proxy_url(raw: &str) -> Result<String, InputError> {
+    let bad = || InputError::InvalidProxy(raw.to_owned());
+    let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
+    let scheme_ok = matches!(url.scheme(), "socks5" | "socks5h" | "http");
+    if !scheme_ok
+        || url.host_str().is_none_or(str::is_empty)
+        || url.port_or_known_default().is_none()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(bad());
+    }
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws(name: &str, url: &str) -> NewAccount {
+        NewAccount::new(AccountKind::Websocket, name).with_url(url)
+    }
+
+    #[test]
+    fn names_keep_emoji_quotes_and_rtl_text() {
+        for name in ["Toko 🍜 \"Mawar\"", "O'Brien's", "متجر الورد", "שלום"] {
+            let v = ws(name, "ws://127.0.0.1:1/a").validate().expect("valid");
+            assert_eq!(v.name, name);
+        }
+    }
+
+    #[test]
+    fn names_with_control_chars_or_too_long_are_rejected() {
+        assert_eq!(validate_name("a\0b"), Err(InputError::NameHasControlChars));
+        assert_eq!(validate_name("a\nb"), Err(InputError::NameHasControlChars));
+        assert_eq!(validate_name("   "), Err(InputError::EmptyName));
+        let long = "x".repeat(10 * 1024);
+        assert_eq!(
+            validate_name(&long),
+            Err(InputError::NameTooLong { chars: 10 * 1024 })
+        );
+        assert!(validate_name(&"é".repeat(MAX_NAME_CHARS)).is_ok());
+    }
+
+    #[test]
+    fn websocket_urls_are_checked() {
+        assert!(ws("a", "ws://127.0.0.1:9000/s/1").validate().is_ok());
+        assert!(ws("a", "wss://example.com/feed").validate().is_ok());
+        for bad in [
+            "http://example.com",
+            "not a url",
+            "ws://",
+            "ws://user:pw@example.com/",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    ws("a", bad).validate(),
+                    Err(InputError::InvalidUrl { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            NewAccount::new(AccountKind::Websocket, "a").validate(),
+            Err(InputError::MissingUrl)
+        );
+        assert_eq!(
+            NewAccount::new(AccountKind::Whatsapp, "a")
+                .with_url("ws://x/")
+                .validate(),
+            Err(InputError::UrlNotAllowed)
+        );
+    }
+
+    #[test]
+    fn priority_and_country_are_checked_and_normalised() {
+        let mut a = ws("a", "ws://h/");
+        a.priority = 1001;
+        assert_eq!(a.validate(), Err(InputError::InvalidPriority(1001)));
+        let mut a = ws("a", "ws://h/");
+        a.country = Some("id".into());
+        assert_eq!(a.validate().expect("valid").country.as_deref(), Some("ID"));
+        let mut a = ws("a", "ws://h/");
+        a.country = Some("XX".into());
+        assert!(matches!(a.validate(), Err(InputError::InvalidCountry(_))));
+    }
+
+    #[test]
+    fn proxies_must_be_socks5_or_http_without_credentials() {
+        let mut a = ws("a", "ws://h/");
+        a.proxy_url = Some("socks5://10.0.0.1:1080".into());
+        assert!(a.validate().is_ok());
+        for bad in ["ftp://h:1", "socks5://u:p@h:1", "nonsense"] {
+            let mut a = ws("a", "ws://h/");
+            a.proxy_url = Some(bad.into());
+            assert!(matches!(a.validate(), Err(InputError::InvalidProxy(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_and_header_names_are_checked() {
+        assert!(SecretName::parse("api-token.v2_x").is_ok());
+        for bad in ["", "has space", "ünï", &"a".repeat(65)] {
+            assert!(SecretName::parse(bad).is_err(), "{bad:?}");
+        }
+        let h = HeaderRef::parse("Authorization=api-token").expect("valid");
+        assert_eq!(h.name, "Authorization");
+        assert_eq!(h.secret.as_str(), "api-token");
+        assert!(HeaderRef::parse("Authorization").is_err());
+        assert!(HeaderRef::parse("Bad Header=x").is_err());
+    }
+}

@@ -1,0 +1,324 @@
+//! The actual state of an account, the typed reasons behind it and the event recorded for every
+//! transition. One enum so every face (cards, CLI, HTTP, CSV) tells the same story about a drop.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::AccountId;
+use crate::time::Timestamp;
+
+/// Why an account is where it is. Serialized with a stable kebab-case `kind` (also [`Reason::code`]) that the store,
+/// the CSV export and the UI all use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Reason {
+    /// The connection attempt or a protocol answer took too long.
+    Timeout,
+    /// The peer refused the connection (TCP refused or an HTTP error on the handshake).
+    Refused {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+    },
+    /// The peer closed a live connection, with the WebSocket close code when it sent one.
+    ClosedByPeer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+    },
+    /// The peer stopped answering keepalives.
+    Stalled,
+    /// DNS, routing, TLS or other network trouble below the protocol.
+    Network,
+    /// The health pass found the account shown connected while its connection was dead.
+    Stale,
+    /// The phone logged this device out; keys are gone and a new link is needed.
+    LoggedOut,
+    /// Another client took over this number; never fought over.
+    Replaced,
+    /// The service banned the number temporarily.
+    Banned {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<Timestamp>,
+    },
+    /// The service refuses this client version.
+    Outdated,
+    /// A secret the account needs is missing from the keyring.
+    CredentialsMissing,
+    /// The service asked us to slow down.
+    RateLimited,
+    /// Too many failures in the breaker window; waiting for the cooldown.
+    BreakerOpen,
+    /// Linking codes ran out without a scan.
+    QrExpired,
+    /// Linking by QR or phone code failed.
+    PairingFailed,
+    /// The operator asked for it (start, stop, retry, reset).
+    Operator,
+    /// Desired running, but autorecover was off at startup.
+    AutorecoverOff,
+    /// Lifeline itself was shutting down.
+    Shutdown,
+    /// The account was removed.
+    Removed,
+}
+
+impl Reason {
+    /// The stable code stored in the `reason` column and shown in exports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::Timeout => "timeout",
+            Reason::Refused { .. } => "refused",
+            Reason::ClosedByPeer { .. } => "closed-by-peer",
+            Reason::Stalled => "stalled",
+            Reason::Network => "network",
+            Reason::Stale => "stale",
+            Reason::LoggedOut => "logged-out",
+            Reason::Replaced => "replaced",
+            Reason::Banned { .. } => "banned",
+            Reason::Outdated => "outdated",
+            Reason::CredentialsMissing => "credentials-missing",
+            Reason::RateLimited => "rate-limited",
+            Reason::BreakerOpen => "breaker-open",
+            Reason::QrExpired => "qr-expired",
+            Reason::PairingFailed => "pairing-failed",
+            Reason::Operator => "operator",
+            Reason::AutorecoverOff => "autorecover-off",
+            Reason::Shutdown => "shutdown",
+            Reason::Removed => "removed",
+        }
+    }
+
+    /// What the operator should read on the card.
+    pub fn describe(&self) -> String {
+        match self {
+            Reason::Timeout => "timed out".into(),
+            Reason::Refused { status: Some(s) } => format!("refused by the server (HTTP {s})"),
+            Reason::Refused { status: None } => "connection refused".into(),
+            Reason::ClosedByPeer { code: Some(c) } => format!("closed by the server (code {c})"),
+            Reason::ClosedByPeer { code: None } => "closed by the server".into(),
+            Reason::Stalled => "server stopped answering keepalives".into(),
+            Reason::Network => "network error".into(),
+            Reason::Stale => "shown connected but the connection was dead".into(),
+            Reason::LoggedOut => "logged out on the phone — scan a new QR code to link it again".into(),
+            Reason::Replaced => {
+                "another device took over this number — relink here only if that was not intended".into()
+            }
+            Reason::Banned { until: Some(u) } => {
+                format!("temporarily banned until {}", crate::time::rfc3339(*u))
+            }
+            Reason::Banned { until: None } => "temporarily banned".into(),
+            Reason::Outdated => "this Lifeline version is refused — update Lifeline".into(),
+            Reason::CredentialsMissing => "a secret it needs is missing — set it in the keyring".into(),
+            Reason::RateLimited => "rate limited by the server".into(),
+            Reason::BreakerOpen => "too many failures — waiting before trying again".into(),
+            Reason::QrExpired => "QR expired — request a new one".into(),
+            Reason::PairingFailed => "linking failed — request a new QR or pair code".into(),
+            Reason::Operator => "by the operator".into(),
+            Reason::AutorecoverOff => "autorecover is off — start it by hand".into(),
+            Reason::Shutdown => "Lifeline was shut down".into(),
+            Reason::Removed => "account removed".into(),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// Actual state of one account (DESIGN.md, "Accounts and their states").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum State {
+    Stopped {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Reason>,
+    },
+    Linking,
+    Connecting,
+    Connected,
+    Backoff {
+        attempt: u32,
+        retry_at: Timestamp,
+        reason: Reason,
+    },
+    Paused {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<Timestamp>,
+        reason: Reason,
+    },
+    NeedsOperator {
+        reason: Reason,
+    },
+}
+
+impl State {
+    pub const INITIAL: State = State::Stopped { reason: None };
+
+    pub fn kind(&self) -> StateKind {
+        match self {
+            State::Stopped { .. } => StateKind::Stopped,
+            State::Linking => StateKind::Linking,
+            State::Connecting => StateKind::Connecting,
+            State::Connected => StateKind::Connected,
+            State::Backoff { .. } => StateKind::Backoff,
+            State::Paused { .. } => StateKind::Paused,
+            State::NeedsOperator { .. } => StateKind::NeedsOperator,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&Reason> {
+        match self {
+            State::Stopped { reason } => reason.as_ref(),
+            State::Backoff { reason, .. }
+            | State::Paused { reason, .. }
+            | State::NeedsOperator { reason } => Some(reason),
+            State::Linking | State::Connecting | State::Connected => None,
+        }
+    }
+}
+
+/// The state without its data: what counts, filters and columns use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateKind {
+    Stopped,
+    Linking,
+    Connecting,
+    Connected,
+    Backoff,
+    Paused,
+    NeedsOperator,
+}
+
+impl StateKind {
+    pub const ALL: [StateKind; 7] = [
+        StateKind::Stopped,
+        StateKind::Linking,
+        StateKind::Connecting,
+        StateKind::Connected,
+        StateKind::Backoff,
+        StateKind::Paused,
+        StateKind::NeedsOperator,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateKind::Stopped => "stopped",
+            StateKind::Linking => "linking",
+            StateKind::Connecting => "connecting",
+            StateKind::Connected => "connected",
+            StateKind::Backoff => "backoff",
+            StateKind::Paused => "paused",
+            StateKind::NeedsOperator => "needs_operator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for StateKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who caused a transition; kept on every event for the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggeredBy {
+    /// The supervisor reacting to the connector or a policy.
+    Engine,
+    /// A person, through the CLI, the desktop app or the HTTP API.
+    Operator,
+    /// The periodic health pass fixing a mismatch.
+    Reconcile,
+    /// The autorecover start sequence.
+    Startup,
+}
+
+impl TriggeredBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggeredBy::Engine => "engine",
+            TriggeredBy::Operator => "operator",
+            TriggeredBy::Reconcile => "reconcile",
+            TriggeredBy::Startup => "startup",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Engine, Self::Operator, Self::Reconcile, Self::Startup]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
+/// One recorded transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub at: Timestamp,
+    pub from: StateKind,
+    pub to: State,
+    pub detail: Option<String>,
+    pub triggered_by: TriggeredBy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_json_is_tagged_and_round_trips() {
+        let s = State::Paused {
+            until: None,
+            reason: Reason::Banned { until: None },
+        };
+        let json = serde_json::to_string(&s).expect("serializes");
+        assert_eq!(json, r#"{"state":"paused","reason":{"kind":"banned"}}"#);
+        assert_eq!(serde_json::from_str::<State>(&json).expect("parses"), s);
+    }
+
+    #[test]
+    fn reason_code_matches_serde_tag() {
+        let reasons = [
+            Reason::Timeout,
+            Reason::Refused { status: Some(503) },
+            Reason::ClosedByPeer { code: Some(1011) },
+            Reason::Stalled,
+            Reason::Network,
+            Reason::Stale,
+            Reason::LoggedOut,
+            Reason::Replaced,
+            Reason::Banned { until: None },
+            Reason::Outdated,
+            Reason::CredentialsMissing,
+            Reason::RateLimited,
+            Reason::BreakerOpen,
+            Reason::QrExpired,
+            Reason::PairingFailed,
+            Reason::Operator,
+            Reason::AutorecoverOff,
+            Reason::Shutdown,
+            Reason::Removed,
+        ];
+        for r in reasons {
+            let v = serde_json::to_value(&r).expect("serializes");
+            assert_eq!(v["kind"], r.code(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn kind_names_parse_back() {
+        for k in StateKind::ALL {
+            assert_eq!(StateKind::parse(k.as_str()), Some(k));
+            let json = serde_json::to_string(&k).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The embedded SQLite store (sqlx, WAL, embedded migrations). All persistence goes through
+//! [`Store`] so another backend can be added behind the same methods later.
+
+mod accounts;
+mod history;
+mod settings;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::migrate::MigrateError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::datadir::DataDir;
+use crate::error::{Error, Result};
+
+pub use history::TransitionRecord;
+pub use settings::{PreviousRun, RunStart};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database of a data dir and brings its schema up to date.
+    pub async fn open(dir: &DataDir) -> Result<Self> {
+        Self::open_path(&dir.db_path()).await
+    }
+
+    /// Opens the database at `path`. A file that is not a Lifeline/SQLite database, or that
+    /// comes from a newer Lifeline, is reported and left byte-for-byte untouched.
+    pub async fn open_path(path: &Path) -> Result<Self> {
+        check_header(path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| classify_open_error(path, e))?;
+        MIGRATOR.run(&pool).await.map_err(|e| match e {
+            MigrateError::VersionMissing(version) => Error::DatabaseTooNew {
+                path: path.to_owned(),
+                version,
+            },
+            MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => {
+                classify_open_error(path, e)
+            }
+            other => Error::DatabaseOpen {
+                path: path.to_owned(),
+                detail: other.to_string(),
+            },
+        })?;
+        Ok(Self {
+            pool,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying pool, for exports and benchmarks that stream straight from SQL.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes every connection, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Refuses files whose first bytes are not SQLite's header before SQLite can touch them.
+fn check_header(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Error::DatabaseOpen {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            });
+        }
+    };
+    let mut header = [0u8; 16];
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => {
+                return Err(Error::DatabaseOpen {
+                    path: path.to_owned(),
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+    // An empty file is a database SQLite has not written yet; anything else must carry the magic.
+    if read == 0 || (read == header.len() && &header == SQLITE_MAGIC) {
+        Ok(())
+    } else {
+        Err(Error::DatabaseCorrupt {
+            path: path.to_owned(),
+            detail: "it does not start with the SQLite header".into(),
+        })
+    }
+}
+
+fn classify_open_error(path: &Path, e: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &e {
+        // SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), including extended codes.
+        let primary = db
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .map(|c| c & 0xff);
+        if matches!(primary, Some(11) | Some(26)) {
+            return Error::DatabaseCorrupt {
+                path: path.to_owned(),
+                detail: db.message().to_owned(),
+            };
+        }
+    }
+    Error::DatabaseOpen {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| Error::Decode(e.to_string()))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) async fn temp_store() -> (tempfile::TempDir, Store) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_path(&tmp.path().join("t.db")).await.expect("open");
+        (tmp, store)
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_to_a_fresh_db_and_reopen_cleanly() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("t.db");
+        let store = Store::open_path(&path).await.expect("fresh");
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        assert_eq!(applied, MIGRATOR.iter().count() as i64);
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(store.pool())
+            .await
+            .expect("pragma");
+        assert_eq!(mode, "wal");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(store.pool())
+            .await
+            .expect("pragma");
+        assert_eq!(fk, 1);
+        store.close().await;
+        // Existing DB: opening again applies nothing new and keeps data.
+        let store = Store::open_path(&path).await.expect("existing");
+        let again: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        assert_eq!(again, applied);
+    }
+
+    #[tokio::test]
+    async fn non_database_file_is_refused_and_left_unchanged() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("t.db");
+        let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&path, &garbage).expect("write");
+        let err = Store::open_path(&path).await.expect_err("must refuse");
+        assert!(matches!(err, Error::DatabaseCorrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains(&path.display().to_string()));
+        assert_eq!(std::fs::read(&path).expect("read"), garbage);
+        assert!(!tmp.path().join("t.db-wal").exists());
+    }
+
+    #[tokio::test]
+    async fn damaged_pages_behind_a_valid_header_are_reported_as_corrupt() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("t.db");
+        let store = Store::open_path(&path).await.expect("fresh");
+        store.close().await;
+        let mut bytes = std::fs::read(&path).expect("read");
+        // Keep the 100-byte header, trash the schema page.
+        for b in bytes.iter_mut().skip(100).take(3000) {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let err = Store::open_path(&path).await.expect_err("must refuse");
+        assert!(matches!(err, Error::DatabaseCorrupt { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&path).expect("read"), bytes);
+    }
+
+    #[tokio::test]
+    async fn database_from_a_newer_version_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("t.db");
+        let store = Store::open_path(&path).await.expect("fresh");
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99990101000000, 'from the future', 1, x'00', 0)",
+        )
+        .execute(store.pool())
+        .await
+        .expect("insert");
+        store.close().await;
+        let err = Store::open_path(&path).await.expect_err("must refuse");
+        assert!(
+            matches!(err, Error::DatabaseTooNew { version: 99990101000000, .. }),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! Settings (autorecover, policy values), the run log that tells a crash from a clean stop,
+//! and the names of secrets kept in the OS keyring.
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::Store;
+use crate::error::{InputError, Result};
+use crate::model::SecretName;
+use crate::time::{Timestamp, from_ms, to_ms};
+
+const AUTORECOVER: &str = "autorecover";
+
+/// How the previous supervising run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PreviousRun {
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    /// False when the run never wrote its clean-stop marker: it crashed or was killed.
+    pub clean: bool,
+}
+
+/// A run just begun, and what the store knows about the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunStart {
+    pub id: i64,
+    pub previous: Option<PreviousRun>,
+}
+
+impl Store {
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(to_ms(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether desired-running accounts are restored at startup. On unless turned off.
+    pub async fn autorecover(&self) -> Result<bool> {
+        match self.setting(AUTORECOVER).await? {
+            None => Ok(true),
+            Some(v) if v == "on" => Ok(true),
+            Some(v) if v == "off" => Ok(false),
+            Some(v) => Err(InputError::InvalidSetting {
+                key: AUTORECOVER.into(),
+                value: v,
+                why: "expected on or off; run `lifeline autorecover on` or `off` to fix it".into(),
+            }
+            .into()),
+        }
+    }
+
+    pub async fn set_autorecover(&self, on: bool) -> Result<()> {
+        self.set_setting(AUTORECOVER, if on { "on" } else { "off" })
+            .await
+    }
+
+    /// Marks the start of a supervising run and reports how the previous one ended.
+    pub async fn begin_run(&self, at: Timestamp) -> Result<RunStart> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let previous: Option<(i64, Option<i64>, bool)> = sqlx::query_as(
+            "SELECT started_at, ended_at, clean FROM runs ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (started_at, pid, version) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(to_ms(at))
+        .bind(i64::from(std::process::id()))
+        .bind(env!("CARGO_PKG_VERSION"))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(RunStart {
+            id,
+            previous: previous.map(|(started, ended, clean)| PreviousRun {
+                started_at: from_ms(started),
+                ended_at: ended.map(from_ms),
+                clean,
+            }),
+        })
+    }
+
+    /// Writes the clean-stop marker. Call it last in a graceful shutdown.
+    pub async fn end_run(&self, id: i64, at: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE runs SET ended_at = ?, clean = 1 WHERE id = ?")
+            .bind(to_ms(at))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The most recent run, if any (for `status`).
+    pub async fn last_run(&self) -> Result<Option<PreviousRun>> {
+        let row: Option<(i64, Option<i64>, bool)> =
+            sqlx::query_as("SELECT started_at, ended_at, clean FROM runs ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(started, ended, clean)| PreviousRun {
+            started_at: from_ms(started),
+            ended_at: ended.map(from_ms),
+            clean,
+        }))
+    }
+
+    pub async fn add_secret_name(&self, name: &SecretName) -> Result<()> {
+        let now = to_ms(Utc::now());
+        sqlx::query(
+            "INSERT INTO secrets (name, created_at, updated_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at",
+        )
+        .bind(name.as_str())
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a secret name; true if it was known.
+    pub async fn remove_secret_name(&self, name: &SecretName) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM secrets WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn secret_exists(&self, name: &SecretName) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    pub async fn secret_names(&self) -> Result<Vec<SecretName>> {
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM secrets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        names
+            .iter()
+            .map(|n| SecretName::parse(n).map_err(|e| crate::Error::Decode(e.to_string())))
+            .collect()
+    }
+
+    /// Names of live accounts that use the secret, so deleting it can be refused with a reason.
+    pub async fn accounts_using_secret(&self, name: &SecretName) -> Result<Vec<String>> {
+        let accounts = self.accounts().await?;
+        Ok(accounts
+            .into_iter()
+            .filter(|a| {
+                a.proxy_secret.as_ref() == Some(name) || a.headers.iter().any(|h| &h.secret == name)
+            })
+            .map(|a| a.name)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::store::tests::temp_store;
+
+    #[tokio::test]
+    async fn crash_and_clean_runs_are_told_apart() {
+        let (tmp, store) = temp_store().await;
+        let t0 = Utc::now();
+        let first = store.begin_run(t0).await.expect("begin");
+        assert_eq!(first.previous, None);
+        // First run dies without a clean marker.
+        let second = store.begin_run(t0 + Duration::seconds(5)).await.expect("begin");
+        let prev = second.previous.expect("previous run");
+        assert!(!prev.clean);
+        assert_eq!(prev.ended_at, None);
+        store
+            .end_run(second.id, t0 + Duration::seconds(9))
+            .await
+            .expect("end");
+        store.close().await;
+        // Survives reopening the database, as it must across process restarts.
+        let store = Store::open_path(&tmp.path().join("t.db")).await.expect("reopen");
+        let third = store.begin_run(t0 + Duration::seconds(20)).await.expect("begin");
+        let prev = third.previous.expect("previous run");
+        assert!(prev.clean);
+        assert_eq!(prev.ended_at, Some(from_ms(to_ms(t0 + Duration::seconds(9)))));
+    }
+
+    #[tokio::test]
+    async fn autorecover_defaults_on_and_persists() {
+        let (_tmp, store) = temp_store().await;
+        assert!(store.autorecover().await.expect("get"));
+        store.set_autorecover(false).await.expect("set");
+        assert!(!store.autorecover().await.expect("get"));
+        store.set_setting("autorecover", "maybe").await.expect("set");
+        assert!(store.autorecover().await.expect_err("bad").is_input());
+    }
+}
