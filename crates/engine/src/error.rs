@@ -18,23 +18,25 @@ pub enum InputError {
     NameTooLong { chars: usize },
     #[error("Account name contains control characters. Use printable text only.")]
     NameHasControlChars,
-    #[error("An account named '{0}' already exists. Pick another name or remove the old account first.")]
+    #[error(
+        "An account named '{0}' already exists. Pick another name or remove the old account first."
+    )]
     DuplicateName(String),
-    #[error("'{url}' is not a usable WebSocket URL: {why}. Use ws://host:port/path or wss://host/path.")]
+    #[error(
+        "'{url}' is not a usable WebSocket URL: {why}. Use ws://host:port/path or wss://host/path."
+    )]
     InvalidUrl { url: String, why: String },
     #[error("A websocket account needs --url ws://… or wss://….")]
     MissingUrl,
     #[error("WhatsApp accounts connect to WhatsApp's own servers; leave out --url.")]
     UrlNotAllowed,
-    #[error("Priority {0} is out of range. Use a whole number from 0 to 1000 (higher restores first).")]
+    #[error(
+        "Priority {0} is out of range. Use a whole number from 0 to 1000 (higher restores first)."
+    )]
     InvalidPriority(i64),
-    #[error(
-        "'{0}' is not an ISO 3166-1 country code. Use two letters such as ID, SG or US."
-    )]
+    #[error("'{0}' is not an ISO 3166-1 country code. Use two letters such as ID, SG or US.")]
     InvalidCountry(String),
-    #[error(
-        "'{0}' is not a valid secret name. Use 1–64 letters, digits, '.', '_' or '-'."
-    )]
+    #[error("'{0}' is not a valid secret name. Use 1–64 letters, digits, '.', '_' or '-'.")]
     InvalidSecretName(String),
     #[error("Secret '{0}' is not set. Run `lifeline secret set {0}` first.")]
     UnknownSecret(String),
@@ -52,10 +54,16 @@ pub enum InputError {
         "'{0}' is not a time. Use RFC 3339 (2026-11-01T08:00:00Z, 2026-11-01T15:00:00+07:00) or a date (2026-11-01)."
     )]
     InvalidTime(String),
-    #[error("The time range is inverted: --since {since} is not before --until {until}. Swap them.")]
+    #[error(
+        "The time range is inverted: --since {since} is not before --until {until}. Swap them."
+    )]
     InvertedRange { since: String, until: String },
     #[error("Setting '{key}' has an invalid value '{value}': {why}")]
-    InvalidSetting { key: String, value: String, why: String },
+    InvalidSetting {
+        key: String,
+        value: String,
+        why: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +83,9 @@ pub enum Error {
     )]
     DatabaseTooNew { path: PathBuf, version: i64 },
 
-    #[error("Cannot open the database {path}: {detail}. Check that the file and its folder are readable and writable.")]
+    #[error(
+        "Cannot open the database {path}: {detail}. Check that the file and its folder are readable and writable."
+    )]
     DatabaseOpen { path: PathBuf, detail: String },
 
     #[error("Database error: {0}")]
@@ -87,19 +97,37 @@ pub enum Error {
     )]
     DataDirLocked { path: PathBuf, pid: Option<u32> },
 
-    #[error("Cannot use the data dir {path}: {source}. Check that it exists and is writable, or choose another with --data-dir.")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "Cannot use the data dir {path}: {source}. Check that it exists and is writable, or choose another with --data-dir."
+    )]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
-    #[error("No data dir could be determined (no home directory). Pass --data-dir DIR or set LIFELINE_DATA_DIR.")]
+    #[error(
+        "No data dir could be determined (no home directory). Pass --data-dir DIR or set LIFELINE_DATA_DIR."
+    )]
     NoDataDir,
 
+    #[error("Cannot read {what}: {source}")]
+    Read {
+        what: String,
+        source: std::io::Error,
+    },
+
     #[error("Cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("Writing CSV failed: {0}")]
     Csv(#[from] csv::Error),
 
-    #[error("The OS keyring refused the request for secret '{name}': {detail}. Unlock the keyring (or start a Secret Service such as gnome-keyring) and try again.")]
+    #[error(
+        "The OS keyring refused the request for secret '{name}': {detail}. Unlock the keyring (or start a Secret Service such as gnome-keyring) and try again."
+    )]
     Keyring { name: String, detail: String },
 
     #[error("A stored value is unreadable ({0}). The database may have been edited by hand.")]

@@ -155,7 +155,7 @@ pub async fn export_csv<W: Write>(
             }
         }
         count += 1;
-        if count % PROGRESS_EVERY == 0 {
+        if count.is_multiple_of(PROGRESS_EVERY) {
             progress(count);
         }
     }
@@ -219,7 +219,10 @@ mod tests {
     async fn fixture() -> (tempfile::TempDir, Store, AccountId, AccountId) {
         let (tmp, store) = temp_store().await;
         let a = store
-            .add_account(NewAccount::new(AccountKind::Websocket, "=HYPERLINK(\"x\") 🍜").with_url("ws://h/a"))
+            .add_account(
+                NewAccount::new(AccountKind::Websocket, "=HYPERLINK(\"x\") 🍜")
+                    .with_url("ws://h/a"),
+            )
             .await
             .expect("add");
         let b = store
@@ -234,20 +237,38 @@ mod tests {
         let steps = [
             (a.id, State::Connected, "2026-11-01T08:00:00Z"),
             (b.id, State::Connected, "2026-11-01T08:30:00Z"),
-            (b.id, drop(t("2026-11-01T08:45:00Z")), "2026-11-01T08:45:00Z"),
-            (a.id, drop(t("2026-11-01T09:00:00Z")), "2026-11-01T09:00:00Z"),
+            (
+                b.id,
+                drop(t("2026-11-01T08:45:00Z")),
+                "2026-11-01T08:45:00Z",
+            ),
+            (
+                a.id,
+                drop(t("2026-11-01T09:00:00Z")),
+                "2026-11-01T09:00:00Z",
+            ),
             (a.id, State::Connected, "2026-11-01T10:00:00Z"),
         ];
         for (id, state, at) in steps {
             store
-                .record_transition(id, state, Some("@SUM(1+1)".into()), TriggeredBy::Engine, t(at))
+                .record_transition(
+                    id,
+                    state,
+                    Some("@SUM(1+1)".into()),
+                    TriggeredBy::Engine,
+                    t(at),
+                )
                 .await
                 .expect("transition");
         }
         (tmp, store, a.id, b.id)
     }
 
-    async fn export(store: &Store, kind: ExportKind, filter: ExportFilter) -> Vec<csv::StringRecord> {
+    async fn export(
+        store: &Store,
+        kind: ExportKind,
+        filter: ExportFilter,
+    ) -> Vec<csv::StringRecord> {
         let mut buf = Vec::new();
         let n = export_csv(store, kind, filter, &mut buf, |_| {})
             .await
@@ -296,14 +317,33 @@ mod tests {
         assert_eq!(only_b.len(), 1);
         assert_eq!(&only_b[0][1], b.0.to_string());
         // 08:50–09:30 overlaps only a's first session (b ended 08:45, a's second starts 10:00).
-        let range = TimeRange::new(Some(t("2026-11-01T08:50:00Z")), Some(t("2026-11-01T09:30:00Z")))
-            .expect("range");
-        let rows = export(&store, ExportKind::Sessions, ExportFilter { account: None, range }).await;
+        let range = TimeRange::new(
+            Some(t("2026-11-01T08:50:00Z")),
+            Some(t("2026-11-01T09:30:00Z")),
+        )
+        .expect("range");
+        let rows = export(
+            &store,
+            ExportKind::Sessions,
+            ExportFilter {
+                account: None,
+                range,
+            },
+        )
+        .await;
         assert_eq!(rows.len(), 1);
         assert_eq!(&rows[0][1], a.0.to_string());
         // Since 11:00 still catches the open session.
         let range = TimeRange::new(Some(t("2026-11-01T11:00:00Z")), None).expect("range");
-        let rows = export(&store, ExportKind::Sessions, ExportFilter { account: None, range }).await;
+        let rows = export(
+            &store,
+            ExportKind::Sessions,
+            ExportFilter {
+                account: None,
+                range,
+            },
+        )
+        .await;
         assert_eq!(rows.len(), 1);
         assert_eq!(&rows[0][4], "");
     }
@@ -315,9 +355,20 @@ mod tests {
         assert_eq!(all.len(), 5);
         assert_eq!(&all[0][7], "'@SUM(1+1)");
         assert_eq!(&all[0][8], "engine");
-        let range = TimeRange::new(Some(t("2026-11-01T08:30:00Z")), Some(t("2026-11-01T10:00:00Z")))
-            .expect("range");
-        let rows = export(&store, ExportKind::Events, ExportFilter { account: Some(a), range }).await;
+        let range = TimeRange::new(
+            Some(t("2026-11-01T08:30:00Z")),
+            Some(t("2026-11-01T10:00:00Z")),
+        )
+        .expect("range");
+        let rows = export(
+            &store,
+            ExportKind::Events,
+            ExportFilter {
+                account: Some(a),
+                range,
+            },
+        )
+        .await;
         assert_eq!(rows.len(), 1, "only a's 09:00 drop: 10:00 is excluded");
         assert_eq!(&rows[0][1], "2026-11-01T09:00:00.000Z");
         assert_eq!(&rows[0][4], "connected");
@@ -348,9 +399,15 @@ mod tests {
         let (tmp, store, _a, _b) = fixture().await;
         let path = tmp.path().join("out.csv");
         std::fs::write(&path, "old").expect("write");
-        let n = export_to_path(&store, ExportKind::Events, ExportFilter::default(), &path, |_| {})
-            .await
-            .expect("export");
+        let n = export_to_path(
+            &store,
+            ExportKind::Events,
+            ExportFilter::default(),
+            &path,
+            |_| {},
+        )
+        .await
+        .expect("export");
         assert_eq!(n, 5);
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.starts_with("event_id,at,"));
@@ -365,7 +422,11 @@ mod tests {
             account: Some(AccountId(99)),
             range: TimeRange::all(),
         };
-        assert!(export_to_path(&store, ExportKind::Events, bad, &path, |_| {}).await.is_err());
+        assert!(
+            export_to_path(&store, ExportKind::Events, bad, &path, |_| {})
+                .await
+                .is_err()
+        );
         assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
     }
 

@@ -48,7 +48,9 @@ impl FromStr for AccountKind {
         match s {
             "websocket" => Ok(AccountKind::Websocket),
             "whatsapp" => Ok(AccountKind::Whatsapp),
-            other => Err(format!("unknown account kind '{other}' (use websocket or whatsapp)")),
+            other => Err(format!(
+                "unknown account kind '{other}' (use websocket or whatsapp)"
+            )),
         }
     }
 }
@@ -69,7 +71,8 @@ impl SecretName {
     pub fn parse(s: &str) -> Result<Self, InputError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -211,7 +214,11 @@ impl NewAccount {
                 Some(country::normalize(&c).ok_or_else(|| InputError::InvalidCountry(c.clone()))?)
             }
         };
-        self.proxy_url = self.proxy_url.take().map(|p| validate_proxy_url(&p)).transpose()?;
+        self.proxy_url = self
+            .proxy_url
+            .take()
+            .map(|p| validate_proxy_url(&p))
+            .transpose()?;
         Ok(self)
     }
 
@@ -316,10 +323,7 @@ mod tests {
             "",
         ] {
             assert!(
-                matches!(
-                    ws("a", bad).validate(),
-                    Err(InputError::InvalidUrl { .. })
-                ),
+                matches!(ws("a", bad).validate(), Err(InputError::InvalidUrl { .. })),
                 "{bad:?}"
             );
         }
@@ -356,7 +360,10 @@ mod tests {
         for bad in ["ftp://h:1", "socks5://u:p@h:1", "nonsense"] {
             let mut a = ws("a", "ws://h/");
             a.proxy_url = Some(bad.into());
-            assert!(matches!(a.validate(), Err(InputError::InvalidProxy(_))), "{bad}");
+            assert!(
+                matches!(a.validate(), Err(InputError::InvalidProxy(_))),
+                "{bad}"
+            );
         }
     }
 

@@ -128,7 +128,11 @@ pub async fn set_secret(
 }
 
 /// Deletes a secret unless an account still uses it. Unknown names are an input error.
-pub async fn delete_secret(store: &Store, secrets: &dyn SecretStore, name: &SecretName) -> Result<()> {
+pub async fn delete_secret(
+    store: &Store,
+    secrets: &dyn SecretStore,
+    name: &SecretName,
+) -> Result<()> {
     let users = store.accounts_using_secret(name).await?;
     if !users.is_empty() {
         return Err(InputError::SecretInUse {
@@ -193,16 +197,23 @@ mod tests {
         let mut n = NewAccount::new(AccountKind::Websocket, "feed").with_url("ws://h/");
         n.headers = vec![HeaderRef::parse("Authorization=tok").expect("header")];
         let a = store.add_account(n).await.expect("add");
-        let err = delete_secret(&store, &mem, &name).await.expect_err("in use");
+        let err = delete_secret(&store, &mem, &name)
+            .await
+            .expect_err("in use");
         assert!(err.to_string().contains("feed"), "{err}");
-        assert!(mem.get(&name).expect("get").is_some(), "nothing lost on refusal");
+        assert!(
+            mem.get(&name).expect("get").is_some(),
+            "nothing lost on refusal"
+        );
         store
             .remove_account(a.id, crate::TriggeredBy::Operator)
             .await
             .expect("remove");
         delete_secret(&store, &mem, &name).await.expect("delete");
         assert!(mem.get(&name).expect("get").is_none());
-        let err = delete_secret(&store, &mem, &name).await.expect_err("unknown");
+        let err = delete_secret(&store, &mem, &name)
+            .await
+            .expect_err("unknown");
         assert!(matches!(err, Error::Input(InputError::UnknownSecret(_))));
     }
 

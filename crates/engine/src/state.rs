@@ -99,16 +99,21 @@ impl Reason {
             Reason::Stalled => "server stopped answering keepalives".into(),
             Reason::Network => "network error".into(),
             Reason::Stale => "shown connected but the connection was dead".into(),
-            Reason::LoggedOut => "logged out on the phone — scan a new QR code to link it again".into(),
+            Reason::LoggedOut => {
+                "logged out on the phone — scan a new QR code to link it again".into()
+            }
             Reason::Replaced => {
-                "another device took over this number — relink here only if that was not intended".into()
+                "another device took over this number — relink here only if that was not intended"
+                    .into()
             }
             Reason::Banned { until: Some(u) } => {
                 format!("temporarily banned until {}", crate::time::rfc3339(*u))
             }
             Reason::Banned { until: None } => "temporarily banned".into(),
             Reason::Outdated => "this Lifeline version is refused — update Lifeline".into(),
-            Reason::CredentialsMissing => "a secret it needs is missing — set it in the keyring".into(),
+            Reason::CredentialsMissing => {
+                "a secret it needs is missing — set it in the keyring".into()
+            }
             Reason::RateLimited => "rate limited by the server".into(),
             Reason::BreakerOpen => "too many failures — waiting before trying again".into(),
             Reason::QrExpired => "QR expired — request a new one".into(),

@@ -112,7 +112,11 @@ impl Store {
 
     /// Removes an account from the fleet. A running account is first recorded as stopped
     /// (closing its open session), so its history stays complete and exportable.
-    pub async fn remove_account(&self, id: AccountId, triggered_by: TriggeredBy) -> Result<Account> {
+    pub async fn remove_account(
+        &self,
+        id: AccountId,
+        triggered_by: TriggeredBy,
+    ) -> Result<Account> {
         let account = self.account(id).await?;
         if !matches!(account.state, State::Stopped { .. }) {
             self.record_transition(
@@ -177,7 +181,11 @@ mod tests {
     #[tokio::test]
     async fn accounts_round_trip_with_emoji_quotes_and_rtl_names() {
         let (_tmp, store) = temp_store().await;
-        let names = ["Toko 🍜 \"Mawar\"", "O'Brien's; DROP TABLE accounts;--", "متجر الورد ‏٣"];
+        let names = [
+            "Toko 🍜 \"Mawar\"",
+            "O'Brien's; DROP TABLE accounts;--",
+            "متجر الورد ‏٣",
+        ];
         let mut ids = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let mut n = ws(name);
@@ -203,12 +211,18 @@ mod tests {
         let (_tmp, store) = temp_store().await;
         let a = store.add_account(ws("Shop A")).await.expect("add");
         let err = store.add_account(ws("Shop A")).await.expect_err("dup");
-        assert!(matches!(err, Error::Input(InputError::DuplicateName(_))), "{err:?}");
+        assert!(
+            matches!(err, Error::Input(InputError::DuplicateName(_))),
+            "{err:?}"
+        );
         store
             .remove_account(a.id, TriggeredBy::Operator)
             .await
             .expect("remove");
-        store.add_account(ws("Shop A")).await.expect("reuse after removal");
+        store
+            .add_account(ws("Shop A"))
+            .await
+            .expect("reuse after removal");
     }
 
     #[tokio::test]
@@ -225,7 +239,10 @@ mod tests {
                 .await
                 .expect_err("desired"),
         ] {
-            assert!(matches!(err, Error::Input(InputError::UnknownAccount(42))), "{err:?}");
+            assert!(
+                matches!(err, Error::Input(InputError::UnknownAccount(42))),
+                "{err:?}"
+            );
         }
     }
 
@@ -234,8 +251,14 @@ mod tests {
         let (_tmp, store) = temp_store().await;
         let mut n = ws("a");
         n.headers = vec![HeaderRef::parse("Authorization=tok").expect("header")];
-        let err = store.add_account(n.clone()).await.expect_err("missing secret");
-        assert!(matches!(err, Error::Input(InputError::UnknownSecret(_))), "{err:?}");
+        let err = store
+            .add_account(n.clone())
+            .await
+            .expect_err("missing secret");
+        assert!(
+            matches!(err, Error::Input(InputError::UnknownSecret(_))),
+            "{err:?}"
+        );
         store
             .add_secret_name(&SecretName::parse("tok").expect("name"))
             .await
@@ -249,7 +272,13 @@ mod tests {
         let (_tmp, store) = temp_store().await;
         let a = store.add_account(ws("a")).await.expect("add");
         store
-            .record_transition(a.id, State::Connected, None, TriggeredBy::Engine, Utc::now())
+            .record_transition(
+                a.id,
+                State::Connected,
+                None,
+                TriggeredBy::Engine,
+                Utc::now(),
+            )
             .await
             .expect("connected");
         store

@@ -74,13 +74,15 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             let event_id: i64 = row.try_get(0)?;
-            sqlx::query("UPDATE accounts SET state = ?, state_json = ?, state_since = ? WHERE id = ?")
-                .bind(to_kind.as_str())
-                .bind(&state_json)
-                .bind(at)
-                .bind(r.account_id.0)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE accounts SET state = ?, state_json = ?, state_since = ? WHERE id = ?",
+            )
+            .bind(to_kind.as_str())
+            .bind(&state_json)
+            .bind(at)
+            .bind(r.account_id.0)
+            .execute(&mut *tx)
+            .await?;
             let was_connected = from == StateKind::Connected;
             let is_connected = to_kind == StateKind::Connected;
             if was_connected && !is_connected {
@@ -141,21 +143,34 @@ mod tests {
             .await
             .expect("connecting");
         store
-            .record_transition(a.id, State::Connected, None, TriggeredBy::Engine, t0 + Duration::seconds(1))
+            .record_transition(
+                a.id,
+                State::Connected,
+                None,
+                TriggeredBy::Engine,
+                t0 + Duration::seconds(1),
+            )
             .await
             .expect("connected");
         let ev = store
-            .record_transition(a.id, drop.clone(), Some("peer went away".into()), TriggeredBy::Engine, t0 + Duration::seconds(61))
+            .record_transition(
+                a.id,
+                drop.clone(),
+                Some("peer went away".into()),
+                TriggeredBy::Engine,
+                t0 + Duration::seconds(61),
+            )
             .await
             .expect("drop");
         assert_eq!(ev.from, StateKind::Connected);
         assert_eq!(store.account(a.id).await.expect("get").state, drop);
-        let (started, ended, reason): (i64, Option<i64>, Option<String>) =
-            sqlx::query_as("SELECT started_at, ended_at, end_reason FROM sessions WHERE account_id = ?")
-                .bind(a.id.0)
-                .fetch_one(store.pool())
-                .await
-                .expect("session");
+        let (started, ended, reason): (i64, Option<i64>, Option<String>) = sqlx::query_as(
+            "SELECT started_at, ended_at, end_reason FROM sessions WHERE account_id = ?",
+        )
+        .bind(a.id.0)
+        .fetch_one(store.pool())
+        .await
+        .expect("session");
         assert_eq!(ended.map(|e| e - started), Some(60_000));
         assert_eq!(reason.as_deref(), Some("closed-by-peer"));
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE account_id = ?")
@@ -190,6 +205,9 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(n, 0);
-        assert_eq!(store.account(a.id).await.expect("get").state, State::INITIAL);
+        assert_eq!(
+            store.account(a.id).await.expect("get").state,
+            State::INITIAL
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::migrate::MigrateError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
@@ -155,7 +157,9 @@ pub(crate) mod tests {
 
     pub(crate) async fn temp_store() -> (tempfile::TempDir, Store) {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store = Store::open_path(&tmp.path().join("t.db")).await.expect("open");
+        let store = Store::open_path(&tmp.path().join("t.db"))
+            .await
+            .expect("open");
         (tmp, store)
     }
 
@@ -234,7 +238,13 @@ pub(crate) mod tests {
         store.close().await;
         let err = Store::open_path(&path).await.expect_err("must refuse");
         assert!(
-            matches!(err, Error::DatabaseTooNew { version: 99990101000000, .. }),
+            matches!(
+                err,
+                Error::DatabaseTooNew {
+                    version: 99990101000000,
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }

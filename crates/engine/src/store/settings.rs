@@ -29,10 +29,12 @@ pub struct RunStart {
 
 impl Store {
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
@@ -71,11 +73,10 @@ impl Store {
     /// Marks the start of a supervising run and reports how the previous one ended.
     pub async fn begin_run(&self, at: Timestamp) -> Result<RunStart> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let previous: Option<(i64, Option<i64>, bool)> = sqlx::query_as(
-            "SELECT started_at, ended_at, clean FROM runs ORDER BY id DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        let previous: Option<(i64, Option<i64>, bool)> =
+            sqlx::query_as("SELECT started_at, ended_at, clean FROM runs ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO runs (started_at, pid, version) VALUES (?, ?, ?) RETURNING id",
         )
@@ -186,7 +187,10 @@ mod tests {
         let first = store.begin_run(t0).await.expect("begin");
         assert_eq!(first.previous, None);
         // First run dies without a clean marker.
-        let second = store.begin_run(t0 + Duration::seconds(5)).await.expect("begin");
+        let second = store
+            .begin_run(t0 + Duration::seconds(5))
+            .await
+            .expect("begin");
         let prev = second.previous.expect("previous run");
         assert!(!prev.clean);
         assert_eq!(prev.ended_at, None);
@@ -196,11 +200,19 @@ mod tests {
             .expect("end");
         store.close().await;
         // Survives reopening the database, as it must across process restarts.
-        let store = Store::open_path(&tmp.path().join("t.db")).await.expect("reopen");
-        let third = store.begin_run(t0 + Duration::seconds(20)).await.expect("begin");
+        let store = Store::open_path(&tmp.path().join("t.db"))
+            .await
+            .expect("reopen");
+        let third = store
+            .begin_run(t0 + Duration::seconds(20))
+            .await
+            .expect("begin");
         let prev = third.previous.expect("previous run");
         assert!(prev.clean);
-        assert_eq!(prev.ended_at, Some(from_ms(to_ms(t0 + Duration::seconds(9)))));
+        assert_eq!(
+            prev.ended_at,
+            Some(from_ms(to_ms(t0 + Duration::seconds(9))))
+        );
     }
 
     #[tokio::test]
@@ -209,7 +221,10 @@ mod tests {
         assert!(store.autorecover().await.expect("get"));
         store.set_autorecover(false).await.expect("set");
         assert!(!store.autorecover().await.expect("get"));
-        store.set_setting("autorecover", "maybe").await.expect("set");
+        store
+            .set_setting("autorecover", "maybe")
+            .await
+            .expect("set");
         assert!(store.autorecover().await.expect_err("bad").is_input());
     }
 }

@@ -1,0 +1,152 @@
+//! Command-line grammar. Parsing only: every command is carried out in `commands.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lifeline_engine::model::AccountKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lifeline",
+    version,
+    about = "Keep many WhatsApp and WebSocket sessions alive — headless Lifeline",
+    long_about = "Keep many WhatsApp and WebSocket sessions alive — headless Lifeline.\n\n\
+        Exit codes: 0 ok, 1 failure, 2 bad input or usage."
+)]
+pub struct Cli {
+    /// Data directory (default: the platform data dir, e.g. ~/.local/share/lifeline).
+    #[arg(long, global = true, env = "LIFELINE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add, list or remove accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Turn restoring desired-running accounts at startup on or off, or show it.
+    Autorecover {
+        #[arg(value_enum)]
+        mode: AutorecoverMode,
+    },
+    /// Export session history or the event log as CSV.
+    Export(ExportArgs),
+    /// Store secrets (tokens, proxy credentials) in the OS keyring.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Show the data dir, the supervisor, autorecover and account counts by state.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Add an account; prints its id.
+    Add(AddArgs),
+    /// List accounts, highest priority first.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an account. Its history stays in exports.
+    Remove {
+        /// Account id (see `lifeline account list`).
+        id: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Websocket,
+    Whatsapp,
+}
+
+impl From<KindArg> for AccountKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Websocket => AccountKind::Websocket,
+            KindArg::Whatsapp => AccountKind::Whatsapp,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    #[arg(long, value_enum)]
+    pub kind: KindArg,
+    /// A name the operator recognises, e.g. "Shop A".
+    #[arg(long)]
+    pub name: String,
+    /// Endpoint of a websocket account (ws:// or wss://).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Restore order at startup, 0–1000, higher first.
+    #[arg(long, default_value_t = lifeline_engine::model::DEFAULT_PRIORITY, allow_negative_numbers = true)]
+    pub priority: i64,
+    /// ISO 3166-1 country code of the number, e.g. ID.
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Proxy to connect through: socks5://host:port or http://host:port.
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// Name of the secret holding the proxy's user:password.
+    #[arg(long, requires = "proxy", value_name = "SECRET")]
+    pub proxy_secret: Option<String>,
+    /// Header sent on connect, valued from a secret: NAME=SECRET (repeatable).
+    #[arg(long = "header", value_name = "NAME=SECRET")]
+    pub headers: Vec<String>,
+    /// No desktop notifications for this account.
+    #[arg(long)]
+    pub muted: bool,
+    /// Add it without starting it.
+    #[arg(long)]
+    pub stopped: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AutorecoverMode {
+    On,
+    Off,
+    Status,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WhatArg {
+    Sessions,
+    Events,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum)]
+    pub what: WhatArg,
+    /// Output file, or - for standard output.
+    #[arg(long, value_name = "FILE|-")]
+    pub out: PathBuf,
+    /// Only this account.
+    #[arg(long, value_name = "ID")]
+    pub account: Option<i64>,
+    /// From this time (RFC 3339 or YYYY-MM-DD, UTC), inclusive.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Up to this time, exclusive.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret; the value is read from standard input, never from arguments.
+    Set { name: String },
+    /// Delete a secret (refused while an account uses it).
+    Delete { name: String },
+    /// List secret names (values are never shown).
+    List,
+}

@@ -1,0 +1,283 @@
+//! One function per command: parse what the engine needs, call it, print the result.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+
+use lifeline_engine::export::{self, ExportFilter, ExportKind};
+use lifeline_engine::model::{Account, HeaderRef, NewAccount, SecretName};
+use lifeline_engine::secrets::{self, KeyringSecretStore, SecretValue};
+use lifeline_engine::time::{parse_time, rfc3339};
+use lifeline_engine::{
+    AccountId, DataDir, Error, InputError, StateKind, Store, TimeRange, TriggeredBy,
+};
+use serde_json::json;
+
+use crate::args::{
+    AccountCommand, AddArgs, AutorecoverMode, Cli, Command, ExportArgs, SecretCommand, WhatArg,
+};
+
+type Result<T = ()> = std::result::Result<T, Error>;
+
+pub async fn run(cli: Cli) -> Result {
+    let dir = DataDir::resolve(cli.data_dir)?;
+    let store = Store::open(&dir).await?;
+    let outcome = match cli.command {
+        Command::Account(AccountCommand::Add(a)) => account_add(&store, a).await,
+        Command::Account(AccountCommand::List { json }) => account_list(&store, json).await,
+        Command::Account(AccountCommand::Remove { id }) => account_remove(&store, id).await,
+        Command::Autorecover { mode } => autorecover(&store, mode).await,
+        Command::Export(a) => export(&store, a).await,
+        Command::Secret(c) => secret(&store, c).await,
+        Command::Status { json } => status(&dir, &store, json).await,
+    };
+    store.close().await;
+    outcome
+}
+
+async fn account_add(store: &Store, a: AddArgs) -> Result {
+    let mut new = NewAccount::new(a.kind.into(), a.name);
+    new.url = a.url;
+    new.priority = a.priority;
+    new.country = a.country;
+    new.proxy_url = a.proxy;
+    new.proxy_secret = a
+        .proxy_secret
+        .as_deref()
+        .map(SecretName::parse)
+        .transpose()?;
+    new.headers = a
+        .headers
+        .iter()
+        .map(|h| HeaderRef::parse(h))
+        .collect::<std::result::Result<_, _>>()?;
+    new.muted = a.muted;
+    new.desired_running = !a.stopped;
+    let account = store.add_account(new).await?;
+    println!("{}", account.id);
+    Ok(())
+}
+
+async fn account_list(store: &Store, as_json: bool) -> Result {
+    let accounts = store.accounts().await?;
+    if as_json {
+        return print_json(&accounts);
+    }
+    if accounts.is_empty() {
+        println!(
+            "No accounts yet. Add one with `lifeline account add --kind websocket --name NAME --url ws://…`."
+        );
+        return Ok(());
+    }
+    let rows: Vec<[String; 7]> = accounts.iter().map(list_row).collect();
+    let header = [
+        "ID", "NAME", "KIND", "STATE", "DESIRED", "PRIORITY", "ENDPOINT",
+    ]
+    .map(String::from);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell}{}", " ".repeat(w - cell.chars().count())))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end()).map_err(stdout_err)?;
+    }
+    Ok(())
+}
+
+fn list_row(a: &Account) -> [String; 7] {
+    let state = match a.state.reason() {
+        Some(r) => format!("{} ({})", a.state.kind(), r.code()),
+        None => a.state.kind().to_string(),
+    };
+    [
+        a.id.to_string(),
+        a.name.clone(),
+        a.kind.to_string(),
+        state,
+        if a.desired_running {
+            "running"
+        } else {
+            "stopped"
+        }
+        .into(),
+        a.priority.to_string(),
+        a.url.clone().unwrap_or_else(|| "WhatsApp".into()),
+    ]
+}
+
+async fn account_remove(store: &Store, id: i64) -> Result {
+    let account = store
+        .remove_account(AccountId(id), TriggeredBy::Operator)
+        .await?;
+    println!(
+        "Removed account {} '{}'. Its history stays in exports.",
+        account.id, account.name
+    );
+    Ok(())
+}
+
+async fn autorecover(store: &Store, mode: AutorecoverMode) -> Result {
+    match mode {
+        AutorecoverMode::On => store.set_autorecover(true).await?,
+        AutorecoverMode::Off => store.set_autorecover(false).await?,
+        AutorecoverMode::Status => {}
+    }
+    let on = store.autorecover().await?;
+    println!("autorecover: {}", if on { "on" } else { "off" });
+    Ok(())
+}
+
+async fn export(store: &Store, a: ExportArgs) -> Result {
+    let since = a.since.as_deref().map(parse_time).transpose()?;
+    let until = a.until.as_deref().map(parse_time).transpose()?;
+    let filter = ExportFilter {
+        account: a.account.map(AccountId),
+        range: TimeRange::new(since, until)?,
+    };
+    let kind = match a.what {
+        WhatArg::Sessions => ExportKind::Sessions,
+        WhatArg::Events => ExportKind::Events,
+    };
+    let show_progress = std::io::stderr().is_terminal();
+    let progress = |n: u64| {
+        if show_progress {
+            eprint!("\r{n} rows…");
+        }
+    };
+    if a.out == Path::new("-") {
+        let stdout = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
+        export::export_csv(store, kind, filter, stdout, progress).await?;
+        return Ok(());
+    }
+    let rows = export::export_to_path(store, kind, filter, &a.out, progress).await?;
+    if show_progress {
+        eprint!("\r");
+    }
+    eprintln!("Exported {rows} rows to {}", a.out.display());
+    Ok(())
+}
+
+async fn secret(store: &Store, c: SecretCommand) -> Result {
+    let keyring = KeyringSecretStore;
+    match c {
+        SecretCommand::Set { name } => {
+            let name = SecretName::parse(&name)?;
+            let value = read_secret_value(&name)?;
+            secrets::set_secret(store, &keyring, &name, value).await?;
+            println!("Secret '{name}' stored in the OS keyring.");
+        }
+        SecretCommand::Delete { name } => {
+            let name = SecretName::parse(&name)?;
+            secrets::delete_secret(store, &keyring, &name).await?;
+            println!("Secret '{name}' deleted.");
+        }
+        SecretCommand::List => {
+            for name in store.secret_names().await? {
+                println!("{name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the value from a hidden prompt on a terminal, or all of standard input otherwise
+/// (one trailing newline removed, so `echo token | lifeline secret set x` works).
+fn read_secret_value(name: &SecretName) -> Result<SecretValue> {
+    let stdin_err = |source| Error::Read {
+        what: "the secret value from standard input".into(),
+        source,
+    };
+    let mut value = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("Value for secret '{name}' (not shown): "))
+            .map_err(stdin_err)?
+    } else {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map_err(stdin_err)?;
+        s
+    };
+    if value.ends_with('\n') {
+        value.pop();
+        if value.ends_with('\r') {
+            value.pop();
+        }
+    }
+    if value.is_empty() {
+        return Err(InputError::EmptySecret.into());
+    }
+    Ok(SecretValue::new(value))
+}
+
+async fn status(dir: &DataDir, store: &Store, as_json: bool) -> Result {
+    let accounts = store.accounts().await?;
+    let autorecover = store.autorecover().await?;
+    let supervisor = dir.supervisor();
+    let last_run = store.last_run().await?;
+    let mut by_state: BTreeMap<StateKind, usize> =
+        StateKind::ALL.into_iter().map(|k| (k, 0)).collect();
+    for a in &accounts {
+        *by_state.entry(a.state.kind()).or_default() += 1;
+    }
+    let desired = accounts.iter().filter(|a| a.desired_running).count();
+    if as_json {
+        return print_json(&json!({
+            "data_dir": dir.root(),
+            "database": store.path(),
+            "supervisor": { "running": supervisor.is_some(), "pid": supervisor.filter(|p| *p != 0) },
+            "last_run": last_run,
+            "autorecover": autorecover,
+            "accounts": accounts.len(),
+            "desired_running": desired,
+            "by_state": by_state.iter().map(|(k, n)| (k.as_str(), n)).collect::<BTreeMap<_, _>>(),
+        }));
+    }
+    println!("Data dir:     {}", dir.root().display());
+    println!("Database:     {}", store.path().display());
+    let supervisor_line = match (supervisor, last_run) {
+        (Some(pid), _) if pid != 0 => format!("running (pid {pid})"),
+        (Some(_), _) => "running".to_owned(),
+        (None, None) => "not running (never started)".to_owned(),
+        (None, Some(run)) if run.clean => format!(
+            "not running (last run stopped cleanly at {})",
+            run.ended_at.map(rfc3339).unwrap_or_default()
+        ),
+        (None, Some(run)) => format!(
+            "not running (last run, started {}, did not stop cleanly)",
+            rfc3339(run.started_at)
+        ),
+    };
+    println!("Supervisor:   {supervisor_line}");
+    println!("Autorecover:  {}", if autorecover { "on" } else { "off" });
+    println!(
+        "Accounts:     {} ({desired} desired running)",
+        accounts.len()
+    );
+    let counts: Vec<String> = by_state
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if !counts.is_empty() {
+        println!("States:       {}", counts.join(" · "));
+    }
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Decode(e.to_string()))?;
+    writeln!(std::io::stdout().lock(), "{text}").map_err(stdout_err)
+}
+
+fn stdout_err(e: std::io::Error) -> Error {
+    Error::Write {
+        path: "standard output".into(),
+        source: e,
+    }
+}

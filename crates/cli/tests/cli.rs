@@ -1,0 +1,352 @@
+//! The `lifeline` binary as an operator uses it: real processes, a temporary data dir each.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn lifeline(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args(args)
+        .env("LIFELINE_DATA_DIR", dir)
+        .env_remove("LIFELINE_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lifeline")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = lifeline(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Asserts exit code 2 and a single-line message on stderr; returns the message.
+fn bad_input(dir: &Path, args: &[&str]) -> String {
+    let out = lifeline(dir, args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {:?}", out);
+    let err = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err:?}"
+    );
+    assert!(err.starts_with("lifeline: "), "{err:?}");
+    err
+}
+
+#[test]
+fn accounts_round_trip_through_the_cli_with_odd_names() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let names = ["Toko 🍜 \"Mawar\"", "O'Brien's", "متجر الورد"];
+    let mut ids = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let url = format!("ws://127.0.0.1:9000/s/{i}");
+        let out = ok(
+            tmp.path(),
+            &[
+                "account",
+                "add",
+                "--kind",
+                "websocket",
+                "--name",
+                name,
+                "--url",
+                &url,
+                "--country",
+                "id",
+            ],
+        );
+        ids.push(out.trim().parse::<i64>().expect("prints the new id"));
+    }
+    let wa = ok(
+        tmp.path(),
+        &[
+            "account",
+            "add",
+            "--kind",
+            "whatsapp",
+            "--name",
+            "WA 1",
+            "--priority",
+            "900",
+            "--stopped",
+        ],
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(tmp.path(), &["account", "list", "--json"])).expect("json");
+    let listed = listed.as_array().expect("array");
+    assert_eq!(listed.len(), 4);
+    assert_eq!(listed[0]["id"].as_i64(), wa.trim().parse().ok());
+    assert_eq!(listed[0]["desired_running"], false);
+    for (id, name) in ids.iter().zip(names) {
+        let a = listed.iter().find(|a| a["id"] == *id).expect("listed");
+        assert_eq!(a["name"], name);
+        assert_eq!(a["country"], "ID");
+    }
+    let table = ok(tmp.path(), &["account", "list"]);
+    assert!(table.contains("متجر الورد") && table.contains("Toko 🍜"));
+
+    let removed = ok(tmp.path(), &["account", "remove", &ids[0].to_string()]);
+    assert!(removed.contains("Removed account"));
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(tmp.path(), &["status", "--json"])).expect("json");
+    assert_eq!(status["accounts"], 3);
+    assert_eq!(status["by_state"]["stopped"], 3);
+    assert_eq!(status["supervisor"]["running"], false);
+}
+
+#[test]
+fn bad_input_exits_2_with_a_message_and_stores_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let msg = bad_input(
+        d,
+        &[
+            "account",
+            "add",
+            "--kind",
+            "websocket",
+            "--name",
+            "a",
+            "--url",
+            "http://x",
+        ],
+    );
+    assert!(msg.contains("ws://"), "{msg}");
+    bad_input(d, &["account", "add", "--kind", "websocket", "--name", "a"]);
+    bad_input(
+        d,
+        &[
+            "account",
+            "add",
+            "--kind",
+            "websocket",
+            "--name",
+            "a",
+            "--url",
+            "ws://h/",
+            "--country",
+            "XX",
+        ],
+    );
+    bad_input(
+        d,
+        &[
+            "account",
+            "add",
+            "--kind",
+            "websocket",
+            "--name",
+            "a",
+            "--url",
+            "ws://h/",
+            "--priority",
+            "-1",
+        ],
+    );
+    bad_input(
+        d,
+        &[
+            "account",
+            "add",
+            "--kind",
+            "websocket",
+            "--name",
+            &"n".repeat(10_240),
+            "--url",
+            "ws://h/",
+        ],
+    );
+    bad_input(d, &["account", "add", "--kind", "fax", "--name", "a"]);
+    let msg = bad_input(d, &["account", "remove", "41"]);
+    assert!(msg.contains("41"), "{msg}");
+    bad_input(d, &["account", "remove", "not-a-number"]);
+    let msg = bad_input(
+        d,
+        &[
+            "export",
+            "--what",
+            "sessions",
+            "--out",
+            "-",
+            "--since",
+            "2026-11-02",
+            "--until",
+            "2026-11-01",
+        ],
+    );
+    assert!(msg.contains("inverted"), "{msg}");
+    bad_input(
+        d,
+        &[
+            "export",
+            "--what",
+            "events",
+            "--out",
+            "-",
+            "--since",
+            "last tuesday",
+        ],
+    );
+    bad_input(
+        d,
+        &["export", "--what", "events", "--out", "-", "--account", "5"],
+    );
+    bad_input(d, &["secret", "set", "bad name"]);
+    bad_input(d, &["autorecover", "maybe"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(d, &["account", "list", "--json"])).expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn autorecover_persists_between_invocations() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    assert_eq!(
+        ok(tmp.path(), &["autorecover", "status"]).trim(),
+        "autorecover: on"
+    );
+    ok(tmp.path(), &["autorecover", "off"]);
+    assert_eq!(
+        ok(tmp.path(), &["autorecover", "status"]).trim(),
+        "autorecover: off"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(tmp.path(), &["status", "--json"])).expect("json");
+    assert_eq!(status["autorecover"], false);
+}
+
+#[test]
+fn data_dir_flag_overrides_the_environment() {
+    let env_dir = tempfile::tempdir().expect("tempdir");
+    let flag_dir = tempfile::tempdir().expect("tempdir");
+    let flag = flag_dir.path().to_str().expect("utf-8 path");
+    ok(
+        env_dir.path(),
+        &[
+            "--data-dir",
+            flag,
+            "account",
+            "add",
+            "--kind",
+            "whatsapp",
+            "--name",
+            "a",
+        ],
+    );
+    assert!(flag_dir.path().join("lifeline.db").exists());
+    assert!(!env_dir.path().join("lifeline.db").exists());
+}
+
+#[test]
+fn corrupt_database_is_reported_by_name_and_left_untouched() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("lifeline.db");
+    let bytes: Vec<u8> = b"this is not a database, but an operator's precious file\n".repeat(200);
+    std::fs::write(&db, &bytes).expect("write");
+    let out = lifeline(tmp.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert!(err.contains("move it aside"), "{err}");
+    assert_eq!(std::fs::read(&db).expect("read"), bytes);
+}
+
+#[test]
+fn export_writes_parseable_csv_to_file_and_stdout() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    ok(
+        tmp.path(),
+        &[
+            "account",
+            "add",
+            "--kind",
+            "websocket",
+            "--name",
+            "=cmd|' /C calc'!A0",
+            "--url",
+            "ws://h/",
+        ],
+    );
+    // No supervisor yet writes history in this test, so the header alone must still be valid CSV.
+    let out = ok(tmp.path(), &["export", "--what", "sessions", "--out", "-"]);
+    let mut reader = csv::Reader::from_reader(out.as_bytes());
+    assert_eq!(
+        reader.headers().expect("header").iter().collect::<Vec<_>>(),
+        [
+            "session_id",
+            "account_id",
+            "account_name",
+            "started_at",
+            "ended_at",
+            "duration_s",
+            "end_reason"
+        ]
+    );
+    assert_eq!(reader.records().count(), 0);
+    let file = tmp.path().join("events.csv");
+    ok(
+        tmp.path(),
+        &[
+            "export",
+            "--what",
+            "events",
+            "--out",
+            file.to_str().expect("utf-8"),
+            "--account",
+            "1",
+        ],
+    );
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(text.starts_with("event_id,at,account_id"));
+}
+
+/// Runs only where a Secret Service is available (CI starts gnome-keyring for it).
+#[test]
+fn secret_set_goes_to_the_keyring_and_never_to_the_data_dir() {
+    if std::env::var_os("LIFELINE_TEST_KEYRING").is_none() {
+        eprintln!("skipped: set LIFELINE_TEST_KEYRING=1 with an unlocked Secret Service");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let name = format!("cli-test-{}", std::process::id());
+    let value = "v4lue-that-must-stay-in-the-keyring-8c1f";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args(["secret", "set", &name])
+        .env("LIFELINE_DATA_DIR", tmp.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{value}").expect("write value");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = Command::new("secret-tool")
+        .args(["lookup", "service", "lifeline", "username", &name])
+        .output()
+        .expect("secret-tool");
+    assert_eq!(String::from_utf8_lossy(&stored.stdout), value);
+    assert_eq!(ok(tmp.path(), &["secret", "list"]).trim(), name);
+    for entry in std::fs::read_dir(tmp.path()).expect("dir") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+        assert!(!bytes.windows(value.len()).any(|w| w == value.as_bytes()));
+    }
+    ok(tmp.path(), &["secret", "delete", &name]);
+    let gone = Command::new("secret-tool")
+        .args(["lookup", "service", "lifeline", "username", &name])
+        .output()
+        .expect("secret-tool");
+    assert!(gone.stdout.is_empty());
+}

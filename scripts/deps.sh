@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building and testing Lifeline needs on Debian/Ubuntu: system packages (only the
+# missing ones, so a rerun is quick) and a Rust toolchain if there is none.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config libssl-dev libdbus-1-dev   # build: keyring talks D-Bus
+  sqlite3                                               # export benchmark baseline
+  dbus-daemon gnome-keyring libsecret-tools             # tests: a real Secret Service keyring
+)
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing system packages: ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "Installing the Rust toolchain (rustup)"
+    command -v curl >/dev/null 2>&1 || { $sudo apt-get update -q; $sudo apt-get install -y -q curl ca-certificates; }
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
