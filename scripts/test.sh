@@ -12,7 +12,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-dbus-run-session -- bash -c '
+keyring_home=$(mktemp -d)
+trap 'rm -rf "$keyring_home"' EXIT
+KEYRING_HOME="$keyring_home" dbus-run-session -- bash -c '
+  export XDG_DATA_HOME="$KEYRING_HOME"
   printf lifeline-test | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null
   LIFELINE_TEST_KEYRING=1 cargo test --workspace --locked 2>&1
 ' 2> >(grep -v "Failed to set fd limit" >&2)

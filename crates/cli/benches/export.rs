@@ -1,1 +1,161 @@
-fn main() {}
+//! Export benchmark: `lifeline export --what sessions` against `sqlite3 -csv` running the same
+//! query on the same database, in the same run. Prints both wall times, their ratio (target ≤ 1.5×)
+//! and the peak RSS of each process (target for lifeline: flat, < 50 MB).
+//!
+//! `cargo bench -p lifeline --bench export` (1,000,000 rows; `LIFELINE_BENCH_ROWS=N` to change).
+#![allow(unsafe_code)] // wait4(2) is the only way to read a child's peak RSS.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lifeline_engine::Store;
+use lifeline_engine::export::SESSIONS_SQL;
+
+const RUNS: usize = 3;
+
+struct Measured {
+    wall: Duration,
+    max_rss_kb: i64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let rows: u64 = std::env::var("LIFELINE_BENCH_ROWS")
+        .ok()
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let rt = tokio::runtime::Runtime::new()?;
+    let setup = Instant::now();
+    rt.block_on(fill(&dir.join("lifeline.db"), rows))?;
+    eprintln!("filled {rows} sessions in {:.1?}", setup.elapsed());
+
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let script = dir.join("query.sql");
+    std::fs::write(
+        &script,
+        format!(".parameter init\n.parameter set ?4 {now_ms}\n{SESSIONS_SQL};\n"),
+    )?;
+    let lifeline = env!("CARGO_BIN_EXE_lifeline");
+    let ours_out = dir.join("ours.csv");
+    let theirs_out = dir.join("sqlite3.csv");
+
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..RUNS {
+        theirs.push(measure(
+            Command::new("sqlite3")
+                .args(["-csv", "-header"])
+                .arg(dir.join("lifeline.db"))
+                .stdin(File::open(&script)?)
+                .stdout(File::create(&theirs_out)?),
+        )?);
+        ours.push(measure(
+            Command::new(lifeline)
+                .args(["export", "--what", "sessions", "--out"])
+                .arg(&ours_out)
+                .env("LIFELINE_DATA_DIR", dir)
+                .stdout(Stdio::null()),
+        )?);
+    }
+    let lines = |p: &Path| -> anyhow::Result<usize> {
+        Ok(std::fs::read(p)?.iter().filter(|b| **b == b'\n').count())
+    };
+    let (ours_lines, theirs_lines) = (lines(&ours_out)?, lines(&theirs_out)?);
+    anyhow::ensure!(
+        ours_lines == theirs_lines && ours_lines as u64 == rows + 1,
+        "row counts differ: lifeline {ours_lines}, sqlite3 {theirs_lines}, expected {}",
+        rows + 1
+    );
+
+    let median = |v: &mut Vec<Measured>| {
+        v.sort_by_key(|m| m.wall);
+        (
+            v[v.len() / 2].wall,
+            v.iter().map(|m| m.max_rss_kb).max().unwrap_or(0),
+        )
+    };
+    let (theirs_wall, theirs_rss) = median(&mut theirs);
+    let (ours_wall, ours_rss) = median(&mut ours);
+    let ratio = ours_wall.as_secs_f64() / theirs_wall.as_secs_f64();
+    println!("export of {rows} session rows (median of {RUNS} runs)");
+    println!(
+        "{:<28} {:>10} {:>14} {:>12}",
+        "tool", "time (s)", "peak RSS (MB)", "bytes"
+    );
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "{:<28} {:>10.3} {:>14.1} {:>12}",
+        "sqlite3 -csv (baseline)",
+        theirs_wall.as_secs_f64(),
+        theirs_rss as f64 / 1024.0,
+        size(&theirs_out)
+    );
+    println!(
+        "{:<28} {:>10.3} {:>14.1} {:>12}",
+        "lifeline export",
+        ours_wall.as_secs_f64(),
+        ours_rss as f64 / 1024.0,
+        size(&ours_out)
+    );
+    println!("ratio lifeline / sqlite3: {ratio:.2}x (target <= 1.5x)");
+    println!(
+        "lifeline peak RSS: {:.1} MB (target < 50 MB)",
+        ours_rss as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// Creates the schema through the engine, then bulk-inserts sessions spread over 1000 accounts.
+async fn fill(db: &Path, rows: u64) -> anyhow::Result<()> {
+    let store = Store::open_path(db).await?;
+    let base: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
+         INSERT INTO accounts (kind, name, url, state_since, created_at) \
+         SELECT 'websocket', 'Toko ' || i || ' 🍜', 'ws://127.0.0.1:9000/s/' || i, ?1, ?1 FROM n",
+    )
+    .bind(base)
+    .execute(store.pool())
+    .await?;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) \
+         INSERT INTO sessions (account_id, started_at, ended_at, end_reason) \
+         SELECT (i % 1000) + 1, ?1 + i * 1000, ?1 + i * 1000 + 500 + (i % 7) * 97, \
+                CASE i % 3 WHEN 0 THEN 'stalled' WHEN 1 THEN 'closed-by-peer' ELSE 'timeout' END FROM n",
+    )
+    .bind(base)
+    .bind(rows as i64)
+    .execute(store.pool())
+    .await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Runs a command to completion and reads its wall time and peak RSS (ru_maxrss, KiB).
+fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
+    let start = Instant::now();
+    let child = cmd.stderr(Stdio::inherit()).spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: zeroed rusage is a valid value; wait4 writes it for our own child pid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    anyhow::ensure!(
+        reaped == pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
+    anyhow::ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed with status {status}"
+    );
+    Ok(Measured {
+        wall,
+        max_rss_kb: usage.ru_maxrss,
+    })
+}

@@ -147,13 +147,13 @@ async fn export(store: &Store, a: ExportArgs) -> Result {
         WhatArg::Events => ExportKind::Events,
     };
     let show_progress = std::io::stderr().is_terminal();
-    let progress = |n: u64| {
+    let progress = move |n: u64| {
         if show_progress {
             eprint!("\r{n} rows…");
         }
     };
     if a.out == Path::new("-") {
-        let stdout = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
+        let stdout = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout());
         export::export_csv(store, kind, filter, stdout, progress).await?;
         return Ok(());
     }

@@ -122,6 +122,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("Reading history for the export failed: {0}")]
+    Export(String),
+
     #[error("Writing CSV failed: {0}")]
     Csv(#[from] csv::Error),
 

@@ -6,13 +6,11 @@ use std::io::Write;
 use std::path::Path;
 
 use chrono::Utc;
-use futures_util::TryStreamExt;
-use sqlx::Row;
 
 use crate::error::{Error, InputError, Result};
 use crate::model::AccountId;
 use crate::store::Store;
-use crate::time::{TimeRange, from_ms, rfc3339, to_ms};
+use crate::time::{TimeRange, to_ms, write_rfc3339_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportKind {
@@ -75,15 +73,23 @@ const EVENTS_SQL: &str = "SELECT e.id, e.at, e.account_id, a.name, e.from_state,
 /// Rows between progress callbacks.
 pub const PROGRESS_EVERY: u64 = 10_000;
 
-/// Streams the export into `out` and returns the number of data rows written. `progress` is
-/// called with the running row count every [`PROGRESS_EVERY`] rows.
-pub async fn export_csv<W: Write>(
+/// Streams the export into `out` and returns the number of data rows written, with the writer.
+/// `progress` is called with the running row count every [`PROGRESS_EVERY`] rows.
+///
+/// The rows are read on a blocking thread through a read-only rusqlite connection to the same
+/// database: sqlx materialises every row through its worker channel (about 2.6 µs a row here),
+/// which alone made exports 2–3× slower than `sqlite3 -csv`. The SQL is the same either way.
+pub async fn export_csv<W, P>(
     store: &Store,
     kind: ExportKind,
     filter: ExportFilter,
     out: W,
-    mut progress: impl FnMut(u64),
-) -> Result<u64> {
+    progress: P,
+) -> Result<(u64, W)>
+where
+    W: Write + Send + 'static,
+    P: FnMut(u64) + Send + 'static,
+{
     if let Some(id) = filter.account {
         // Removed accounts still have exportable history, so look among all of them.
         let known: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
@@ -94,73 +100,123 @@ pub async fn export_csv<W: Write>(
             return Err(InputError::UnknownAccount(id.0).into());
         }
     }
-    let mut csv = csv::Writer::from_writer(out);
-    csv.write_record(kind.header())?;
+    let db = store.path().to_owned();
     let now = to_ms(Utc::now());
-    let account = filter.account.map(|a| a.0);
-    let since = filter.range.since.map(to_ms);
-    let until = filter.range.until.map(to_ms);
+    tokio::task::spawn_blocking(move || stream_rows(&db, kind, filter, now, out, progress))
+        .await
+        .map_err(|e| Error::Export(format!("the export thread stopped: {e}")))?
+}
+
+fn stream_rows<W: Write>(
+    db: &Path,
+    kind: ExportKind,
+    filter: ExportFilter,
+    now: i64,
+    out: W,
+    mut progress: impl FnMut(u64),
+) -> Result<(u64, W)> {
+    use rusqlite::OpenFlags;
+    let sql_err = |e: rusqlite::Error| Error::Export(e.to_string());
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sql_err)?;
     let sql = match kind {
         ExportKind::Sessions => SESSIONS_SQL,
         ExportKind::Events => EVENTS_SQL,
     };
-    let mut rows = sqlx::query(sql)
-        .bind(account)
-        .bind(since)
-        .bind(until)
-        .bind(now)
-        .fetch(store.pool());
+    let mut stmt = conn.prepare(sql).map_err(sql_err)?;
+    let (account, since, until) = (
+        filter.account.map(|a| a.0),
+        filter.range.since.map(to_ms),
+        filter.range.until.map(to_ms),
+    );
+    let mut rows = match kind {
+        ExportKind::Sessions => stmt.query(rusqlite::params![account, since, until, now]),
+        ExportKind::Events => stmt.query(rusqlite::params![account, since, until]),
+    }
+    .map_err(sql_err)?;
+    let mut csv = csv::Writer::from_writer(out);
+    csv.write_record(kind.header())?;
     let mut count = 0u64;
-    while let Some(row) = rows.try_next().await? {
+    // Reused cell buffers: the hot loop allocates nothing per row.
+    let (mut a, mut b, mut c) = (String::new(), String::new(), String::new());
+    while let Some(row) = rows.next().map_err(sql_err)? {
+        a.clear();
+        b.clear();
+        c.clear();
         match kind {
             ExportKind::Sessions => {
-                let id: i64 = row.try_get(0)?;
-                let account_id: i64 = row.try_get(1)?;
-                let name: String = row.try_get(2)?;
-                let started: i64 = row.try_get(3)?;
-                let ended: Option<i64> = row.try_get(4)?;
-                let reason: Option<String> = row.try_get(5)?;
+                let id: i64 = row.get(0).map_err(sql_err)?;
+                let account_id: i64 = row.get(1).map_err(sql_err)?;
+                let name = text(row, 2)?;
+                let started: i64 = row.get(3).map_err(sql_err)?;
+                let ended: Option<i64> = row.get(4).map_err(sql_err)?;
+                let reason = text(row, 5)?;
                 let duration_ms = ended.unwrap_or(now).saturating_sub(started).max(0);
-                csv.write_record([
-                    id.to_string().as_str(),
-                    account_id.to_string().as_str(),
-                    &neutralize(&name),
-                    &rfc3339(from_ms(started)),
-                    &ended.map(|e| rfc3339(from_ms(e))).unwrap_or_default(),
-                    &format!("{}.{:03}", duration_ms / 1000, duration_ms % 1000),
-                    &neutralize(reason.as_deref().unwrap_or_default()),
-                ])?;
+                write_int(&mut a, id);
+                csv.write_field(&a)?;
+                a.clear();
+                write_int(&mut a, account_id);
+                csv.write_field(&a)?;
+                csv.write_field(neutralize(name).as_bytes())?;
+                write_rfc3339_ms(started, &mut b);
+                csv.write_field(&b)?;
+                if let Some(e) = ended {
+                    write_rfc3339_ms(e, &mut c);
+                }
+                csv.write_field(&c)?;
+                a.clear();
+                write_int(&mut a, duration_ms / 1000);
+                let frac = duration_ms % 1000;
+                a.push_str(if frac < 10 {
+                    ".00"
+                } else if frac < 100 {
+                    ".0"
+                } else {
+                    "."
+                });
+                write_int(&mut a, frac);
+                csv.write_field(&a)?;
+                csv.write_field(neutralize(reason).as_bytes())?;
             }
             ExportKind::Events => {
-                let id: i64 = row.try_get(0)?;
-                let at: i64 = row.try_get(1)?;
-                let account_id: i64 = row.try_get(2)?;
-                let name: String = row.try_get(3)?;
-                let from: String = row.try_get(4)?;
-                let to: String = row.try_get(5)?;
-                let reason: Option<String> = row.try_get(6)?;
-                let detail: Option<String> = row.try_get(7)?;
-                let by: String = row.try_get(8)?;
-                csv.write_record([
-                    id.to_string().as_str(),
-                    &rfc3339(from_ms(at)),
-                    &account_id.to_string(),
-                    &neutralize(&name),
-                    &neutralize(&from),
-                    &neutralize(&to),
-                    &neutralize(reason.as_deref().unwrap_or_default()),
-                    &neutralize(detail.as_deref().unwrap_or_default()),
-                    &neutralize(&by),
-                ])?;
+                let id: i64 = row.get(0).map_err(sql_err)?;
+                let at: i64 = row.get(1).map_err(sql_err)?;
+                let account_id: i64 = row.get(2).map_err(sql_err)?;
+                write_int(&mut a, id);
+                write_rfc3339_ms(at, &mut b);
+                write_int(&mut c, account_id);
+                csv.write_field(&a)?;
+                csv.write_field(&b)?;
+                csv.write_field(&c)?;
+                for i in 3..9 {
+                    csv.write_field(neutralize(text(row, i)?).as_bytes())?;
+                }
             }
         }
+        csv.write_record(None::<&[u8]>)?;
         count += 1;
         if count.is_multiple_of(PROGRESS_EVERY) {
             progress(count);
         }
     }
-    csv.flush().map_err(|e| Error::Csv(e.into()))?;
-    Ok(count)
+    let out = csv
+        .into_inner()
+        .map_err(|e| Error::Csv(e.into_error().into()))?;
+    Ok((count, out))
+}
+
+/// A text cell, NULL as empty.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
+    let value = row.get_ref(i).map_err(|e| Error::Export(e.to_string()))?;
+    match value {
+        rusqlite::types::ValueRef::Null => Ok(""),
+        v => v.as_str().map_err(|e| Error::Export(e.to_string())),
+    }
 }
 
 /// Exports to a file: written beside it under a temporary name and renamed into place only when
@@ -170,7 +226,7 @@ pub async fn export_to_path(
     kind: ExportKind,
     filter: ExportFilter,
     path: &Path,
-    progress: impl FnMut(u64),
+    progress: impl FnMut(u64) + Send + 'static,
 ) -> Result<u64> {
     let write_err = |source| Error::Write {
         path: path.to_owned(),
@@ -185,11 +241,19 @@ pub async fn export_to_path(
         .suffix(".csv.part")
         .tempfile_in(dir)
         .map_err(write_err)?;
-    let out = std::io::BufWriter::with_capacity(256 * 1024, tmp.as_file());
-    let rows = export_csv(store, kind, filter, out, progress).await?;
-    tmp.as_file().sync_all().map_err(write_err)?;
+    let file = tmp.as_file().try_clone().map_err(write_err)?;
+    let out = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let (rows, out) = export_csv(store, kind, filter, out, progress).await?;
+    let file = out.into_inner().map_err(|e| write_err(e.into_error()))?;
+    file.sync_all().map_err(write_err)?;
     tmp.persist(path).map_err(|e| write_err(e.error))?;
     Ok(rows)
+}
+
+fn write_int(out: &mut String, v: i64) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{v}");
 }
 
 /// Prefixes a `'` to cells a spreadsheet would evaluate (`= + - @`, tab, carriage return), the
@@ -269,8 +333,7 @@ mod tests {
         kind: ExportKind,
         filter: ExportFilter,
     ) -> Vec<csv::StringRecord> {
-        let mut buf = Vec::new();
-        let n = export_csv(store, kind, filter, &mut buf, |_| {})
+        let (n, buf) = export_csv(store, kind, filter, Vec::new(), |_| {})
             .await
             .expect("export");
         let mut reader = csv::Reader::from_reader(buf.as_slice());

@@ -22,6 +22,51 @@ pub fn rfc3339(t: Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Formats milliseconds since the epoch exactly like [`rfc3339`] (`2026-11-23T07:37:45.123Z`)
+/// without allocating; the export writes millions of these. Years outside 0000–9999 (only
+/// possible in a hand-edited database) fall back to chrono.
+pub fn write_rfc3339_ms(ms: i64, out: &mut String) {
+    const MS_PER_DAY: i64 = 86_400_000;
+    let days = ms.div_euclid(MS_PER_DAY);
+    let in_day = ms.rem_euclid(MS_PER_DAY);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        out.push_str(&rfc3339(from_ms(ms)));
+        return;
+    }
+    let (h, m, sec, milli) = (
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    );
+    let mut buf = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (0..width).rev() {
+            buf[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, h);
+    put(14, 2, m);
+    put(17, 2, sec);
+    put(20, 3, milli);
+    // The buffer holds ASCII digits and separators only.
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+}
+
 /// Parses an operator-typed time: RFC 3339 with any offset, or a bare date meaning midnight UTC.
 pub fn parse_time(input: &str) -> Result<Timestamp, InputError> {
     let s = input.trim();
@@ -94,6 +139,32 @@ mod tests {
         ));
         assert!(TimeRange::new(Some(a), Some(a)).is_err());
         assert!(TimeRange::new(Some(b), Some(a)).is_ok());
+    }
+
+    #[test]
+    fn fast_formatter_matches_chrono() {
+        let samples = [
+            0i64,
+            1,
+            -1,
+            951_782_400_000,   // 2000-02-29
+            1_767_225_599_999, // 2025-12-31T23:59:59.999
+            1_793_000_000_123,
+            253_402_300_799_999, // 9999-12-31T23:59:59.999
+            -62_167_219_200_000, // 0000-01-01
+        ];
+        let mut x: i64 = 0x2545_f491_4f6c_dd1d;
+        let randoms = (0..10_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.rem_euclid(253_402_300_800_000)
+        });
+        for ms in samples.into_iter().chain(randoms) {
+            let mut fast = String::new();
+            write_rfc3339_ms(ms, &mut fast);
+            assert_eq!(fast, rfc3339(from_ms(ms)), "{ms}");
+        }
     }
 
     #[test]
