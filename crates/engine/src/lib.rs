@@ -6,6 +6,7 @@ pub mod datadir;
 pub mod error;
 pub mod export;
 pub mod model;
+pub mod policy;
 pub mod secrets;
 pub mod state;
 pub mod store;

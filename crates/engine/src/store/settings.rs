@@ -65,6 +65,22 @@ impl Store {
         }
     }
 
+    /// Policy values; defaults when never set.
+    pub async fn policy(&self) -> Result<crate::policy::PolicyConfig> {
+        match self.setting(crate::policy::config::SETTING_KEY).await? {
+            None => Ok(crate::policy::PolicyConfig::default()),
+            Some(json) => Ok(crate::policy::PolicyConfig::from_json(&json)?),
+        }
+    }
+
+    /// Validates and stores policy values; nothing is stored when any value is invalid.
+    pub async fn set_policy(&self, cfg: &crate::policy::PolicyConfig) -> Result<()> {
+        cfg.validate()?;
+        let json = serde_json::to_string(cfg).map_err(|e| crate::Error::Decode(e.to_string()))?;
+        self.set_setting(crate::policy::config::SETTING_KEY, &json)
+            .await
+    }
+
     pub async fn set_autorecover(&self, on: bool) -> Result<()> {
         self.set_setting(AUTORECOVER, if on { "on" } else { "off" })
             .await

@@ -1,0 +1,14 @@
+//! Recovery policies: small pure values, each in its own file, each tested with explicit time.
+//! The supervisor feeds them facts (failures, the clock) and executes what they decide.
+
+pub mod alerts;
+pub mod autorecover;
+pub mod backoff;
+pub mod breaker;
+pub mod config;
+pub mod health;
+pub mod jitter;
+pub mod pacing;
+pub mod reconcile;
+
+pub use config::PolicyConfig;
