@@ -1,15 +1,19 @@
 //! Lifeline's recovery engine. Everything that decides how accounts are kept connected lives here,
 //! with no GUI dependency: the desktop shell and the `lifeline` CLI are thin faces over this crate.
 
+pub mod clock;
+pub mod connector;
 pub mod country;
 pub mod datadir;
 pub mod error;
 pub mod export;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod supervisor;
 pub mod time;
 
 pub use datadir::{DataDir, SupervisorLock};

@@ -60,6 +60,10 @@ pub enum Reason {
     Shutdown,
     /// The account was removed.
     Removed,
+    /// Lifeline stopped unexpectedly (crash, kill, power loss) while this was running.
+    Crashed,
+    /// This build has no connector for the account's kind.
+    Unsupported,
 }
 
 impl Reason {
@@ -85,6 +89,8 @@ impl Reason {
             Reason::AutorecoverOff => "autorecover-off",
             Reason::Shutdown => "shutdown",
             Reason::Removed => "removed",
+            Reason::Crashed => "crashed",
+            Reason::Unsupported => "unsupported",
         }
     }
 
@@ -122,6 +128,10 @@ impl Reason {
             Reason::AutorecoverOff => "autorecover is off — start it by hand".into(),
             Reason::Shutdown => "Lifeline was shut down".into(),
             Reason::Removed => "account removed".into(),
+            Reason::Crashed => "Lifeline stopped unexpectedly".into(),
+            Reason::Unsupported => {
+                "this Lifeline cannot connect accounts of this kind — update Lifeline".into()
+            }
         }
     }
 }
@@ -311,6 +321,8 @@ mod tests {
             Reason::AutorecoverOff,
             Reason::Shutdown,
             Reason::Removed,
+            Reason::Crashed,
+            Reason::Unsupported,
         ];
         for r in reasons {
             let v = serde_json::to_value(&r).expect("serializes");

@@ -4,6 +4,7 @@
 mod accounts;
 mod history;
 mod settings;
+mod supervision;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 
 pub use history::TransitionRecord;
 pub use settings::{PreviousRun, RunStart};
+pub use supervision::QueuedCommand;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 

@@ -1,0 +1,116 @@
+//! The connector boundary: how the supervisor talks to any kind of session (WebSocket endpoint,
+//! WhatsApp number, …). A connector runs one connection as a future that reports typed events and
+//! ends when the connection ends or its cancellation token fires.
+//!
+//! Object-safe by design: a fleet mixes kinds, so the supervisor holds `Arc<dyn Connector>` per
+//! kind and picks at runtime. The price is one boxed future per connection attempt, nothing next
+//! to a network handshake; generics would instead make the supervisor generic over every kind.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{Account, AccountKind};
+use crate::policy::config::ConnectionConfig;
+use crate::secrets::SecretStore;
+use crate::state::Reason;
+use crate::time::Timestamp;
+
+/// How a linking kind should link when it has no session yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum LinkMode {
+    Qr,
+    /// Pair by phone code; E.164 number.
+    PhoneCode {
+        phone: String,
+    },
+}
+
+/// A code to show the operator. `code` is sensitive: shown, never logged.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct LinkCode {
+    pub mode: LinkMode,
+    pub code: String,
+    pub expires_at: Timestamp,
+}
+
+impl fmt::Debug for LinkCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkCode")
+            .field("mode", &self.mode)
+            .field("code", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// What a connection reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnEvent {
+    /// Live and usable.
+    Connected,
+    /// Liveness proven again (pong, protocol ping, any inbound frame).
+    Alive,
+    /// A code to scan or type (linking kinds only).
+    Link(LinkCode),
+    /// The connection is over. `reason` says why: a network failure (retried by policy), or
+    /// logged out / replaced / banned until / outdated (the supervisor maps those to states).
+    Ended {
+        reason: Reason,
+        detail: Option<String>,
+    },
+}
+
+/// Everything a connection attempt needs.
+#[derive(Debug, Clone)]
+pub struct ConnectRequest {
+    pub account: Account,
+    pub config: ConnectionConfig,
+    pub secrets: Arc<dyn SecretStore>,
+    /// Set when the operator asked to (re)link this account.
+    pub link: Option<LinkMode>,
+}
+
+pub trait Connector: Send + Sync + fmt::Debug + 'static {
+    /// Runs one connection. Must send exactly one `Ended` last (unless cancelled), must stop
+    /// promptly once `cancel` fires, and must own its socket so that dropping the future closes it.
+    fn run(
+        &self,
+        request: ConnectRequest,
+        events: mpsc::Sender<ConnEvent>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, ()>;
+
+    /// Called when an account is removed, to delete whatever the connector keeps for it
+    /// (e.g. a WhatsApp device store).
+    fn forget(&self, _account: &Account) -> crate::Result<()> {
+        Ok(())
+    }
+}
+
+/// Connectors by account kind.
+#[derive(Debug, Clone, Default)]
+pub struct Connectors {
+    by_kind: HashMap<AccountKind, Arc<dyn Connector>>,
+}
+
+impl Connectors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, kind: AccountKind, connector: Arc<dyn Connector>) -> Self {
+        self.by_kind.insert(kind, connector);
+        self
+    }
+
+    pub fn get(&self, kind: AccountKind) -> Option<&Arc<dyn Connector>> {
+        self.by_kind.get(&kind)
+    }
+}

@@ -1,0 +1,142 @@
+//! The single writer: every transition and breaker change goes through here, so a mass drop is a
+//! few transactions instead of a thousand competing writers, and subscribers get one coalesced
+//! update per batch instead of a flood. Alert decisions are taken here too, on recorded facts.
+
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::Update;
+use crate::clock::Clock;
+use crate::model::AccountId;
+use crate::policy::alerts::{AlertConfig, Alerter};
+use crate::policy::breaker::Breaker;
+use crate::store::{Store, TransitionRecord};
+
+/// Most records written in one transaction.
+const MAX_BATCH: usize = 2048;
+
+#[derive(Debug)]
+pub(crate) enum RecorderMsg {
+    Transition {
+        record: TransitionRecord,
+        name: String,
+        muted: bool,
+    },
+    Breaker {
+        account: AccountId,
+        breaker: Breaker,
+    },
+    /// Acknowledged once everything sent before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+pub(crate) async fn run(
+    store: Store,
+    clock: Clock,
+    alerts: AlertConfig,
+    mut rx: mpsc::UnboundedReceiver<RecorderMsg>,
+    updates: broadcast::Sender<Update>,
+) {
+    let mut alerter = Alerter::new(alerts);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(m) => m,
+                None => break,
+            },
+            _ = tick.tick() => {
+                emit_alerts(&mut alerter, &clock, &updates);
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut transitions = Vec::new();
+        let mut meta = Vec::new();
+        let mut flushes = Vec::new();
+        for msg in batch {
+            match msg {
+                RecorderMsg::Transition {
+                    record,
+                    name,
+                    muted,
+                } => {
+                    meta.push((name, muted));
+                    transitions.push(record);
+                }
+                RecorderMsg::Breaker { account, breaker } => {
+                    if let Err(e) =
+                        super::db(store.save_breaker(account, &breaker, clock.now())).await
+                    {
+                        tracing::error!(account = account.0, error = %e, "could not persist breaker");
+                    }
+                }
+                RecorderMsg::Flush(ack) => flushes.push(ack),
+            }
+        }
+        if !transitions.is_empty() {
+            let events = write(&store, transitions).await;
+            for (event, (name, muted)) in events.iter().zip(meta) {
+                if let Some(event) = event {
+                    alerter.observe(
+                        event.account_id,
+                        &name,
+                        muted,
+                        event.from,
+                        &event.to,
+                        event.at,
+                    );
+                }
+            }
+            let events: Vec<_> = events.into_iter().flatten().collect();
+            if !events.is_empty() {
+                let _ = updates.send(Update::Transitions(events));
+            }
+            emit_alerts(&mut alerter, &clock, &updates);
+        }
+        for ack in flushes {
+            let _ = ack.send(());
+        }
+    }
+}
+
+fn emit_alerts(alerter: &mut Alerter, clock: &Clock, updates: &broadcast::Sender<Update>) {
+    let due = alerter.due(clock.now());
+    if !due.is_empty() {
+        let _ = updates.send(Update::Alerts(due));
+    }
+}
+
+/// Writes a batch in one transaction; if that fails (say, one account was just removed), falls
+/// back to one transaction per record so the others are not lost.
+async fn write(store: &Store, records: Vec<TransitionRecord>) -> Vec<Option<crate::state::Event>> {
+    match super::db(store.record_transitions(records.clone())).await {
+        Ok(events) => events.into_iter().map(Some).collect(),
+        Err(batch_err) => {
+            if records.len() == 1 {
+                tracing::warn!(error = %batch_err, "transition not recorded");
+                return vec![None];
+            }
+            let mut out = Vec::with_capacity(records.len());
+            for r in records {
+                let id = r.account_id;
+                match super::db(store.record_transitions(vec![r])).await {
+                    Ok(mut e) => out.push(e.pop()),
+                    Err(e) => {
+                        tracing::warn!(account = id.0, error = %e, "transition not recorded");
+                        out.push(None);
+                    }
+                }
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! Supervisor behaviour with a scripted connector and paused tokio time: no real sockets, no
+//! real sleeps. Socket-level behaviour is tested against lifeline-sim in the websocket crate.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::connector::{ConnEvent, ConnectRequest, Connector};
+use crate::model::NewAccount;
+use crate::policy::pacing::PacingConfig;
+use crate::secrets::MemorySecretStore;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Send(ConnEvent),
+    Wait(Duration),
+    /// Stay connected, proving liveness every few seconds, until cancelled.
+    Healthy,
+    /// Stay silent until cancelled.
+    Hang,
+}
+
+type Script = Arc<dyn Fn(AccountId, usize) -> Vec<Step> + Send + Sync>;
+
+/// Runs scripted connections and counts what a socket server would see.
+#[derive(Clone)]
+struct Scripted {
+    script: Script,
+    attempts: Arc<Mutex<HashMap<AccountId, usize>>>,
+    live: Arc<Mutex<HashMap<AccountId, usize>>>,
+    max_live: Arc<AtomicUsize>,
+    starts: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl std::fmt::Debug for Scripted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scripted")
+    }
+}
+
+impl Scripted {
+    fn new(script: impl Fn(AccountId, usize) -> Vec<Step> + Send + Sync + 'static) -> Self {
+        Self {
+            script: Arc::new(script),
+            attempts: Arc::default(),
+            live: Arc::default(),
+            max_live: Arc::default(),
+            starts: Arc::default(),
+        }
+    }
+
+    fn attempts(&self, id: AccountId) -> usize {
+        self.attempts
+            .lock()
+            .expect("lock")
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+struct LiveGuard(Arc<Mutex<HashMap<AccountId, usize>>>, AccountId);
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if let Ok(mut live) = self.0.lock()
+            && let Some(n) = live.get_mut(&self.1)
+        {
+            *n -= 1;
+        }
+    }
+}
+
+impl Connector for Scripted {
+    fn run(
+        &self,
+        request: ConnectRequest,
+        events: mpsc::Sender<ConnEvent>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        let id = request.account.id;
+        let n = {
+            let mut a = self.attempts.lock().expect("lock");
+            let n = a.entry(id).or_default();
+            *n += 1;
+            *n
+        };
+        self.starts.lock().expect("lock").push(Instant::now());
+        let steps = (self.script)(id, n);
+        let live = self.live.clone();
+        let max_live = self.max_live.clone();
+        Box::pin(async move {
+            {
+                let mut l = live.lock().expect("lock");
+                let c = l.entry(id).or_default();
+                *c += 1;
+                max_live.fetch_max(*c, Ordering::SeqCst);
+            }
+            let _guard = LiveGuard(live, id);
+            for step in steps {
+                let done = async {
+                    match step {
+                        Step::Send(e) => {
+                            let _ = events.send(e).await;
+                        }
+                        Step::Wait(d) => tokio::time::sleep(d).await,
+                        Step::Healthy => loop {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                            if events.send(ConnEvent::Alive).await.is_err() {
+                                break;
+                            }
+                        },
+                        Step::Hang => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = done => {}
+                }
+            }
+        })
+    }
+}
+
+fn ended(reason: Reason) -> Step {
+    Step::Send(ConnEvent::Ended {
+        reason,
+        detail: None,
+    })
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    store: Store,
+    sup: Supervisor,
+    conn: Scripted,
+}
+
+async fn fixture(n: usize, policy: PolicyConfig, conn: Scripted) -> Fixture {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_path(&tmp.path().join("t.db"))
+        .await
+        .expect("store");
+    for i in 0..n {
+        store
+            .add_account(
+                NewAccount::new(AccountKind::Websocket, format!("acct {i}")).with_url("ws://h/"),
+            )
+            .await
+            .expect("add");
+    }
+    let sup = Supervisor::new(SupervisorDeps {
+        store: store.clone(),
+        connectors: Connectors::new().with(AccountKind::Websocket, Arc::new(conn.clone())),
+        secrets: Arc::new(MemorySecretStore::default()),
+        clock: Clock::virtual_now(),
+        policy,
+        jitter_seed: Some(7),
+    });
+    Fixture {
+        _tmp: tmp,
+        store,
+        sup,
+        conn,
+    }
+}
+
+fn fast_policy() -> PolicyConfig {
+    let mut p = PolicyConfig::default();
+    p.autorecover.start_delay_ms = 0;
+    p
+}
+
+fn state_of(sup: &Supervisor, id: AccountId) -> State {
+    sup.views()
+        .into_iter()
+        .find(|v| v.id == id)
+        .map(|v| v.state)
+        .expect("view")
+}
+
+async fn events_of(store: &Store, id: AccountId) -> Vec<(String, String, Option<String>, String)> {
+    db(sqlx::query_as("SELECT from_state, to_state, reason, triggered_by FROM events WHERE account_id = ? ORDER BY id")
+        .bind(id.0)
+        .fetch_all(store.pool()))
+        .await
+        .expect("events")
+}
+
+/// Advances paused time in small steps so every task gets to run.
+async fn advance(total: Duration) {
+    let step = Duration::from_millis(100);
+    let mut done = Duration::ZERO;
+    while done < total {
+        tokio::time::advance(step).await;
+        tokio::task::yield_now().await;
+        done += step;
+    }
+}
+
+#[tokio::test]
+async fn drop_then_reconnect_is_recorded_with_a_session_each() {
+    let conn = Scripted::new(|_, n| match n {
+        1 => vec![
+            Step::Send(ConnEvent::Connected),
+            Step::Wait(Duration::from_secs(10)),
+            ended(Reason::ClosedByPeer { code: Some(1011) }),
+        ],
+        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+    });
+    let f = fixture(1, fast_policy(), conn).await;
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    advance(Duration::from_secs(20)).await;
+    let id = AccountId(1);
+    assert_eq!(state_of(&f.sup, id), State::Connected);
+    assert_eq!(f.conn.attempts(id), 2);
+    f.sup.flush().await;
+    let ev = events_of(&f.store, id).await;
+    let path: Vec<&str> = ev.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(
+        path,
+        [
+            "connecting",
+            "connected",
+            "backoff",
+            "connecting",
+            "connected"
+        ]
+    );
+    assert_eq!(ev[2].2.as_deref(), Some("closed-by-peer"));
+    let sessions: i64 =
+        db(sqlx::query_scalar("SELECT COUNT(*) FROM sessions").fetch_one(f.store.pool()))
+            .await
+            .expect("count");
+    assert_eq!(sessions, 2);
+    assert_eq!(f.sup.metrics().reconnects.get(), 1);
+}
+
+#[tokio::test]
+async fn reconcile_catches_a_connected_account_that_went_silent() {
+    let conn = Scripted::new(|_, n| match n {
+        1 => vec![Step::Send(ConnEvent::Connected), Step::Hang],
+        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+    });
+    let f = fixture(1, fast_policy(), conn).await;
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    let id = AccountId(1);
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(state_of(&f.sup, id), State::Connected);
+    // stale after 2×keepalive + pong timeout = 40 s; the pass runs every 30 s (+ jitter ≤ 30 s).
+    advance(Duration::from_secs(100)).await;
+    f.sup.flush().await;
+    let ev = events_of(&f.store, id).await;
+    let stale = ev
+        .iter()
+        .find(|e| e.2.as_deref() == Some("stale"))
+        .expect("stale recorded");
+    assert_eq!(stale.0, "connected");
+    assert_eq!(stale.3, "reconcile");
+    assert_eq!(state_of(&f.sup, id), State::Connected, "recovered");
+    assert_eq!(f.conn.attempts(id), 2);
+}
+
+#[tokio::test]
+async fn refusals_back_off_open_the_breaker_and_reset_recovers() {
+    let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let r = refusing.clone();
+    let conn = Scripted::new(move |_, _| {
+        if r.load(Ordering::SeqCst) {
+            vec![ended(Reason::Refused { status: Some(503) })]
+        } else {
+            vec![Step::Send(ConnEvent::Connected), Step::Healthy]
+        }
+    });
+    let mut policy = fast_policy();
+    // A short backoff cap, so ten failures fit in the five-minute window.
+    policy.backoff.cap_ms = 4_000;
+    let f = fixture(1, policy, conn).await;
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    let id = AccountId(1);
+    advance(Duration::from_secs(120)).await;
+    let attempts = f.conn.attempts(id);
+    assert!(
+        matches!(
+            state_of(&f.sup, id),
+            State::Paused {
+                reason: Reason::BreakerOpen,
+                ..
+            }
+        ),
+        "{:?} after {attempts}",
+        state_of(&f.sup, id)
+    );
+    assert_eq!(attempts, 10);
+    // While open, nothing is attempted.
+    advance(Duration::from_secs(60)).await;
+    assert_eq!(f.conn.attempts(id), 10);
+    assert_eq!(f.sup.metrics().breaker_opens.get(), 1);
+    // The breaker is persisted.
+    f.sup.flush().await;
+    let stored = db(f.store.breakers()).await.expect("breakers");
+    assert!(stored[&id].is_open());
+    refusing.store(false, Ordering::SeqCst);
+    f.sup.reset_breaker(id).await.expect("reset");
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(state_of(&f.sup, id), State::Connected);
+    f.sup.flush().await;
+    assert!(!db(f.store.breakers()).await.expect("breakers")[&id].is_open());
+}
+
+#[tokio::test]
+async fn logged_out_and_replaced_need_an_operator_and_are_never_retried() {
+    let conn = Scripted::new(|id, _| {
+        if id.0 == 1 {
+            vec![
+                Step::Send(ConnEvent::Connected),
+                Step::Wait(Duration::from_secs(1)),
+                ended(Reason::LoggedOut),
+            ]
+        } else {
+            vec![ended(Reason::Replaced)]
+        }
+    });
+    let f = fixture(2, fast_policy(), conn).await;
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    advance(Duration::from_secs(600)).await;
+    for (id, reason) in [
+        (AccountId(1), Reason::LoggedOut),
+        (AccountId(2), Reason::Replaced),
+    ] {
+        assert_eq!(state_of(&f.sup, id), State::NeedsOperator { reason });
+        assert_eq!(f.conn.attempts(id), 1, "never retried");
+    }
+}
+
+#[tokio::test]
+async fn a_temporary_ban_pauses_until_expiry_then_resumes() {
+    let clock_probe = Clock::virtual_now();
+    let conn = Scripted::new(move |_, n| match n {
+        1 => vec![ended(Reason::Banned {
+            until: Some(clock_probe.now() + chrono::Duration::seconds(120)),
+        })],
+        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+    });
+    let f = fixture(1, fast_policy(), conn).await;
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    let id = AccountId(1);
+    advance(Duration::from_secs(60)).await;
+    assert!(matches!(
+        state_of(&f.sup, id),
+        State::Paused {
+            reason: Reason::Banned { .. },
+            ..
+        }
+    ));
+    assert_eq!(f.conn.attempts(id), 1);
+    advance(Duration::from_secs(70)).await;
+    assert_eq!(state_of(&f.sup, id), State::Connected);
+}
+
+#[tokio::test]
+async fn autorecover_on_restores_desired_accounts_and_keeps_history() {
+    autorecover_case(true).await;
+}
+
+#[tokio::test]
+async fn autorecover_off_holds_desired_accounts_stopped_and_keeps_history() {
+    autorecover_case(false).await;
+}
+
+async fn autorecover_case(autorecover: bool) {
+    {
+        let conn = Scripted::new(|_, _| vec![Step::Send(ConnEvent::Connected), Step::Healthy]);
+        let f = fixture(2, fast_policy(), conn).await;
+        f.store.set_autorecover(autorecover).await.expect("set");
+        f.store
+            .set_desired_running(AccountId(2), false)
+            .await
+            .expect("desired off");
+        // History from an earlier run.
+        f.store
+            .record_transition(
+                AccountId(1),
+                State::Connected,
+                None,
+                TriggeredBy::Engine,
+                Clock::virtual_now().now(),
+            )
+            .await
+            .expect("old");
+        tokio::time::pause();
+        let report = f
+            .sup
+            .startup(
+                Some(crate::store::PreviousRun {
+                    started_at: Clock::virtual_now().now(),
+                    ended_at: None,
+                    clean: false,
+                }),
+                None,
+            )
+            .await
+            .expect("startup");
+        assert!(report.previous_run_crashed);
+        advance(Duration::from_secs(5)).await;
+        f.sup.flush().await;
+        // Desired off stays off either way.
+        assert!(matches!(
+            state_of(&f.sup, AccountId(2)),
+            State::Stopped { .. }
+        ));
+        assert_eq!(f.conn.attempts(AccountId(2)), 0);
+        let one = state_of(&f.sup, AccountId(1));
+        if autorecover {
+            assert_eq!(one, State::Connected);
+        } else {
+            assert_eq!(
+                one,
+                State::Stopped {
+                    reason: Some(Reason::AutorecoverOff)
+                }
+            );
+            assert_eq!(f.conn.attempts(AccountId(1)), 0);
+        }
+        // The crashed session was closed as crashed, not lost.
+        let reasons: Vec<Option<String>> = db(sqlx::query_scalar(
+            "SELECT end_reason FROM sessions WHERE account_id = 1 ORDER BY id",
+        )
+        .fetch_all(f.store.pool()))
+        .await
+        .expect("sessions");
+        assert_eq!(
+            reasons[0].as_deref(),
+            Some("crashed"),
+            "autorecover={autorecover}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pacing_holds_under_a_1000_account_mass_restore() {
+    let conn = Scripted::new(|_, _| vec![Step::Send(ConnEvent::Connected), Step::Healthy]);
+    let mut policy = fast_policy();
+    policy.autorecover.concurrency = 1000;
+    let f = fixture(1000, policy, conn).await;
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    advance(Duration::from_secs(60)).await;
+    let starts = f.conn.starts.lock().expect("lock").clone();
+    // The burst, then 2/s for the ~60 s that passed (startup takes a few steps of its own).
+    assert!(
+        (115..=5 + 2 * 60).contains(&starts.len()),
+        "{} attempts",
+        starts.len()
+    );
+    let cfg = PacingConfig::default();
+    let limit = cfg.burst as usize + cfg.rate_per_s as usize;
+    for (i, s) in starts.iter().enumerate() {
+        let in_window = starts[i..]
+            .iter()
+            .take_while(|t| **t - *s < Duration::from_secs(1))
+            .count();
+        assert!(in_window <= limit, "{in_window} attempts within 1 s");
+    }
+}
+
+#[tokio::test]
+async fn a_mass_drop_is_coalesced_for_subscribers_and_never_doubles_a_connection() {
+    let conn = Scripted::new(|_, n| match n {
+        1 => vec![
+            Step::Send(ConnEvent::Connected),
+            Step::Wait(Duration::from_secs(5)),
+            ended(Reason::ClosedByPeer { code: None }),
+        ],
+        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+    });
+    let mut policy = fast_policy();
+    policy.pacing.enabled = false;
+    policy.autorecover.concurrency = 1000;
+    let f = fixture(1000, policy, conn).await;
+    tokio::time::pause();
+    let mut updates = f.sup.subscribe();
+    f.sup.startup(None, None).await.expect("startup");
+    advance(Duration::from_secs(2)).await;
+    f.sup.flush().await;
+    assert!(f.sup.views().iter().all(|v| v.state == State::Connected));
+    while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
+        updates.try_recv()
+    {}
+    // All 1000 drop together 5 s after connecting.
+    let mut messages_with_drops = 0;
+    let mut drops = 0;
+    for _ in 0..100 {
+        advance(Duration::from_millis(100)).await;
+        f.sup.flush().await;
+        loop {
+            match updates.try_recv() {
+                Ok(Update::Transitions(ev)) => {
+                    let n = ev
+                        .iter()
+                        .filter(|e| e.to.kind() == StateKind::Backoff)
+                        .count();
+                    if n > 0 {
+                        messages_with_drops += 1;
+                        drops += n;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    assert!(
+                        !matches!(e, tokio::sync::broadcast::error::TryRecvError::Lagged(_)),
+                        "subscriber lagged: {e}"
+                    );
+                    break;
+                }
+            }
+        }
+        if drops >= 1000 {
+            break;
+        }
+    }
+    assert_eq!(drops, 1000, "counts now: {:?}", f.sup.counts());
+    assert!(
+        messages_with_drops < 50,
+        "{messages_with_drops} messages for 1000 drops"
+    );
+    advance(Duration::from_secs(300)).await;
+    assert_eq!(
+        f.conn.max_live.load(Ordering::SeqCst),
+        1,
+        "never two connections for one account"
+    );
+    assert!(f.sup.views().iter().all(|v| v.state == State::Connected));
+}
+
+#[tokio::test]
+async fn force_retry_spam_never_opens_two_connections() {
+    let conn = Scripted::new(|_, _| {
+        vec![
+            Step::Wait(Duration::from_millis(300)),
+            Step::Send(ConnEvent::Connected),
+            Step::Hang,
+        ]
+    });
+    let mut policy = fast_policy();
+    policy.pacing.enabled = false;
+    let f = fixture(3, policy, conn).await;
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    for i in 0..200 {
+        let id = AccountId(1 + (i % 3));
+        f.sup.force_retry(id).await.expect("retry");
+        if i % 7 == 0 {
+            f.sup.stop(id).await.expect("stop");
+            f.sup.start(id).await.expect("start");
+        }
+        advance(Duration::from_millis(100)).await;
+    }
+    assert_eq!(f.conn.max_live.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn shutdown_records_every_active_account_as_stopped_and_keeps_desired() {
+    let conn = Scripted::new(|_, _| vec![Step::Send(ConnEvent::Connected), Step::Healthy]);
+    let f = fixture(3, fast_policy(), conn).await;
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    advance(Duration::from_secs(2)).await;
+    f.sup.shutdown().await;
+    for a in db(f.store.accounts()).await.expect("accounts") {
+        assert_eq!(
+            a.state,
+            State::Stopped {
+                reason: Some(Reason::Shutdown)
+            }
+        );
+        assert!(a.desired_running);
+    }
+    let open: i64 = db(
+        sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL")
+            .fetch_one(f.store.pool()),
+    )
+    .await
+    .expect("count");
+    assert_eq!(open, 0);
+}
