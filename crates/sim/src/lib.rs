@@ -1,0 +1,304 @@
+//! lifeline-sim: a loopback WebSocket server that misbehaves on purpose. One path per session
+//! (`/s/<anything>`); faults on command — drop, drop a fraction, stall (stop answering pings),
+//! refuse handshakes with HTTP 503 for a while, slow handshakes, close with a given code — and a
+//! count of live sockets per path, so tests can prove Lifeline never holds two for one account.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// A fault for live connections. `path: None` means every path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Drop the TCP connection without a closing handshake.
+    Drop { path: Option<String> },
+    /// Drop about this fraction (0.0–1.0) of live connections.
+    DropFraction(f64),
+    /// Keep the socket open but stop answering anything, pings included.
+    Stall { path: Option<String> },
+    /// Close cleanly with this WebSocket close code.
+    Close { path: Option<String>, code: u16 },
+}
+
+/// Counters for one path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PathStats {
+    pub live: usize,
+    /// Highest number of simultaneous live sockets ever seen on this path.
+    pub max_live: usize,
+    pub accepted: u64,
+    /// Connections ended by a fault on the server side (drop, close, stall that the client left).
+    pub server_drops: u64,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    paths: HashMap<String, PathStats>,
+    refuse_until: Option<Instant>,
+    handshake_delay: Duration,
+    refused: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    control: Mutex<Control>,
+    faults: broadcast::Sender<Fault>,
+    next_conn: AtomicU64,
+}
+
+impl Inner {
+    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running simulator. Dropping it stops accepting; [`Sim::shutdown`] also ends live sockets.
+#[derive(Debug, Clone)]
+pub struct Sim {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+    stop: tokio_util_stop::Stop,
+}
+
+/// Tiny stop signal (a watch channel), to avoid a dependency for one flag.
+mod tokio_util_stop {
+    #[derive(Debug, Clone)]
+    pub struct Stop(pub tokio::sync::watch::Sender<bool>);
+    impl Stop {
+        pub fn new() -> Self {
+            Self(tokio::sync::watch::channel(false).0)
+        }
+        pub fn fire(&self) {
+            let _ = self.0.send(true);
+        }
+        pub async fn wait(&self) {
+            let mut rx = self.0.subscribe();
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    }
+}
+
+impl Sim {
+    /// Binds `addr` (use `127.0.0.1:0` for a free port) and starts serving.
+    pub async fn start(addr: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (faults, _) = broadcast::channel(256);
+        let inner = Arc::new(Inner {
+            control: Mutex::new(Control::default()),
+            faults,
+            next_conn: AtomicU64::new(0),
+        });
+        let stop = tokio_util_stop::Stop::new();
+        let sim = Self {
+            addr,
+            inner: inner.clone(),
+            stop: stop.clone(),
+        };
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = stop.wait() => break,
+                    a = listener.accept() => a,
+                };
+                match accepted {
+                    Ok((tcp, _)) => {
+                        let _ = tcp.set_nodelay(true);
+                        tokio::spawn(serve(inner.clone(), tcp, stop.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sim accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        });
+        Ok(sim)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://127.0.0.1:PORT/s/<name>`.
+    pub fn url(&self, name: &str) -> String {
+        format!("ws://{}/s/{name}", self.addr)
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        let _ = self.inner.faults.send(fault);
+    }
+
+    /// Answer handshakes with HTTP 503 for `for_how_long`.
+    pub fn refuse_for(&self, for_how_long: Duration) {
+        self.inner.control().refuse_until = Some(Instant::now() + for_how_long);
+    }
+
+    pub fn stop_refusing(&self) {
+        self.inner.control().refuse_until = None;
+    }
+
+    /// Wait this long after TCP accept before answering the handshake.
+    pub fn set_handshake_delay(&self, delay: Duration) {
+        self.inner.control().handshake_delay = delay;
+    }
+
+    pub fn stats(&self, path: &str) -> PathStats {
+        self.inner
+            .control()
+            .paths
+            .get(path)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn all_stats(&self) -> HashMap<String, PathStats> {
+        self.inner.control().paths.clone()
+    }
+
+    /// Handshakes refused with 503 so far.
+    pub fn refused(&self) -> u64 {
+        self.inner.control().refused
+    }
+
+    pub fn total_live(&self) -> usize {
+        self.inner.control().paths.values().map(|p| p.live).sum()
+    }
+
+    /// Stops accepting and ends every live socket.
+    pub fn shutdown(&self) {
+        self.stop.fire();
+    }
+}
+
+struct LiveGuard {
+    inner: Arc<Inner>,
+    path: String,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.inner.control().paths.get_mut(&self.path) {
+            p.live = p.live.saturating_sub(1);
+        }
+    }
+}
+
+fn applies(target: &Option<String>, path: &str) -> bool {
+    target.as_deref().is_none_or(|t| t == path)
+}
+
+// tungstenite's handshake callback API fixes the (large) error type.
+#[allow(clippy::result_large_err)]
+async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
+    let delay = inner.control().handshake_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut path = String::new();
+    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        path = req.uri().path().to_owned();
+        let mut control = inner.control();
+        if control.refuse_until.is_some_and(|u| Instant::now() < u) {
+            control.refused += 1;
+            let mut refusal = ErrorResponse::new(Some("lifeline-sim: refusing for now".into()));
+            *refusal.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return Err(refusal);
+        }
+        Ok(resp)
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+        return;
+    };
+    let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut control = inner.control();
+        let stats = control.paths.entry(path.clone()).or_default();
+        stats.live += 1;
+        stats.accepted += 1;
+        stats.max_live = stats.max_live.max(stats.live);
+    }
+    let _guard = LiveGuard {
+        inner: inner.clone(),
+        path: path.clone(),
+    };
+    let mut faults = inner.faults.subscribe();
+    let server_drop = |inner: &Inner| {
+        if let Some(p) = inner.control().paths.get_mut(&path) {
+            p.server_drops += 1;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stop.wait() => return,
+            fault = faults.recv() => {
+                let fault = match fault {
+                    Ok(f) => f,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                match fault {
+                    Fault::Drop { path: target } if applies(&target, &path) => {
+                        server_drop(&inner);
+                        return;
+                    }
+                    Fault::DropFraction(f) => {
+                        // Deterministic spread over connection ids.
+                        let bucket = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1024
+                        if (bucket as f64) < f * 1024.0 {
+                            server_drop(&inner);
+                            return;
+                        }
+                    }
+                    Fault::Close { path: target, code } if applies(&target, &path) => {
+                        server_drop(&inner);
+                        let frame = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from_static("lifeline-sim") };
+                        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+                        return;
+                    }
+                    Fault::Stall { path: target } if applies(&target, &path) => {
+                        // Read and discard raw bytes: the client's pings go unanswered, and its
+                        // eventual close is still noticed so the live count stays true.
+                        let mut buf = [0u8; 4096];
+                        loop {
+                            tokio::select! {
+                                _ = stop.wait() => return,
+                                n = ws.get_mut().read(&mut buf) => match n {
+                                    Ok(0) | Err(_) => {
+                                        server_drop(&inner);
+                                        return;
+                                    }
+                                    Ok(_) => {}
+                                },
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            msg = ws.next() => match msg {
+                // Pings are answered by tungstenite while reading; text is echoed.
+                Some(Ok(Message::Text(t))) => {
+                    if ws.send(Message::Text(t)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Connector for any `ws://` or `wss://` endpoint (tokio-tungstenite). Headers take their values
+//! from named secrets; a keepalive ping with a pong deadline detects a stalled peer; close codes
+//! and handshake failures become typed reasons the supervisor's policies understand.
+
+use futures_util::future::BoxFuture;
+use futures_util::{SinkExt, StreamExt};
+use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector};
+use lifeline_engine::secrets::SecretStore;
+use lifeline_engine::state::Reason;
+use std::io::ErrorKind;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WebSocketConnector;
+
+impl Connector for WebSocketConnector {
+    fn run(
+        &self,
+        request: ConnectRequest,
+        events: mpsc::Sender<ConnEvent>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let id = request.account.id;
+            let outcome = tokio::select! {
+                _ = cancel.cancelled() => return,
+                o = connection(&request, &events, &cancel) => o,
+            };
+            if let Some((reason, detail)) = outcome {
+                tracing::debug!(
+                    account = id.0,
+                    reason = reason.code(),
+                    "websocket connection ended"
+                );
+                let _ = events.send(ConnEvent::Ended { reason, detail }).await;
+            }
+        })
+    }
+}
+
+type Outcome = Option<(Reason, Option<String>)>;
+
+async fn connection(
+    request: &ConnectRequest,
+    events: &mpsc::Sender<ConnEvent>,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let account = &request.account;
+    let Some(url) = account.url.as_deref() else {
+        return Some((Reason::Unsupported, Some("the account has no URL".into())));
+    };
+    if account.proxy_url.is_some() {
+        return Some((
+            Reason::Unsupported,
+            Some("proxies are not supported for websocket accounts yet; remove --proxy".into()),
+        ));
+    }
+    let mut http = match url.into_client_request() {
+        Ok(r) => r,
+        Err(e) => return Some((Reason::Network, Some(format!("bad URL: {e}")))),
+    };
+    for header in &account.headers {
+        let value = match secret(request.secrets.clone(), header.secret.clone()).await {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                return Some((
+                    Reason::CredentialsMissing,
+                    Some(format!("secret '{}' is not in the keyring", header.secret)),
+                ));
+            }
+            Err(e) => return Some((Reason::CredentialsMissing, Some(e))),
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(header.name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) else {
+            return Some((
+                Reason::CredentialsMissing,
+                Some(format!(
+                    "header '{}' cannot carry the value of its secret",
+                    header.name
+                )),
+            ));
+        };
+        http.headers_mut().insert(name, value);
+    }
+    let cfg = &request.config;
+    let connect = tokio_tungstenite::connect_async_with_config(http, None, true);
+    let (mut ws, _response) = match tokio::time::timeout(cfg.connect_timeout(), connect).await {
+        Err(_) => {
+            return Some((
+                Reason::Timeout,
+                Some("no handshake within the connect timeout".into()),
+            ));
+        }
+        Ok(Err(e)) => return Some(classify(&e)),
+        Ok(Ok(ok)) => ok,
+    };
+    if events.send(ConnEvent::Connected).await.is_err() {
+        return None;
+    }
+    let keepalive = cfg.keepalive();
+    let pong_timeout = cfg.pong_timeout();
+    let close_wait = cfg.close_timeout() * 3 / 4;
+    let mut next_ping = Instant::now() + keepalive;
+    let mut pong_deadline: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                // A proper closing handshake: send our close frame, then wait for the server to
+                // hang up, so the peer has let go of this socket before a new one is opened
+                // (single-flight as the server sees it). Bounded: a dead peer gets 3/4 of the
+                // close timeout, after which the supervisor would abort us anyway.
+                let _ = tokio::time::timeout(close_wait, async {
+                    let _ = ws.close(None).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
+                .await;
+                return None;
+            }
+            _ = sleep_until(next_ping), if pong_deadline.is_none() => {
+                if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                    return Some(classify(&e));
+                }
+                pong_deadline = Some(Instant::now() + pong_timeout);
+            }
+            _ = sleep_until(pong_deadline.unwrap_or_else(Instant::now)), if pong_deadline.is_some() => {
+                return Some((Reason::Stalled, Some(format!("no answer to a ping within {} ms", pong_timeout.as_millis()))));
+            }
+            msg = ws.next() => match msg {
+                None => return Some((Reason::ClosedByPeer { code: None }, Some("connection closed without a close frame".into()))),
+                Some(Err(e)) => return Some(classify(&e)),
+                Some(Ok(Message::Close(frame))) => {
+                    let code = frame.as_ref().map(|f| u16::from(f.code));
+                    let detail = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                    return Some((Reason::ClosedByPeer { code }, detail));
+                }
+                Some(Ok(_)) => {
+                    // Any frame proves the peer is alive; a pong also ends the wait.
+                    pong_deadline = None;
+                    next_ping = Instant::now() + keepalive;
+                    if events.send(ConnEvent::Alive).await.is_err() {
+                        return None;
+                    }
+                }
+            },
+        }
+    }
+}
+
+async fn secret(
+    store: std::sync::Arc<dyn SecretStore>,
+    name: lifeline_engine::SecretName,
+) -> Result<Option<String>, String> {
+    // Keyring access may block on D-Bus.
+    tokio::task::spawn_blocking(move || store.get(&name).map(|v| v.map(|v| v.expose().to_owned())))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Maps a tungstenite error to a typed reason (plus a detail for the event log).
+pub fn classify(e: &WsError) -> (Reason, Option<String>) {
+    let detail = Some(e.to_string());
+    let reason = match e {
+        WsError::Io(io) => match io.kind() {
+            ErrorKind::ConnectionRefused => Reason::Refused { status: None },
+            ErrorKind::TimedOut => Reason::Timeout,
+            ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof => Reason::ClosedByPeer { code: None },
+            _ => Reason::Network,
+        },
+        WsError::Http(response) => match response.status().as_u16() {
+            429 => Reason::RateLimited,
+            401 | 403 => Reason::CredentialsMissing,
+            status => Reason::Refused {
+                status: Some(status),
+            },
+        },
+        WsError::ConnectionClosed | WsError::AlreadyClosed => Reason::ClosedByPeer { code: None },
+        WsError::Protocol(p) => {
+            use tokio_tungstenite::tungstenite::error::ProtocolError;
+            match p {
+                ProtocolError::ResetWithoutClosingHandshake
+                | ProtocolError::HandshakeIncomplete => Reason::ClosedByPeer { code: None },
+                _ => Reason::Network,
+            }
+        }
+        _ => Reason::Network,
+    };
+    (reason, detail)
+}
