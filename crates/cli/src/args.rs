@@ -37,12 +37,52 @@ pub enum Command {
     /// Store secrets (tokens, proxy credentials) in the OS keyring.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Run the supervisor headless until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+    /// Start an account (or all): marks it desired-running; a running supervisor acts within a second.
+    Start(Target),
+    /// Stop an account (or all).
+    Stop(Target),
+    /// Retry an account now, skipping its backoff wait and an open breaker.
+    Retry {
+        /// Account id.
+        id: i64,
+    },
+    /// Reset the circuit breaker of an account (or all).
+    Reset(Target),
+    /// Fleet health: per-account state, uptime and score. Exits 1 when a desired account is not connected.
+    Health {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the data dir, the supervisor, autorecover and account counts by state.
     Status {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve /health, /metrics and the control API on this loopback address, e.g. 127.0.0.1:7700
+    /// (port 0 picks a free one).
+    #[arg(long, value_name = "127.0.0.1:PORT")]
+    pub http: Option<String>,
+    /// Name of the secret holding the bearer token that mutating HTTP endpoints require.
+    #[arg(long, default_value = "http-token", value_name = "SECRET")]
+    pub token_secret: String,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// Account id.
+    pub id: Option<i64>,
+    /// Every account.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]

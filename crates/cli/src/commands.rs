@@ -13,8 +13,13 @@ use lifeline_engine::{
 };
 use serde_json::json;
 
+use lifeline_engine::policy::breaker::Breaker;
+use lifeline_engine::report;
+use lifeline_engine::supervisor::queue::{self, Queued};
+
 use crate::args::{
-    AccountCommand, AddArgs, AutorecoverMode, Cli, Command, ExportArgs, SecretCommand, WhatArg,
+    AccountCommand, AddArgs, AutorecoverMode, Cli, Command, ExportArgs, SecretCommand, Target,
+    WhatArg,
 };
 
 type Result<T = ()> = std::result::Result<T, Error>;
@@ -30,6 +35,12 @@ pub async fn run(cli: Cli) -> Result {
         Command::Export(a) => export(&store, a).await,
         Command::Secret(c) => secret(&store, c).await,
         Command::Status { json } => status(&dir, &store, json).await,
+        Command::Serve(a) => return crate::serve::serve(&dir, store, a).await,
+        Command::Start(t) => start_stop(&dir, &store, t, true).await,
+        Command::Stop(t) => start_stop(&dir, &store, t, false).await,
+        Command::Retry { id } => retry(&dir, &store, id).await,
+        Command::Reset(t) => reset(&dir, &store, t).await,
+        Command::Health { json } => return health(&dir, &store, json).await,
     };
     store.close().await;
     outcome
@@ -54,6 +65,7 @@ async fn account_add(store: &Store, a: AddArgs) -> Result {
     new.muted = a.muted;
     new.desired_running = !a.stopped;
     let account = store.add_account(new).await?;
+    queue::enqueue(store, Queued::Add, Some(account.id)).await?;
     println!("{}", account.id);
     Ok(())
 }
@@ -266,6 +278,164 @@ async fn status(dir: &DataDir, store: &Store, as_json: bool) -> Result {
         .collect();
     if !counts.is_empty() {
         println!("States:       {}", counts.join(" · "));
+    }
+    Ok(())
+}
+
+/// Says whether a running supervisor will act on what was just queued.
+fn supervisor_note(dir: &DataDir, when_absent: &str) -> String {
+    match dir.supervisor() {
+        Some(pid) if pid != 0 => {
+            format!("the running supervisor (pid {pid}) applies it within a second")
+        }
+        Some(_) => "the running supervisor applies it within a second".into(),
+        None => when_absent.into(),
+    }
+}
+
+fn targets(t: &Target) -> Option<AccountId> {
+    if t.all { None } else { t.id.map(AccountId) }
+}
+
+async fn start_stop(dir: &DataDir, store: &Store, t: Target, start: bool) -> Result {
+    let verb = if start { "start" } else { "stop" };
+    match targets(&t) {
+        Some(id) => {
+            store.set_desired_running(id, start).await?;
+            queue::enqueue(
+                store,
+                if start { Queued::Start } else { Queued::Stop },
+                Some(id),
+            )
+            .await?;
+            println!(
+                "Account {id}: {verb} requested; {}.",
+                supervisor_note(
+                    dir,
+                    "no supervisor is running, so it takes effect when `lifeline serve` starts"
+                )
+            );
+        }
+        None => {
+            let accounts = store.accounts().await?;
+            for a in &accounts {
+                store.set_desired_running(a.id, start).await?;
+            }
+            queue::enqueue(
+                store,
+                if start {
+                    Queued::StartAll
+                } else {
+                    Queued::StopAll
+                },
+                None,
+            )
+            .await?;
+            println!(
+                "{} accounts: {verb} requested; {}.",
+                accounts.len(),
+                supervisor_note(
+                    dir,
+                    "no supervisor is running, so it takes effect when `lifeline serve` starts"
+                )
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn retry(dir: &DataDir, store: &Store, id: i64) -> Result {
+    let id = AccountId(id);
+    store.account(id).await?;
+    store.set_desired_running(id, true).await?;
+    queue::enqueue(store, Queued::Retry, Some(id)).await?;
+    println!(
+        "Account {id}: retry requested; {}.",
+        supervisor_note(
+            dir,
+            "no supervisor is running, so it connects when `lifeline serve` starts"
+        )
+    );
+    Ok(())
+}
+
+async fn reset(dir: &DataDir, store: &Store, t: Target) -> Result {
+    let now = chrono::Utc::now();
+    let ids: Vec<AccountId> = match targets(&t) {
+        Some(id) => {
+            store.account(id).await?;
+            vec![id]
+        }
+        None => store.accounts().await?.iter().map(|a| a.id).collect(),
+    };
+    // Reset in the store too, so it holds even with no supervisor running.
+    for id in &ids {
+        store.save_breaker(*id, &Breaker::default(), now).await?;
+    }
+    match targets(&t) {
+        Some(id) => queue::enqueue(store, Queued::Reset, Some(id)).await?,
+        None => queue::enqueue(store, Queued::ResetAll, None).await?,
+    }
+    println!(
+        "Breaker reset for {} account(s); {}.",
+        ids.len(),
+        supervisor_note(dir, "no supervisor is running")
+    );
+    Ok(())
+}
+
+/// Prints fleet health. Exit 1 (as an error) when a desired account is not connected or no
+/// supervisor is running to keep it so.
+async fn health(dir: &DataDir, store: &Store, as_json: bool) -> Result {
+    let running = dir.supervisor().is_some();
+    let r = report::fleet_health(store, chrono::Utc::now(), None).await?;
+    store.close().await;
+    if as_json {
+        let mut v = serde_json::to_value(&r).map_err(|e| Error::Decode(e.to_string()))?;
+        v["supervisor_running"] = json!(running);
+        print_json(&v)?;
+    } else {
+        println!(
+            "Fleet: {}/{} desired accounts connected · score {} · uptime 24h {:.1}% · {} breaker(s) open · supervisor {}",
+            r.desired_connected,
+            r.desired_running,
+            r.fleet_score,
+            r.fleet_uptime_24h_pct,
+            r.breakers_open,
+            if running { "running" } else { "NOT running" }
+        );
+        for a in &r.accounts {
+            let state = match a.state.reason() {
+                Some(reason) => format!("{} ({})", a.state.kind(), reason.code()),
+                None => a.state.kind().to_string(),
+            };
+            println!(
+                "  {:>5}  {:<24}  {:<28}  score {:>3}  uptime {:>5.1}%  breaker {}{}",
+                a.id.0,
+                a.name,
+                state,
+                a.score,
+                a.uptime_24h_pct,
+                a.breaker,
+                if a.desired_running {
+                    ""
+                } else {
+                    "  (not desired)"
+                }
+            );
+        }
+    }
+    if !running && r.desired_running > 0 {
+        return Err(Error::Unhealthy(
+            "no supervisor is running on this data dir: start `lifeline serve`".into(),
+        ));
+    }
+    if !r.healthy {
+        return Err(Error::Unhealthy(format!(
+            "{} of {} desired accounts are not connected",
+            r.desired_running - r.desired_connected,
+            r.desired_running
+        )));
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 mod args;
 mod commands;
+mod http;
+mod serve;
 
 use std::process::ExitCode;
 

@@ -110,6 +110,12 @@ pub enum Error {
     )]
     NoDataDir,
 
+    #[error("Cannot listen on {addr}: {source}. Pick another port.")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+
     #[error("Cannot read {what}: {source}")]
     Read {
         what: String,
@@ -132,6 +138,9 @@ pub enum Error {
         "The OS keyring refused the request for secret '{name}': {detail}. Unlock the keyring (or start a Secret Service such as gnome-keyring) and try again."
     )]
     Keyring { name: String, detail: String },
+
+    #[error("Unhealthy: {0}.")]
+    Unhealthy(String),
 
     #[error("A stored value is unreadable ({0}). The database may have been edited by hand.")]
     Decode(String),

@@ -3,6 +3,7 @@
 //! call the methods here and subscribe to [`Update`]s; they never touch connections themselves.
 
 mod account;
+pub mod queue;
 mod recorder;
 #[cfg(test)]
 mod tests;

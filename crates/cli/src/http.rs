@@ -1,0 +1,200 @@
+//! Loopback HTTP for monitoring and automation: `GET /health` (JSON; 503 when a desired account is
+//! not connected), `GET /metrics` (Prometheus text), and control endpoints that need a bearer
+//! token whose value lives in the OS keyring (never in a file or the database).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use lifeline_engine::model::{AccountId, SecretName};
+use lifeline_engine::report;
+use lifeline_engine::secrets::{KeyringSecretStore, SecretStore};
+use lifeline_engine::supervisor::Supervisor;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+struct App {
+    sup: Supervisor,
+    token_secret: SecretName,
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sup: Supervisor,
+    token_secret: SecretName,
+    stop: CancellationToken,
+) {
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/accounts/{id}/{action}", post(account_action))
+        .route("/fleet/{action}", post(fleet_action))
+        .with_state(App { sup, token_secret });
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "HTTP server stopped");
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(json!({ "code": code, "message": message.into() })),
+    )
+        .into_response()
+}
+
+async fn health(State(app): State<App>) -> Response {
+    let views = app.sup.views();
+    match report::fleet_health(app.sup.store(), app.sup.clock().now(), Some(&views)).await {
+        Ok(r) => {
+            let status = if r.healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, axum::Json(r)).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    let body = app.sup.metrics().render(&app.sup.counts());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Checks `Authorization: Bearer <token>` against the keyring secret; `Err` is the response.
+async fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+    let name = app.token_secret.clone();
+    let expected = tokio::task::spawn_blocking(move || KeyringSecretStore.get(&name))
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let expected = match expected {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_token",
+                format!(
+                    "Control endpoints are off until a token is set: run `lifeline secret set {}`.",
+                    app.token_secret
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "keyring",
+                e.to_string(),
+            ));
+        }
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Missing or wrong bearer token.",
+        ))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn outcome(result: lifeline_engine::Result<()>) -> Response {
+    match result {
+        Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({ "ok": true }))).into_response(),
+        Err(e) if e.is_input() => error(StatusCode::NOT_FOUND, "bad_request", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+async fn account_action(
+    State(app): State<App>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers).await {
+        return r;
+    }
+    let Ok(id) = id.parse::<i64>().map(AccountId) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("'{id}' is not an account id."),
+        );
+    };
+    let sup = &app.sup;
+    outcome(match action.as_str() {
+        "start" => sup.start(id).await,
+        "stop" => sup.stop(id).await,
+        "retry" => sup.force_retry(id).await,
+        "reset" => sup.reset_breaker(id).await,
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_action",
+                format!("Unknown action '{other}': use start, stop, retry or reset."),
+            );
+        }
+    })
+}
+
+async fn fleet_action(
+    State(app): State<App>,
+    Path(action): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers).await {
+        return r;
+    }
+    let sup = &app.sup;
+    outcome(match action.as_str() {
+        "start-all" => sup.start_all().await,
+        "stop-all" => sup.stop_all().await,
+        "reset-all" => sup.reset_all().await,
+        "check-all" => {
+            sup.check_all();
+            Ok(())
+        }
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_action",
+                format!(
+                    "Unknown action '{other}': use start-all, stop-all, reset-all or check-all."
+                ),
+            );
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn token_comparison() {
+        assert!(super::constant_time_eq(b"abc", b"abc"));
+        assert!(!super::constant_time_eq(b"abc", b"abd"));
+        assert!(!super::constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,196 @@
+//! `lifeline serve`: the headless supervisor. Holds the data dir lock, records the run (the next
+//! start knows if this one crashed), restores the fleet, applies queued CLI commands, serves
+//! loopback HTTP, and on SIGINT/SIGTERM closes every connection and writes the clean-run marker last.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lifeline_engine::clock::Clock;
+use lifeline_engine::connector::Connectors;
+use lifeline_engine::model::{AccountKind, SecretName};
+use lifeline_engine::secrets::KeyringSecretStore;
+use lifeline_engine::supervisor::{Supervisor, SupervisorDeps, Update, queue};
+use lifeline_engine::time::rfc3339;
+use lifeline_engine::{DataDir, Error, InputError, Store};
+use lifeline_websocket::WebSocketConnector;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::ServeArgs;
+use crate::http;
+
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), Error> {
+    let http_addr = args.http.as_deref().map(parse_loopback).transpose()?;
+    let token_secret = SecretName::parse(&args.token_secret)?;
+    let _lock = dir.lock()?;
+    let policy = store.policy().await?;
+    let now = chrono::Utc::now();
+    let run = store.begin_run(now).await?;
+    let crashed_at = store.previous_last_seen(run.id).await?;
+    let connectors = Connectors::new().with(AccountKind::Websocket, Arc::new(WebSocketConnector));
+    let sup = Supervisor::new(SupervisorDeps {
+        store: store.clone(),
+        connectors,
+        secrets: Arc::new(KeyringSecretStore),
+        clock: Clock::System,
+        policy,
+        jitter_seed: None,
+    });
+    let stop = CancellationToken::new();
+    let log_task = tokio::spawn(log_updates(sup.clone(), stop.clone()));
+    let report = sup.startup(run.previous, crashed_at).await?;
+    match run.previous {
+        Some(p) if !p.clean => eprintln!(
+            "lifeline: the previous run (started {}) did not stop cleanly{}; its open sessions were closed as crashed.",
+            rfc3339(p.started_at),
+            crashed_at
+                .map(|t| format!(", last seen {}", rfc3339(t)))
+                .unwrap_or_default()
+        ),
+        _ => {}
+    }
+    let held = if report.held_stopped > 0 {
+        format!(
+            ", {} held stopped because autorecover is off",
+            report.held_stopped
+        )
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "lifeline: supervising {} accounts from {} — restoring {}{held}. Ctrl-C stops.",
+        sup.views().len(),
+        dir.root().display(),
+        report.restoring,
+    );
+    let queue_task = tokio::spawn(queue::run(sup.clone(), stop.clone()));
+    let heartbeat_task = tokio::spawn(heartbeat(store.clone(), run.id, stop.clone()));
+    let http_task = match http_addr {
+        Some(addr) => {
+            let listen_err = |source| Error::Listen {
+                addr: addr.to_string(),
+                source,
+            };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(listen_err)?;
+            let bound = listener.local_addr().map_err(listen_err)?;
+            eprintln!("lifeline: HTTP on http://{bound} (/health, /metrics)");
+            Some(tokio::spawn(http::serve(
+                listener,
+                sup.clone(),
+                token_secret,
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
+
+    wait_for_signal().await;
+    eprintln!("lifeline: stopping — closing connections…");
+    stop.cancel();
+    if let Some(t) = http_task {
+        let _ = t.await;
+    }
+    let _ = queue_task.await;
+    let _ = heartbeat_task.await;
+    sup.shutdown().await;
+    let _ = log_task.await;
+    // Last: the marker that tells the next start this run ended cleanly.
+    store.end_run(run.id, chrono::Utc::now()).await?;
+    store.close().await;
+    eprintln!("lifeline: stopped cleanly.");
+    Ok(())
+}
+
+fn parse_loopback(s: &str) -> Result<SocketAddr, Error> {
+    let addr: SocketAddr = s.parse().map_err(|_| InputError::InvalidSetting {
+        key: "--http".into(),
+        value: s.into(),
+        why: "use IP:PORT on loopback, e.g. 127.0.0.1:7700".into(),
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(InputError::InvalidSetting {
+            key: "--http".into(),
+            value: s.into(),
+            why: "the HTTP API only listens on loopback (127.0.0.1 or [::1]); put a reverse proxy in front for remote access".into(),
+        }
+        .into());
+    }
+    Ok(addr)
+}
+
+async fn heartbeat(store: Store, run_id: i64, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = store.heartbeat(run_id, chrono::Utc::now()).await {
+                    tracing::warn!(error = %e, "heartbeat not recorded");
+                }
+            }
+        }
+    }
+}
+
+/// Logs transitions and alerts (never link codes: they are secrets for the operator's eyes only).
+async fn log_updates(sup: Supervisor, stop: CancellationToken) {
+    let mut rx = sup.subscribe();
+    loop {
+        let update = tokio::select! {
+            _ = stop.cancelled() => return,
+            u = rx.recv() => u,
+        };
+        match update {
+            Ok(Update::Transitions(events)) => {
+                for e in events {
+                    tracing::info!(
+                        account = e.account_id.0,
+                        from = e.from.as_str(),
+                        to = e.to.kind().as_str(),
+                        reason = e.to.reason().map(|r| r.code()),
+                        by = e.triggered_by.as_str(),
+                        "transition"
+                    );
+                }
+            }
+            Ok(Update::Alerts(alerts)) => {
+                for a in alerts {
+                    tracing::warn!(alert = ?a, "alert");
+                }
+            }
+            Ok(Update::Link { account, .. }) => {
+                tracing::info!(account = account.0, "link code issued")
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(skipped = n, "log fell behind")
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

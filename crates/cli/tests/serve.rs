@@ -1,0 +1,295 @@
+//! `lifeline serve` as an operator runs it: a real process against lifeline-sim on 127.0.0.1,
+//! driven by other `lifeline` invocations, killed with SIGKILL, stopped with SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use lifeline_sim::Sim;
+
+fn lifeline(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args(args)
+        .env("LIFELINE_DATA_DIR", dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lifeline")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = lifeline(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+struct Serve {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    http: Option<String>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .env("LIFELINE_DATA_DIR", dir)
+        .env("LIFELINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut s = Serve {
+        child,
+        lines,
+        http: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.http.is_none() {
+        let line = s
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("serve prints its HTTP address");
+        if let Some(rest) = line.strip_prefix("lifeline: HTTP on http://") {
+            s.http = rest.split_whitespace().next().map(str::to_owned);
+        }
+    }
+    s
+}
+
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read");
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn health(dir: &Path) -> serde_json::Value {
+    let out = lifeline(dir, &["health", "--json"]);
+    serde_json::from_slice(&out.stdout).expect("health json")
+}
+
+/// Polls until `cond` holds on the health report; returns how long it took.
+fn until(
+    dir: &Path,
+    limit: Duration,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let h = health(dir);
+        if cond(&h) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}: {h}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn state_of(h: &serde_json::Value, id: i64) -> String {
+    h["accounts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["id"] == id))
+        .map(|a| a["state"]["state"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+fn sim() -> (tokio::runtime::Runtime, Sim) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let sim = rt.block_on(Sim::start("127.0.0.1:0")).expect("sim");
+    (rt, sim)
+}
+
+fn add(dir: &Path, sim: &Sim, n: usize) {
+    for i in 0..n {
+        ok(
+            dir,
+            &[
+                "account",
+                "add",
+                "--kind",
+                "websocket",
+                "--name",
+                &format!("shop {i}"),
+                "--url",
+                &sim.url(&i.to_string()),
+            ],
+        );
+    }
+}
+
+#[test]
+fn serve_restores_the_fleet_and_applies_cli_commands_within_a_second() {
+    let (_rt, sim) = sim();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    add(dir, &sim, 3);
+    let s = serve(dir);
+    until(dir, Duration::from_secs(20), "all connected", |h| {
+        h["healthy"] == true && h["desired_connected"] == 3
+    });
+    assert!(lifeline(dir, &["health"]).status.success());
+
+    let stop_took = {
+        ok(dir, &["stop", "2"]);
+        until(dir, Duration::from_secs(10), "account 2 stopped", |h| {
+            state_of(h, 2) == "stopped"
+        })
+    };
+    assert!(
+        stop_took < Duration::from_secs(3),
+        "stop took {stop_took:?}"
+    );
+    assert_eq!(sim.stats("/s/1").live, 0);
+    ok(dir, &["start", "2"]);
+    until(dir, Duration::from_secs(10), "account 2 back", |h| {
+        state_of(h, 2) == "connected"
+    });
+
+    // An account added while serving is picked up.
+    ok(
+        dir,
+        &[
+            "account",
+            "add",
+            "--kind",
+            "websocket",
+            "--name",
+            "late",
+            "--url",
+            &sim.url("late"),
+        ],
+    );
+    until(dir, Duration::from_secs(10), "new account connected", |h| {
+        h["desired_connected"] == 4
+    });
+
+    // HTTP: health JSON, Prometheus metrics, control needs a token.
+    let addr = s.http.clone().expect("http");
+    let (status, body) = http(&addr, "GET", "/health", None);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["by_state"]["connected"], 4);
+    let (status, metrics) = http(&addr, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("lifeline_accounts{state=\"connected\"} 4"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("lifeline_connect_attempts_total"));
+    let (status, _) = http(&addr, "POST", "/accounts/1/stop", Some("wrong"));
+    assert!(
+        status == 401 || status == 503,
+        "mutations need the keyring token, got {status}"
+    );
+    assert_eq!(state_of(&health(dir), 1), "connected");
+
+    // A second supervisor on the same data dir is refused.
+    let second = lifeline(dir, &["serve"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already supervising"));
+    drop(s);
+}
+
+#[test]
+fn kill_9_then_restart_records_the_crash_and_restores() {
+    let (_rt, sim) = sim();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    add(dir, &sim, 2);
+    let mut s = serve(dir);
+    until(dir, Duration::from_secs(20), "connected", |h| {
+        h["desired_connected"] == 2
+    });
+    s.child.kill().expect("SIGKILL");
+    s.child.wait().expect("reaped");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(dir, &["status", "--json"])).expect("json");
+    assert_eq!(status["supervisor"]["running"], false);
+    assert_eq!(status["last_run"]["clean"], false);
+
+    let _s2 = serve(dir);
+    until(dir, Duration::from_secs(20), "restored", |h| {
+        h["desired_connected"] == 2
+    });
+    let csv = ok(dir, &["export", "--what", "sessions", "--out", "-"]);
+    let crashed = csv.lines().filter(|l| l.ends_with(",crashed")).count();
+    assert_eq!(crashed, 2, "both sessions closed as crashed:\n{csv}");
+    for path in ["/s/0", "/s/1"] {
+        assert_eq!(sim.stats(path).max_live, 1, "{path}");
+    }
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_the_next_start_knows() {
+    let (_rt, sim) = sim();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    add(dir, &sim, 2);
+    let mut s = serve(dir);
+    until(dir, Duration::from_secs(20), "connected", |h| {
+        h["desired_connected"] == 2
+    });
+    let pid = s.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let code = s.child.wait().expect("exit");
+    assert!(code.success(), "{code:?}");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(dir, &["status", "--json"])).expect("json");
+    assert_eq!(status["last_run"]["clean"], true);
+    assert_eq!(status["by_state"]["stopped"], 2);
+    assert_eq!(sim.total_live(), 0, "connections closed");
+    let csv = ok(dir, &["export", "--what", "sessions", "--out", "-"]);
+    assert_eq!(
+        csv.lines().filter(|l| l.ends_with(",shutdown")).count(),
+        2,
+        "{csv}"
+    );
+    // Not healthy without a supervisor, and says why.
+    let out = lifeline(dir, &["health"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no supervisor"));
+}
