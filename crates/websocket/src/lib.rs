@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
@@ -90,7 +91,13 @@ async fn connection(
         http.headers_mut().insert(name, value);
     }
     let cfg = &request.config;
-    let connect = tokio_tungstenite::connect_async_with_config(http, None, true);
+    // Small buffers: a fleet holds thousands of mostly idle sockets, and tungstenite's defaults
+    // (128 KiB read buffer, eagerly allocated, and 128 KiB write batching) are sized for throughput.
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(16 << 20));
+    let connect = tokio_tungstenite::connect_async_with_config(http, Some(ws_config), true);
     let (mut ws, _response) = match tokio::time::timeout(cfg.connect_timeout(), connect).await {
         Err(_) => {
             return Some((
