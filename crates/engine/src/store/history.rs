@@ -1,8 +1,6 @@
 //! Transitions: each one is an event row, the account's current state, and the opening or
 //! closing of a connected interval — all in one transaction, so history never disagrees with state.
 
-use sqlx::Row;
-
 use super::{Store, encode};
 use crate::error::{InputError, Result};
 use crate::model::AccountId;
@@ -13,6 +11,9 @@ use crate::time::{Timestamp, to_ms};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransitionRecord {
     pub account_id: AccountId,
+    /// The state being left, when the caller knows it (the account's own task always does);
+    /// `None` reads it from the store first.
+    pub from: Option<StateKind>,
     pub to: State,
     pub detail: Option<String>,
     pub triggered_by: TriggeredBy,
@@ -32,6 +33,7 @@ impl Store {
         let mut events = self
             .record_transitions(vec![TransitionRecord {
                 account_id: id,
+                from: None,
                 to,
                 detail,
                 triggered_by,
@@ -47,21 +49,39 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut events = Vec::with_capacity(records.len());
         for r in records {
-            let from: Option<String> = sqlx::query_scalar(
-                "SELECT state FROM accounts WHERE id = ? AND removed_at IS NULL",
-            )
-            .bind(r.account_id.0)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let from = from.ok_or(InputError::UnknownAccount(r.account_id.0))?;
-            let from = StateKind::parse(&from).unwrap_or(StateKind::Stopped);
+            let from = match r.from {
+                Some(from) => from,
+                None => {
+                    let from: Option<String> = sqlx::query_scalar(
+                        "SELECT state FROM accounts WHERE id = ? AND removed_at IS NULL",
+                    )
+                    .bind(r.account_id.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let from = from.ok_or(InputError::UnknownAccount(r.account_id.0))?;
+                    StateKind::parse(&from).unwrap_or(StateKind::Stopped)
+                }
+            };
             let to_kind = r.to.kind();
             let reason = r.to.reason().map(|r| r.code());
             let state_json = encode(&r.to)?;
             let at = to_ms(r.at);
-            let row = sqlx::query(
+            // The account row first: it also proves the account is still there.
+            let updated = sqlx::query(
+                "UPDATE accounts SET state = ?, state_json = ?, state_since = ? WHERE id = ? AND removed_at IS NULL",
+            )
+            .bind(to_kind.as_str())
+            .bind(&state_json)
+            .bind(at)
+            .bind(r.account_id.0)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Err(InputError::UnknownAccount(r.account_id.0).into());
+            }
+            let event_id = sqlx::query(
                 "INSERT INTO events (account_id, at, from_state, to_state, reason, state_json, detail, triggered_by) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(r.account_id.0)
             .bind(at)
@@ -71,18 +91,9 @@ impl Store {
             .bind(&state_json)
             .bind(&r.detail)
             .bind(r.triggered_by.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            let event_id: i64 = row.try_get(0)?;
-            sqlx::query(
-                "UPDATE accounts SET state = ?, state_json = ?, state_since = ? WHERE id = ?",
-            )
-            .bind(to_kind.as_str())
-            .bind(&state_json)
-            .bind(at)
-            .bind(r.account_id.0)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .last_insert_rowid();
             let was_connected = from == StateKind::Connected;
             let is_connected = to_kind == StateKind::Connected;
             if was_connected && !is_connected {
@@ -190,6 +201,7 @@ mod tests {
             .expect("add");
         let rec = |id| TransitionRecord {
             account_id: id,
+            from: None,
             to: State::Connected,
             detail: None,
             triggered_by: TriggeredBy::Engine,

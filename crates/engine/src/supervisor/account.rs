@@ -507,6 +507,7 @@ impl AccountTask {
 
     fn transition(&mut self, to: State, by: TriggeredBy, detail: Option<String>) {
         let at = self.shared.clock.now();
+        let from = self.state.kind();
         self.state = to.clone();
         self.since = at;
         self.entered = Instant::now();
@@ -515,6 +516,7 @@ impl AccountTask {
         let _ = self.shared.recorder.send(RecorderMsg::Transition {
             record: TransitionRecord {
                 account_id: self.account.id,
+                from: Some(from),
                 to,
                 detail,
                 triggered_by: by,

@@ -249,6 +249,7 @@ impl Supervisor {
             })
             .map(|a| TransitionRecord {
                 account_id: a.id,
+                from: Some(a.state.kind()),
                 to: State::Stopped {
                     reason: Some(if crashed {
                         Reason::Crashed
