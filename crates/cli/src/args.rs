@@ -56,6 +56,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show or change recovery policy values (backoff, breaker, pacing, keepalive, …).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Show the data dir, the supervisor, autorecover and account counts by state.
     Status {
         /// Machine-readable output.
@@ -179,6 +182,19 @@ pub struct ExportArgs {
     /// Up to this time, exclusive.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print every policy value (JSON).
+    Show,
+    /// Change one value, e.g. `pacing.rate_per_s=3` or `breaker.threshold=5`.
+    Set {
+        #[arg(value_name = "KEY=VALUE")]
+        assignment: String,
+    },
+    /// Back to the defaults.
+    Reset,
 }
 
 #[derive(Debug, Subcommand)]

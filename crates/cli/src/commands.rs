@@ -13,13 +13,14 @@ use lifeline_engine::{
 };
 use serde_json::json;
 
+use lifeline_engine::policy::PolicyConfig;
 use lifeline_engine::policy::breaker::Breaker;
 use lifeline_engine::report;
 use lifeline_engine::supervisor::queue::{self, Queued};
 
 use crate::args::{
-    AccountCommand, AddArgs, AutorecoverMode, Cli, Command, ExportArgs, SecretCommand, Target,
-    WhatArg,
+    AccountCommand, AddArgs, AutorecoverMode, Cli, Command, ExportArgs, PolicyCommand,
+    SecretCommand, Target, WhatArg,
 };
 
 type Result<T = ()> = std::result::Result<T, Error>;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result {
         Command::Export(a) => export(&store, a).await,
         Command::Secret(c) => secret(&store, c).await,
         Command::Status { json } => status(&dir, &store, json).await,
+        Command::Policy(c) => policy(&dir, &store, c).await,
         Command::Serve(a) => return crate::serve::serve(&dir, store, a).await,
         Command::Start(t) => start_stop(&dir, &store, t, true).await,
         Command::Stop(t) => start_stop(&dir, &store, t, false).await,
@@ -280,6 +282,57 @@ async fn status(dir: &DataDir, store: &Store, as_json: bool) -> Result {
         println!("States:       {}", counts.join(" · "));
     }
     Ok(())
+}
+
+async fn policy(dir: &DataDir, store: &Store, c: PolicyCommand) -> Result {
+    let mut cfg = store.policy().await?;
+    match c {
+        PolicyCommand::Show => return print_json(&cfg),
+        PolicyCommand::Reset => cfg = PolicyConfig::default(),
+        PolicyCommand::Set { assignment } => cfg = assign(&cfg, &assignment)?,
+    }
+    store.set_policy(&cfg).await?;
+    let note = if dir.supervisor().is_some() {
+        " Restart the running supervisor to apply it."
+    } else {
+        ""
+    };
+    println!("Policy saved.{note}");
+    Ok(())
+}
+
+/// Applies `section.key=value` to a policy, refusing unknown keys and invalid values.
+fn assign(cfg: &PolicyConfig, assignment: &str) -> Result<PolicyConfig> {
+    let bad = |why: String| InputError::InvalidSetting {
+        key: "policy".into(),
+        value: assignment.to_owned(),
+        why,
+    };
+    let (key, value) = assignment
+        .split_once('=')
+        .ok_or_else(|| bad("write it as section.key=value, e.g. pacing.rate_per_s=3".into()))?;
+    let mut json = serde_json::to_value(cfg).map_err(|e| Error::Decode(e.to_string()))?;
+    let mut slot = &mut json;
+    for part in key.trim().split('.') {
+        let keys: Vec<String> = slot
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        slot = slot.get_mut(part).ok_or_else(|| {
+            bad(format!(
+                "unknown key '{part}'; known here: {}",
+                keys.join(", ")
+            ))
+        })?;
+    }
+    if slot.is_object() {
+        return Err(bad(format!("'{key}' is a section; name one of its values")).into());
+    }
+    *slot = serde_json::from_str(value.trim())
+        .map_err(|_| bad(format!("'{}' is not a number or true/false", value.trim())))?;
+    let cfg: PolicyConfig = serde_json::from_value(json).map_err(|e| bad(e.to_string()))?;
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 /// Says whether a running supervisor will act on what was just queued.

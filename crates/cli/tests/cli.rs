@@ -350,3 +350,30 @@ fn secret_set_goes_to_the_keyring_and_never_to_the_data_dir() {
         .expect("secret-tool");
     assert!(gone.stdout.is_empty());
 }
+
+#[test]
+fn policy_values_are_validated_and_persisted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    ok(d, &["policy", "set", "breaker.threshold=5"]);
+    let shown: serde_json::Value = serde_json::from_str(&ok(d, &["policy", "show"])).expect("json");
+    assert_eq!(shown["breaker"]["threshold"], 5);
+    assert_eq!(
+        shown["pacing"]["rate_per_s"], 2.0,
+        "others keep their defaults"
+    );
+    let msg = bad_input(d, &["policy", "set", "pacing.rate_per_s=0"]);
+    assert!(msg.contains("pacing.rate_per_s"), "{msg}");
+    let msg = bad_input(d, &["policy", "set", "pacing.speed=3"]);
+    assert!(msg.contains("rate_per_s"), "lists the known keys: {msg}");
+    bad_input(d, &["policy", "set", "breaker.threshold=lots"]);
+    bad_input(d, &["policy", "set", "breaker"]);
+    let shown: serde_json::Value = serde_json::from_str(&ok(d, &["policy", "show"])).expect("json");
+    assert_eq!(
+        shown["breaker"]["threshold"], 5,
+        "nothing stored on bad input"
+    );
+    ok(d, &["policy", "reset"]);
+    let shown: serde_json::Value = serde_json::from_str(&ok(d, &["policy", "show"])).expect("json");
+    assert_eq!(shown["breaker"]["threshold"], 10);
+}

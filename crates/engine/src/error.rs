@@ -58,6 +58,8 @@ pub enum InputError {
         "The time range is inverted: --since {since} is not before --until {until}. Swap them."
     )]
     InvertedRange { since: String, until: String },
+    #[error("Invalid policy value: {0}.")]
+    InvalidPolicy(String),
     #[error("Setting '{key}' has an invalid value '{value}': {why}")]
     InvalidSetting {
         key: String,

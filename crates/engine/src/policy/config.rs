@@ -105,11 +105,7 @@ impl PolicyConfig {
             self.alerts.validate(),
         ];
         for r in results {
-            r.map_err(|why| InputError::InvalidSetting {
-                key: SETTING_KEY.into(),
-                value: why.split(' ').next().unwrap_or_default().to_owned(),
-                why,
-            })?;
+            r.map_err(InputError::InvalidPolicy)?;
         }
         Ok(())
     }
