@@ -13,9 +13,18 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 keyring_home=$(mktemp -d)
-trap 'rm -rf "$keyring_home"' EXIT
-KEYRING_HOME="$keyring_home" dbus-run-session -- bash -c '
+log=$(mktemp)
+trap 'rm -rf "$keyring_home" "$log"' EXIT
+status=0
+KEYRING_HOME="$keyring_home" LOG="$log" dbus-run-session -- bash -c '
+  set -o pipefail
   export XDG_DATA_HOME="$KEYRING_HOME"
   printf lifeline-test | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null
-  LIFELINE_TEST_KEYRING=1 cargo test --workspace --locked 2>&1
-' 2> >(grep -v "Failed to set fd limit" >&2)
+  LIFELINE_TEST_KEYRING=1 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$LOG"
+' 2> >(grep -v "Failed to set fd limit" >&2) || status=$?
+# One closing line for the whole workspace (cargo prints one per test binary).
+summary=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
+  END { printf "%d passed, %d failed", p, f }' "$log")
+echo
+echo "tests: $summary"
+exit "$status"

@@ -165,6 +165,29 @@ impl AccountTask {
                     return;
                 }
                 self.permit = permit;
+                if by != TriggeredBy::Operator {
+                    // Restored after a restart: a person is still needed, or a ban still runs.
+                    if matches!(self.state, State::NeedsOperator { .. }) {
+                        self.permit = None;
+                        return;
+                    }
+                    if let State::Paused {
+                        until: Some(until), ..
+                    } = self.state
+                        && until > self.shared.clock.now()
+                    {
+                        self.permit = None;
+                        self.bypass_breaker = matches!(
+                            self.state,
+                            State::Paused {
+                                reason: Reason::Banned { .. },
+                                ..
+                            }
+                        );
+                        self.wake = Some((self.shared.clock.instant_at(until), Wake::Retry));
+                        return;
+                    }
+                }
                 if by == TriggeredBy::Operator {
                     // A person asked: an operator start overrides a pause or a needs-operator hold.
                     self.bypass_breaker = true;

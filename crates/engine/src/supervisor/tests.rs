@@ -595,3 +595,53 @@ async fn shutdown_records_every_active_account_as_stopped_and_keeps_desired() {
     .expect("count");
     assert_eq!(open, 0);
 }
+
+#[tokio::test]
+async fn a_restart_keeps_needs_operator_and_honours_a_running_ban() {
+    let conn = Scripted::new(|_, _| vec![Step::Send(ConnEvent::Connected), Step::Healthy]);
+    let f = fixture(3, fast_policy(), conn).await;
+    let now = Clock::virtual_now().now();
+    // As a previous run left them.
+    let until = now + chrono::Duration::seconds(120);
+    for (id, state) in [
+        (
+            AccountId(1),
+            State::NeedsOperator {
+                reason: Reason::LoggedOut,
+            },
+        ),
+        (
+            AccountId(2),
+            State::Paused {
+                until: Some(until),
+                reason: Reason::Banned { until: Some(until) },
+            },
+        ),
+    ] {
+        f.store
+            .record_transition(id, state, None, TriggeredBy::Engine, now)
+            .await
+            .expect("seed");
+    }
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    advance(Duration::from_secs(60)).await;
+    assert_eq!(
+        f.conn.attempts(AccountId(1)),
+        0,
+        "logged out stays with the operator"
+    );
+    assert_eq!(f.conn.attempts(AccountId(2)), 0, "ban still running");
+    assert_eq!(state_of(&f.sup, AccountId(3)), State::Connected);
+    advance(Duration::from_secs(70)).await;
+    assert_eq!(
+        state_of(&f.sup, AccountId(2)),
+        State::Connected,
+        "resumed after the ban"
+    );
+    assert_eq!(f.conn.attempts(AccountId(1)), 0);
+    // The operator can still start it by hand.
+    f.sup.start(AccountId(1)).await.expect("start");
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(state_of(&f.sup, AccountId(1)), State::Connected);
+}
