@@ -95,6 +95,12 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A child's result, as the one line of JSON its parent reads.
+fn report(result: &ChildResult) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(result)?);
+    Ok(())
+}
+
 fn rss_kb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -132,14 +138,11 @@ async fn bare(addr: &str, n: usize, concurrency: usize) -> anyhow::Result<()> {
         bail!("only {ok} of {n} bare connections succeeded");
     }
     let rss = rss_kb() - before;
-    println!(
-        "{}",
-        serde_json::to_string(&ChildResult {
-            secs,
-            rss_delta_kb: rss,
-            in_memory_secs: secs,
-        })?
-    );
+    report(&ChildResult {
+        secs,
+        rss_delta_kb: rss,
+        in_memory_secs: secs,
+    })?;
     drop(conns);
     Ok(())
 }
@@ -226,14 +229,11 @@ async fn restore(addr: &str, n: usize, concurrency: usize) -> anyhow::Result<()>
     // Let the fleet settle into steady state (keepalives running) before reading memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss = rss_kb() - before;
-    println!(
-        "{}",
-        serde_json::to_string(&ChildResult {
-            secs,
-            rss_delta_kb: rss,
-            in_memory_secs,
-        })?
-    );
+    report(&ChildResult {
+        secs,
+        rss_delta_kb: rss,
+        in_memory_secs,
+    })?;
     sup.shutdown().await;
     Ok(())
 }

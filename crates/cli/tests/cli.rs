@@ -1,27 +1,10 @@
 //! The `lifeline` binary as an operator uses it: real processes, a temporary data dir each.
 
+mod common;
+
+use common::{lifeline, ok};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn lifeline(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lifeline"))
-        .args(args)
-        .env("LIFELINE_DATA_DIR", dir)
-        .env_remove("LIFELINE_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run lifeline")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = lifeline(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
-}
+use std::process::{Command, Stdio};
 
 /// Asserts exit code 2 and a single-line message on stderr; returns the message.
 fn bad_input(dir: &Path, args: &[&str]) -> String {

@@ -1,33 +1,17 @@
 //! `lifeline serve` as an operator runs it: a real process against lifeline-sim on 127.0.0.1,
 //! driven by other `lifeline` invocations, killed with SIGKILL, stopped with SIGTERM.
 
+mod common;
+
+use common::{lifeline, ok};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use lifeline_sim::Sim;
-
-fn lifeline(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lifeline"))
-        .args(args)
-        .env("LIFELINE_DATA_DIR", dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run lifeline")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = lifeline(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
 
 struct Serve {
     child: Child,

@@ -39,6 +39,15 @@ pub(crate) enum AccountCommand {
     Remove(oneshot::Sender<()>),
 }
 
+impl AccountCommand {
+    pub(crate) fn operator_start() -> Self {
+        AccountCommand::Start {
+            by: TriggeredBy::Operator,
+            permit: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wake {
     /// Backoff or pause over: ask the breaker and pacing, then connect.

@@ -383,13 +383,7 @@ impl Supervisor {
         let desired = account.desired_running;
         self.spawn_account(account, Breaker::default());
         if desired {
-            self.send(
-                id,
-                AccountCommand::Start {
-                    by: TriggeredBy::Operator,
-                    permit: None,
-                },
-            );
+            self.send(id, AccountCommand::operator_start());
         }
         Ok(())
     }
@@ -423,24 +417,21 @@ impl Supervisor {
         Ok(())
     }
 
-    pub async fn start(&self, id: AccountId) -> Result<()> {
+    /// Records the operator's intent (desired running or not), then tells the account's task.
+    async fn desire(&self, id: AccountId, desired: bool, cmd: AccountCommand) -> Result<()> {
         self.require(id)?;
-        db(self.shared.store.set_desired_running(id, true)).await?;
-        self.send(
-            id,
-            AccountCommand::Start {
-                by: TriggeredBy::Operator,
-                permit: None,
-            },
-        );
+        db(self.shared.store.set_desired_running(id, desired)).await?;
+        self.send(id, cmd);
         Ok(())
     }
 
+    pub async fn start(&self, id: AccountId) -> Result<()> {
+        self.desire(id, true, AccountCommand::operator_start())
+            .await
+    }
+
     pub async fn stop(&self, id: AccountId) -> Result<()> {
-        self.require(id)?;
-        db(self.shared.store.set_desired_running(id, false)).await?;
-        self.send(id, AccountCommand::Stop);
-        Ok(())
+        self.desire(id, false, AccountCommand::Stop).await
     }
 
     pub async fn start_all(&self) -> Result<()> {
@@ -459,10 +450,7 @@ impl Supervisor {
 
     /// Retry now, skipping the backoff wait and an open breaker (still paced).
     pub async fn force_retry(&self, id: AccountId) -> Result<()> {
-        self.require(id)?;
-        db(self.shared.store.set_desired_running(id, true)).await?;
-        self.send(id, AccountCommand::ForceRetry);
-        Ok(())
+        self.desire(id, true, AccountCommand::ForceRetry).await
     }
 
     pub async fn reset_breaker(&self, id: AccountId) -> Result<()> {
@@ -480,10 +468,8 @@ impl Supervisor {
 
     /// Asks for a fresh QR or pair code (resets the breaker: a person is waiting).
     pub async fn request_link(&self, id: AccountId, mode: LinkMode) -> Result<()> {
-        self.require(id)?;
-        db(self.shared.store.set_desired_running(id, true)).await?;
-        self.send(id, AccountCommand::RequestLink(mode));
-        Ok(())
+        self.desire(id, true, AccountCommand::RequestLink(mode))
+            .await
     }
 
     /// Runs the reconcile health pass on every account now.
