@@ -131,6 +131,15 @@ async fn account_remove(store: &Store, id: i64) -> Result {
     let account = store
         .remove_account(AccountId(id), TriggeredBy::Operator)
         .await?;
+    // A running supervisor closes the connection (and its connector forgets the account)…
+    queue::enqueue(store, Queued::Remove, Some(account.id)).await?;
+    // …and with none running, the WhatsApp device keys still go now.
+    if account.kind == lifeline_engine::AccountKind::Whatsapp {
+        let data_dir = store.path().parent().unwrap_or(std::path::Path::new("."));
+        let keys = lifeline_whatsapp::device::path(data_dir, account.id);
+        lifeline_whatsapp::device::wipe(&keys)
+            .map_err(|source| Error::Write { path: keys, source })?;
+    }
     println!(
         "Removed account {} '{}'. Its history stays in exports.",
         account.id, account.name

@@ -14,6 +14,7 @@ use lifeline_engine::supervisor::{Supervisor, SupervisorDeps, Update, queue};
 use lifeline_engine::time::rfc3339;
 use lifeline_engine::{DataDir, Error, InputError, Store};
 use lifeline_websocket::WebSocketConnector;
+use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::ServeArgs;
@@ -29,7 +30,17 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
     let now = chrono::Utc::now();
     let run = store.begin_run(now).await?;
     let crashed_at = store.previous_last_seen(run.id).await?;
-    let connectors = Connectors::new().with(AccountKind::Websocket, Arc::new(WebSocketConnector));
+    let whatsapp = WhatsAppConnector::new(
+        dir.root(),
+        Endpoint {
+            // For the offline protocol peer and tests; unset means WhatsApp's own servers.
+            url: std::env::var("LIFELINE_WHATSAPP_URL").ok(),
+            version: None,
+        },
+    );
+    let connectors = Connectors::new()
+        .with(AccountKind::Websocket, Arc::new(WebSocketConnector))
+        .with(AccountKind::Whatsapp, Arc::new(whatsapp));
     let sup = Supervisor::new(SupervisorDeps {
         store: store.clone(),
         connectors,

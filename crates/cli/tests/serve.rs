@@ -185,6 +185,33 @@ fn serve_restores_the_fleet_and_applies_cli_commands_within_a_second() {
         h["desired_connected"] == 4
     });
 
+    // Removing an account while serving closes its connection.
+    ok(dir, &["account", "remove", "3"]);
+    let start = Instant::now();
+    while sim.stats("/s/2").live != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "removed account still connected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ok(
+        dir,
+        &[
+            "account",
+            "add",
+            "--kind",
+            "websocket",
+            "--name",
+            "shop 2",
+            "--url",
+            &sim.url("2b"),
+        ],
+    );
+    until(dir, Duration::from_secs(10), "replacement connected", |h| {
+        h["desired_connected"] == 4
+    });
+
     // HTTP: health JSON, Prometheus metrics, control needs a token.
     let addr = s.http.clone().expect("http");
     let (status, body) = http(&addr, "GET", "/health", None);

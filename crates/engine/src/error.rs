@@ -48,6 +48,10 @@ pub enum InputError {
     InvalidHeaderName(String),
     #[error("'{0}' is not a valid proxy URL. Use socks5://host:port or http://host:port.")]
     InvalidProxy(String),
+    #[error(
+        "'{0}' is not a phone number in international form. Use + and the country code, e.g. +62 812 3456 7890."
+    )]
+    InvalidPhone(String),
     #[error("No account with id {0}. Run `lifeline account list` to see the ids.")]
     UnknownAccount(i64),
     #[error(

@@ -230,6 +230,25 @@ impl NewAccount {
     }
 }
 
+/// Normalises an operator-typed phone number to E.164 (`+` and 8–15 digits, no leading zero in
+/// the country code). Spaces, dashes, dots and parentheses between digits are accepted.
+pub fn normalize_phone(raw: &str) -> Result<String, InputError> {
+    let bad = || InputError::InvalidPhone(raw.to_owned());
+    let rest = raw.trim().strip_prefix('+').ok_or_else(bad)?;
+    let mut digits = String::with_capacity(rest.len());
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            ' ' | '-' | '.' | '(' | ')' => {}
+            _ => return Err(bad()),
+        }
+    }
+    if !(8..=15).contains(&digits.len()) || digits.starts_with('0') {
+        return Err(bad());
+    }
+    Ok(format!("+{digits}"))
+}
+
 /// Trims and checks an account name: non-empty, at most [`MAX_NAME_CHARS`] characters, no
 /// control characters (NUL, newlines, bidi overrides are allowed only as printable text).
 pub fn validate_name(raw: &str) -> Result<String, InputError> {
@@ -363,6 +382,34 @@ mod tests {
             assert!(
                 matches!(a.validate(), Err(InputError::InvalidProxy(_))),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn phone_numbers_normalise_to_e164_or_are_refused() {
+        assert_eq!(
+            normalize_phone("+62 812-3456-7890").as_deref(),
+            Ok("+6281234567890")
+        );
+        assert_eq!(
+            normalize_phone(" +1 (415) 555.0100 ").as_deref(),
+            Ok("+14155550100")
+        );
+        for bad in [
+            "081234567890",
+            "+0812345678",
+            "+62 812 abc",
+            "+1234567",
+            "+1234567890123456",
+            "",
+            "+",
+            "62812345678",
+            "+62\u{0}812345678",
+        ] {
+            assert!(
+                matches!(normalize_phone(bad), Err(InputError::InvalidPhone(_))),
+                "{bad:?}"
             );
         }
     }

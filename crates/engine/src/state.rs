@@ -64,6 +64,8 @@ pub enum Reason {
     Crashed,
     /// This build has no connector for the account's kind.
     Unsupported,
+    /// The server asked the client to reconnect (e.g. right after linking); not a failure.
+    RestartRequired,
 }
 
 impl Reason {
@@ -91,6 +93,7 @@ impl Reason {
             Reason::Removed => "removed",
             Reason::Crashed => "crashed",
             Reason::Unsupported => "unsupported",
+            Reason::RestartRequired => "restart-required",
         }
     }
 
@@ -132,6 +135,7 @@ impl Reason {
             Reason::Unsupported => {
                 "this Lifeline cannot connect accounts of this kind — update Lifeline".into()
             }
+            Reason::RestartRequired => "the server asked for a reconnect".into(),
         }
     }
 }
@@ -323,6 +327,7 @@ mod tests {
             Reason::Removed,
             Reason::Crashed,
             Reason::Unsupported,
+            Reason::RestartRequired,
         ];
         for r in reasons {
             let v = serde_json::to_value(&r).expect("serializes");

@@ -428,6 +428,20 @@ impl AccountTask {
                 self.link = None;
                 self.transition(State::NeedsOperator { reason }, by, detail);
             }
+            Reason::RestartRequired => {
+                // Asked to reconnect (not a failure): at once, still paced, breaker untouched.
+                self.wake = Some((Instant::now(), Wake::Retry));
+                self.bypass_breaker = true;
+                self.transition(
+                    State::Backoff {
+                        attempt: 0,
+                        retry_at: now,
+                        reason,
+                    },
+                    by,
+                    detail,
+                );
+            }
             Reason::Banned { until } => {
                 self.wake = until.map(|u| (self.shared.clock.instant_at(u), Wake::Retry));
                 self.bypass_breaker = true;

@@ -645,3 +645,31 @@ async fn a_restart_keeps_needs_operator_and_honours_a_running_ban() {
     advance(Duration::from_secs(1)).await;
     assert_eq!(state_of(&f.sup, AccountId(1)), State::Connected);
 }
+
+#[tokio::test]
+async fn restart_required_reconnects_at_once_without_touching_the_breaker() {
+    let conn = Scripted::new(|_, n| match n {
+        1 => vec![
+            Step::Send(ConnEvent::Connected),
+            Step::Wait(Duration::from_secs(1)),
+            ended(Reason::RestartRequired),
+        ],
+        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+    });
+    let f = fixture(1, fast_policy(), conn).await;
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    advance(Duration::from_millis(1200)).await;
+    assert_eq!(
+        f.conn.attempts(AccountId(1)),
+        2,
+        "reconnected within 200 ms"
+    );
+    assert_eq!(state_of(&f.sup, AccountId(1)), State::Connected);
+    f.sup.flush().await;
+    let b = db(f.store.breakers()).await.expect("breakers");
+    assert!(
+        b.get(&AccountId(1))
+            .is_none_or(|b| *b == crate::policy::breaker::Breaker::default())
+    );
+}

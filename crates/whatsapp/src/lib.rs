@@ -1,0 +1,220 @@
+//! Connector for WhatsApp numbers over whatsapp-rust (pure Rust multi-device client).
+//!
+//! Library facts this relies on (whatsapp-rust 0.7.0, read from its source):
+//! - `Bot::builder().with_backend(SqliteStore::new(path))…build()` then `spawn()` runs the client;
+//!   `BotHandle::shutdown()` disconnects and waits; dropping the handle aborts it.
+//! - The client reconnects by itself unless `client.enable_auto_reconnect` is set to false; we set
+//!   it false before spawning, so the engine's backoff, breaker and pacing are the only policy. With
+//!   it off, a failed transport connect ends `run()` without any event: we report that as `network`.
+//! - QR codes arrive one `PairingQrCode{code, timeout}` event each (first ≈60 s, later ≈20 s);
+//!   `PairingQrCodesExhausted` ends the bot. Phone pairing: `with_pair_code(PairCodeOptions)`
+//!   emits `PairingCode{code, timeout}` (≈180 s).
+//! - Logout does not wipe keys: on `LoggedOut` (or a logged-out connect failure) we delete the
+//!   device store ourselves, so the next link starts clean.
+//! - The endpoint can be overridden (`TokioWebSocketTransportFactory::with_url`), and
+//!   `with_version` avoids the HTTP version fetch: that is how tests reach 127.0.0.1.
+
+pub mod device;
+pub mod mapping;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector, LinkMode};
+use lifeline_engine::model::{Account, AccountKind};
+use lifeline_engine::state::Reason;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::prelude::{Bot, BotHandle};
+use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::wacore::types::events::{Event, EventHandler};
+
+use mapping::Mapped;
+
+/// How the connector reaches WhatsApp.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint {
+    /// Override of WhatsApp's WebSocket URL (tests and the offline peer: `ws://127.0.0.1:…`).
+    pub url: Option<String>,
+    /// Client version to announce; `None` fetches the current one over HTTP.
+    pub version: Option<(u32, u32, u32)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WhatsAppConnector {
+    data_dir: PathBuf,
+    endpoint: Endpoint,
+}
+
+impl WhatsAppConnector {
+    /// Device stores go under `data_dir/whatsapp/`.
+    pub fn new(data_dir: impl Into<PathBuf>, endpoint: Endpoint) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            endpoint,
+        }
+    }
+}
+
+/// Forwards library events into our channel without blocking the client.
+struct Forward(mpsc::UnboundedSender<Arc<Event>>);
+
+impl EventHandler for Forward {
+    fn handle_event(&self, event: Arc<Event>) {
+        let _ = self.0.send(event);
+    }
+}
+
+impl Connector for WhatsAppConnector {
+    fn run(
+        &self,
+        request: ConnectRequest,
+        events: mpsc::Sender<ConnEvent>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        let this = self.clone();
+        Box::pin(async move {
+            if let Some((reason, detail)) = this.connection(request, &events, &cancel).await {
+                let _ = events.send(ConnEvent::Ended { reason, detail }).await;
+            }
+        })
+    }
+
+    fn forget(&self, account: &Account) -> lifeline_engine::Result<()> {
+        if account.kind != AccountKind::Whatsapp {
+            return Ok(());
+        }
+        let db = device::path(&self.data_dir, account.id);
+        device::wipe(&db).map_err(|source| lifeline_engine::Error::Write { path: db, source })?;
+        Ok(())
+    }
+}
+
+type Outcome = Option<(Reason, Option<String>)>;
+
+impl WhatsAppConnector {
+    async fn connection(
+        &self,
+        request: ConnectRequest,
+        events: &mpsc::Sender<ConnEvent>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let account = &request.account;
+        if account.proxy_url.is_some() {
+            return Some((
+                Reason::Unsupported,
+                Some("proxies for WhatsApp accounts are not supported yet; remove --proxy".into()),
+            ));
+        }
+        let db = device::path(&self.data_dir, account.id);
+        if let Err(e) = device::prepare(&db) {
+            return Some((
+                Reason::Network,
+                Some(format!("device store {}: {e}", db.display())),
+            ));
+        }
+        let Some(db_str) = db.to_str() else {
+            return Some((
+                Reason::Network,
+                Some("the data dir path is not UTF-8".into()),
+            ));
+        };
+        let store = match SqliteStore::new(db_str).await {
+            Ok(s) => s,
+            Err(e) => return Some((Reason::Network, Some(format!("device store: {e}")))),
+        };
+        let _ = device::restrict(&db);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut factory = TokioWebSocketTransportFactory::new();
+        if let Some(url) = &self.endpoint.url {
+            factory = factory.with_url(url.clone());
+        }
+        let mut builder = Bot::builder()
+            .with_backend(store)
+            .with_transport_factory(factory)
+            .with_event_handler(Forward(tx));
+        if let Some(v) = self.endpoint.version {
+            builder = builder.with_version(v);
+        }
+        let phone = match &request.link {
+            Some(LinkMode::PhoneCode { phone }) => Some(phone.clone()),
+            _ => None,
+        };
+        if let Some(p) = &phone {
+            builder = builder.with_pair_code(PairCodeOptions {
+                phone_number: p.trim_start_matches('+').to_owned(),
+                ..PairCodeOptions::default()
+            });
+        }
+        let bot = match builder.build().await {
+            Ok(b) => b,
+            Err(e) => return Some((Reason::Network, Some(format!("client setup: {e}")))),
+        };
+        let client = bot.client();
+        // The engine's policy is the only reconnect policy.
+        client.enable_auto_reconnect.store(false, Ordering::SeqCst);
+        let mut handle = bot.spawn();
+        let keepalive = request.config.keepalive();
+        let close_wait = request.config.close_timeout() * 3 / 4;
+        let mut alive = tokio::time::interval(keepalive);
+        alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    stop(handle, close_wait).await;
+                    return None;
+                }
+                _ = &mut handle => {
+                    // With auto-reconnect off, a failed or lost transport ends the bot quietly.
+                    return Some((Reason::Network, Some("could not reach WhatsApp or the connection ended".into())));
+                }
+                _ = alive.tick() => {
+                    if client.is_connected() && events.send(ConnEvent::Alive).await.is_err() {
+                        stop(handle, close_wait).await;
+                        return None;
+                    }
+                }
+                event = rx.recv() => {
+                    let Some(event) = event else { continue };
+                    match mapping::map(&event, chrono::Utc::now(), phone.as_deref()) {
+                        Mapped::Emit(e) => {
+                            if events.send(e).await.is_err() {
+                                stop(handle, close_wait).await;
+                                return None;
+                            }
+                        }
+                        Mapped::Alive => {
+                            let _ = events.try_send(ConnEvent::Alive);
+                        }
+                        Mapped::End { reason, detail, wipe } => {
+                            stop(handle, close_wait).await;
+                            if wipe {
+                                match device::wipe(&db) {
+                                    Ok(_) => tracing::info!(account = account.id.0, "device keys deleted after logout"),
+                                    Err(e) => tracing::warn!(account = account.id.0, error = %e, "could not delete device store"),
+                                }
+                            }
+                            return Some((reason, detail));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Stops the bot, bounded: shutdown flushes and waits; past the bound the shutdown future (and
+/// with it the handle) is dropped, which aborts the bot and closes its socket.
+async fn stop(handle: BotHandle, within: Duration) {
+    if tokio::time::timeout(within, handle.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!("whatsapp client did not stop in time; aborted");
+    }
+}
