@@ -659,11 +659,14 @@ async fn restart_required_reconnects_at_once_without_touching_the_breaker() {
     let f = fixture(1, fast_policy(), conn).await;
     tokio::time::pause();
     f.sup.startup(None, None).await.expect("startup");
-    advance(Duration::from_millis(1200)).await;
-    assert_eq!(
-        f.conn.attempts(AccountId(1)),
-        2,
-        "reconnected within 200 ms"
+    advance(Duration::from_secs(3)).await;
+    assert_eq!(f.conn.attempts(AccountId(1)), 2);
+    // The connection lived 1 s; the next started right after, with no backoff floor (≥ 0.5 s).
+    let starts = f.conn.starts.lock().expect("lock").clone();
+    let gap = starts[1] - starts[0];
+    assert!(
+        gap < Duration::from_millis(1300),
+        "reconnected after {gap:?}"
     );
     assert_eq!(state_of(&f.sup, AccountId(1)), State::Connected);
     f.sup.flush().await;
