@@ -37,6 +37,15 @@ pub enum Command {
     /// Store secrets (tokens, proxy credentials) in the OS keyring.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Link a WhatsApp account: shows the QR code to scan (refreshed as it rotates), or with
+    /// --phone the 8-character code to type on the phone. Run it while no supervisor runs.
+    Link {
+        /// Account id.
+        id: i64,
+        /// Pair by phone number instead of QR, in international form (+62 812 …).
+        #[arg(long, value_name = "+CCNUMBER")]
+        phone: Option<String>,
+    },
     /// Run the supervisor headless until SIGINT/SIGTERM.
     Serve(ServeArgs),
     /// Start an account (or all): marks it desired-running; a running supervisor acts within a second.

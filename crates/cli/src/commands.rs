@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> Result {
         Command::Secret(c) => secret(&store, c).await,
         Command::Status { json } => status(&dir, &store, json).await,
         Command::Policy(c) => policy(&dir, &store, c).await,
+        Command::Link { id, phone } => return crate::link::link(&dir, store, id, phone).await,
         Command::Serve(a) => return crate::serve::serve(&dir, store, a).await,
         Command::Start(t) => start_stop(&dir, &store, t, true).await,
         Command::Stop(t) => start_stop(&dir, &store, t, false).await,

@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod http;
+mod link;
 mod serve;
 
 use std::process::ExitCode;

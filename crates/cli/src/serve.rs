@@ -30,14 +30,7 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
     let now = chrono::Utc::now();
     let run = store.begin_run(now).await?;
     let crashed_at = store.previous_last_seen(run.id).await?;
-    let whatsapp = WhatsAppConnector::new(
-        dir.root(),
-        Endpoint {
-            // For the offline protocol peer and tests; unset means WhatsApp's own servers.
-            url: std::env::var("LIFELINE_WHATSAPP_URL").ok(),
-            version: None,
-        },
-    );
+    let whatsapp = WhatsAppConnector::new(dir.root(), Endpoint::from_env());
     let connectors = Connectors::new()
         .with(AccountKind::Websocket, Arc::new(WebSocketConnector))
         .with(AccountKind::Whatsapp, Arc::new(whatsapp));

@@ -360,3 +360,69 @@ fn policy_values_are_validated_and_persisted() {
     let shown: serde_json::Value = serde_json::from_str(&ok(d, &["policy", "show"])).expect("json");
     assert_eq!(shown["breaker"]["threshold"], 10);
 }
+
+#[test]
+fn link_checks_its_input_and_reports_an_unreachable_server() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let ws = ok(
+        d,
+        &[
+            "account",
+            "add",
+            "--kind",
+            "websocket",
+            "--name",
+            "feed",
+            "--url",
+            "ws://h/",
+        ],
+    );
+    let wa = ok(
+        d,
+        &[
+            "account",
+            "add",
+            "--kind",
+            "whatsapp",
+            "--name",
+            "Toko",
+            "--stopped",
+        ],
+    );
+    let msg = bad_input(d, &["link", ws.trim()]);
+    assert!(msg.contains("not a WhatsApp account"), "{msg}");
+    let msg = bad_input(d, &["link", wa.trim(), "--phone", "0812345678"]);
+    assert!(msg.contains("international form"), "{msg}");
+    bad_input(d, &["link", "99"]);
+    // The real client against a closed local port: a clear failure, exit 1.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args(["link", wa.trim()])
+        .env("LIFELINE_DATA_DIR", d)
+        .env(
+            "LIFELINE_WHATSAPP_URL",
+            format!("ws://127.0.0.1:{port}/ws/chat"),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Linking did not complete"), "{err}");
+    assert!(
+        d.join("whatsapp")
+            .join(format!("account-{}.db", wa.trim()))
+            .exists()
+    );
+    // Removing the account deletes its device keys.
+    ok(d, &["account", "remove", wa.trim()]);
+    assert!(
+        !d.join("whatsapp")
+            .join(format!("account-{}.db", wa.trim()))
+            .exists()
+    );
+}

@@ -52,6 +52,8 @@ pub enum InputError {
         "'{0}' is not a phone number in international form. Use + and the country code, e.g. +62 812 3456 7890."
     )]
     InvalidPhone(String),
+    #[error("Account {0} is not a WhatsApp account; only WhatsApp accounts are linked.")]
+    NotLinkable(i64),
     #[error("No account with id {0}. Run `lifeline account list` to see the ids.")]
     UnknownAccount(i64),
     #[error(
@@ -144,6 +146,9 @@ pub enum Error {
         "The OS keyring refused the request for secret '{name}': {detail}. Unlock the keyring (or start a Secret Service such as gnome-keyring) and try again."
     )]
     Keyring { name: String, detail: String },
+
+    #[error("Linking did not complete: {0}.")]
+    LinkFailed(String),
 
     #[error("Unhealthy: {0}.")]
     Unhealthy(String),

@@ -45,6 +45,18 @@ pub struct Endpoint {
     pub version: Option<(u32, u32, u32)>,
 }
 
+impl Endpoint {
+    /// WhatsApp's own servers, unless `LIFELINE_WHATSAPP_URL` points elsewhere (the offline
+    /// protocol peer, tests); such a URL also pins the announced version so no HTTP is needed.
+    pub fn from_env() -> Self {
+        let url = std::env::var("LIFELINE_WHATSAPP_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        let version = url.as_ref().map(|_| (2, 3000, 1_000_000_000));
+        Self { url, version }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct WhatsAppConnector {
     data_dir: PathBuf,
