@@ -2,6 +2,7 @@
 //! a drop alerts only if not recovered within a grace period (blips stay quiet); NeedsOperator
 //! alerts at once; many alerts due together become one summary; muted accounts never alert.
 
+use crate::error::InputError;
 use std::collections::HashMap;
 
 use chrono::Duration as ChronoDuration;
@@ -29,12 +30,14 @@ impl Default for AlertConfig {
 }
 
 impl AlertConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InputError> {
         if self.grace_s > 86_400 {
-            return Err("alerts.grace_s must be at most 86400".into());
+            return Err(super::invalid("alerts.grace_s must be at most 86400"));
         }
         if self.summary_threshold < 2 {
-            return Err("alerts.summary_threshold must be at least 2".into());
+            return Err(super::invalid(
+                "alerts.summary_threshold must be at least 2",
+            ));
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! in priority order when autorecover is on, or held stopped with a reason when it is off. Never
 //! touches history. The supervisor paces the restores (batches, concurrency cap, start delay).
 
+use crate::error::InputError;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Account, AccountId};
@@ -25,12 +26,16 @@ impl Default for AutorecoverConfig {
 }
 
 impl AutorecoverConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InputError> {
         if self.concurrency == 0 || self.concurrency > 4096 {
-            return Err("autorecover.concurrency must be between 1 and 4096".into());
+            return Err(super::invalid(
+                "autorecover.concurrency must be between 1 and 4096",
+            ));
         }
         if self.start_delay_ms > 600_000 {
-            return Err("autorecover.start_delay_ms must be at most 600000 (10 minutes)".into());
+            return Err(super::invalid(
+                "autorecover.start_delay_ms must be at most 600000 (10 minutes)",
+            ));
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! The floor is added, not max'ed, so retries after a mass drop stay spread out instead of all
 //! landing on the floor; timeouts and rate limits wait longer than a plain refusal (seeds/003).
 
+use crate::error::InputError;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -84,12 +85,14 @@ impl Backoff {
         self.floor(class) + Duration::from_millis(jitter.up_to(ceiling))
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InputError> {
         if self.base_ms == 0 {
-            return Err("backoff.base_ms must be at least 1".into());
+            return Err(super::invalid("backoff.base_ms must be at least 1"));
         }
         if self.cap_ms < self.base_ms {
-            return Err("backoff.cap_ms must be at least backoff.base_ms".into());
+            return Err(super::invalid(
+                "backoff.cap_ms must be at least backoff.base_ms",
+            ));
         }
         let day = 86_400_000;
         let floors = [
@@ -100,7 +103,9 @@ impl Backoff {
             self.floor_rate_limited_ms,
         ];
         if self.cap_ms > day || floors.iter().any(|f| *f > day) {
-            return Err("backoff delays must be at most one day (86400000 ms)".into());
+            return Err(super::invalid(
+                "backoff delays must be at most one day (86400000 ms)",
+            ));
         }
         Ok(())
     }

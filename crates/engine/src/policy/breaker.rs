@@ -4,6 +4,7 @@
 //! Drops of a live connection count as failures too, so a flapping account cannot storm.
 //! Times are wall-clock so the state survives restarts (it is persisted as JSON).
 
+use crate::error::InputError;
 use chrono::Duration as ChronoDuration;
 use serde::{Deserialize, Serialize};
 
@@ -30,20 +31,26 @@ impl Default for BreakerConfig {
 }
 
 impl BreakerConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InputError> {
         if self.threshold == 0 || self.threshold > 1000 {
-            return Err("breaker.threshold must be between 1 and 1000".into());
+            return Err(super::invalid(
+                "breaker.threshold must be between 1 and 1000",
+            ));
         }
         if self.window_s == 0 || self.window_s > 86_400 {
-            return Err("breaker.window_s must be between 1 and 86400".into());
+            return Err(super::invalid(
+                "breaker.window_s must be between 1 and 86400",
+            ));
         }
         if self.cooldown_s == 0 || self.cooldown_s > self.max_cooldown_s {
-            return Err(
-                "breaker.cooldown_s must be at least 1 and at most breaker.max_cooldown_s".into(),
-            );
+            return Err(super::invalid(
+                "breaker.cooldown_s must be at least 1 and at most breaker.max_cooldown_s",
+            ));
         }
         if self.max_cooldown_s > 7 * 86_400 {
-            return Err("breaker.max_cooldown_s must be at most 604800 (a week)".into());
+            return Err(super::invalid(
+                "breaker.max_cooldown_s must be at most 604800 (a week)",
+            ));
         }
         Ok(())
     }

@@ -62,22 +62,32 @@ impl ConnectionConfig {
         self.keepalive() * 2 + self.pong_timeout()
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InputError> {
         let in_range = |v: u64, lo: u64, hi: u64| (lo..=hi).contains(&v);
         if !in_range(self.connect_timeout_ms, 100, 300_000) {
-            return Err("connection.connect_timeout_ms must be between 100 and 300000".into());
+            return Err(super::invalid(
+                "connection.connect_timeout_ms must be between 100 and 300000",
+            ));
         }
         if !in_range(self.keepalive_ms, 100, 600_000) {
-            return Err("connection.keepalive_ms must be between 100 and 600000".into());
+            return Err(super::invalid(
+                "connection.keepalive_ms must be between 100 and 600000",
+            ));
         }
         if !in_range(self.pong_timeout_ms, 100, 600_000) {
-            return Err("connection.pong_timeout_ms must be between 100 and 600000".into());
+            return Err(super::invalid(
+                "connection.pong_timeout_ms must be between 100 and 600000",
+            ));
         }
         if !in_range(self.close_timeout_ms, 10, 60_000) {
-            return Err("connection.close_timeout_ms must be between 10 and 60000".into());
+            return Err(super::invalid(
+                "connection.close_timeout_ms must be between 10 and 60000",
+            ));
         }
         if !in_range(self.reconcile_interval_ms, 100, 3_600_000) {
-            return Err("connection.reconcile_interval_ms must be between 100 and 3600000".into());
+            return Err(super::invalid(
+                "connection.reconcile_interval_ms must be between 100 and 3600000",
+            ));
         }
         Ok(())
     }
@@ -105,7 +115,7 @@ impl PolicyConfig {
             self.alerts.validate(),
         ];
         for r in results {
-            r.map_err(InputError::InvalidPolicy)?;
+            r?;
         }
         Ok(())
     }

@@ -12,3 +12,8 @@ pub mod pacing;
 pub mod reconcile;
 
 pub use config::PolicyConfig;
+
+/// A policy value out of range: the message names the key and the allowed range.
+pub(crate) fn invalid(why: &str) -> crate::error::InputError {
+    crate::error::InputError::InvalidPolicy(why.to_owned())
+}

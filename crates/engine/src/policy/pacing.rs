@@ -3,6 +3,7 @@
 //! time; callers sleep until it. Reservations are handed out in order, so 1000 simultaneous
 //! drops become an even trickle instead of a reconnect storm that gets numbers banned.
 
+use crate::error::InputError;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,13 +29,15 @@ impl Default for PacingConfig {
 }
 
 impl PacingConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InputError> {
         if !(self.rate_per_s.is_finite() && self.rate_per_s >= 0.01 && self.rate_per_s <= 10_000.0)
         {
-            return Err("pacing.rate_per_s must be between 0.01 and 10000".into());
+            return Err(super::invalid(
+                "pacing.rate_per_s must be between 0.01 and 10000",
+            ));
         }
         if self.burst == 0 || self.burst > 10_000 {
-            return Err("pacing.burst must be between 1 and 10000".into());
+            return Err(super::invalid("pacing.burst must be between 1 and 10000"));
         }
         Ok(())
     }
