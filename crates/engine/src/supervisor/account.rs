@@ -325,6 +325,8 @@ impl AccountTask {
         if !self.account.desired_running {
             return;
         }
+        // This attempt supersedes any pending retry; a stale one would later tear it down.
+        self.wake = None;
         self.close_conn().await;
         let Some(connector) = self.shared.connectors.get(self.account.kind).cloned() else {
             self.permit = None;

@@ -676,3 +676,28 @@ async fn restart_required_reconnects_at_once_without_touching_the_breaker() {
             .is_none_or(|b| *b == crate::policy::breaker::Breaker::default())
     );
 }
+
+#[tokio::test]
+async fn an_operator_start_during_backoff_does_not_leave_a_stale_retry_behind() {
+    let conn = Scripted::new(|_, n| match n {
+        1 => vec![ended(Reason::Refused { status: None })],
+        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+    });
+    let mut policy = fast_policy();
+    policy.backoff.floor_refused_ms = 30_000;
+    let f = fixture(1, policy, conn).await;
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    advance(Duration::from_secs(1)).await;
+    assert!(matches!(
+        state_of(&f.sup, AccountId(1)),
+        State::Backoff { .. }
+    ));
+    f.sup.start(AccountId(1)).await.expect("start");
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(state_of(&f.sup, AccountId(1)), State::Connected);
+    // Past the old retry time: still the same single connection.
+    advance(Duration::from_secs(60)).await;
+    assert_eq!(f.conn.attempts(AccountId(1)), 2);
+    assert_eq!(state_of(&f.sup, AccountId(1)), State::Connected);
+}
