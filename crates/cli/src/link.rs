@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector, LinkMode};
 use lifeline_engine::model::{AccountId, AccountKind, normalize_phone};
+use lifeline_engine::proxy::{self, ProxyEntry};
 use lifeline_engine::secrets::KeyringSecretStore;
 use lifeline_engine::state::{State, TriggeredBy};
 use lifeline_engine::time::rfc3339;
@@ -36,6 +37,14 @@ pub async fn link(
     let _lock = dir.lock()?;
     let policy = store.policy().await?;
     let connector = WhatsAppConnector::new(dir.root(), Endpoint::from_env());
+    // Linking goes out through the same proxy chain the supervisor would use.
+    let pool: Vec<ProxyEntry> = store
+        .accounts()
+        .await?
+        .iter()
+        .filter_map(ProxyEntry::of)
+        .collect();
+    let route = proxy::chain(&account, &pool, policy.connection.direct_fallback);
     let (tx, mut rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     let task = tokio::spawn(connector.run(
@@ -44,6 +53,7 @@ pub async fn link(
             config: policy.connection,
             secrets: Arc::new(KeyringSecretStore),
             link: Some(mode),
+            route,
         },
         tx,
         cancel.clone(),
@@ -60,7 +70,7 @@ pub async fn link(
         match event {
             None => break Err(Error::LinkFailed("the connection ended".into())),
             Some(ConnEvent::Link(code)) => show(&code.mode, &code.code, code.expires_at)?,
-            Some(ConnEvent::Connected) => break Ok(()),
+            Some(ConnEvent::Connected { .. }) => break Ok(()),
             Some(ConnEvent::Alive) => {}
             Some(ConnEvent::Ended { reason, detail }) => {
                 let mut why = reason.describe();

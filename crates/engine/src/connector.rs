@@ -53,8 +53,8 @@ impl fmt::Debug for LinkCode {
 /// What a connection reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnEvent {
-    /// Live and usable.
-    Connected,
+    /// Live and usable. `via` names the proxy hop taken when the account has a proxy chain.
+    Connected { via: Option<String> },
     /// Liveness proven again (pong, protocol ping, any inbound frame).
     Alive,
     /// A code to scan or type (linking kinds only).
@@ -75,6 +75,8 @@ pub struct ConnectRequest {
     pub secrets: Arc<dyn SecretStore>,
     /// Set when the operator asked to (re)link this account.
     pub link: Option<LinkMode>,
+    /// Proxy hops to try in order (see [`crate::proxy::chain`]); empty means connect directly.
+    pub route: Vec<crate::proxy::Hop>,
 }
 
 pub trait Connector: Send + Sync + fmt::Debug + 'static {

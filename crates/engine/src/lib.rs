@@ -10,6 +10,7 @@ pub mod export;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod proxy;
 pub mod report;
 pub mod secrets;
 pub mod state;

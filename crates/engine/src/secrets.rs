@@ -111,6 +111,20 @@ impl SecretStore for MemorySecretStore {
     }
 }
 
+/// Reads a secret off the async runtime: keyring access may block on D-Bus.
+pub async fn fetch(
+    secrets: std::sync::Arc<dyn SecretStore>,
+    name: &SecretName,
+) -> Result<Option<SecretValue>> {
+    let owned = name.clone();
+    tokio::task::spawn_blocking(move || secrets.get(&owned))
+        .await
+        .map_err(|e| Error::Keyring {
+            name: name.to_string(),
+            detail: e.to_string(),
+        })?
+}
+
 /// Stores a secret's value in `secrets` and records its name in the database.
 pub async fn set_secret(
     store: &Store,

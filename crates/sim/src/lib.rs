@@ -3,6 +3,8 @@
 //! refuse handshakes with HTTP 503 for a while, slow handshakes, close with a given code — and a
 //! count of live sockets per path, so tests can prove Lifeline never holds two for one account.
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,6 +5,7 @@
 use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector};
+use lifeline_engine::proxy::{self, Target};
 use lifeline_engine::secrets::SecretStore;
 use lifeline_engine::state::Reason;
 use std::io::ErrorKind;
@@ -55,12 +56,6 @@ async fn connection(
     let Some(url) = account.url.as_deref() else {
         return Some((Reason::Unsupported, Some("the account has no URL".into())));
     };
-    if account.proxy_url.is_some() {
-        return Some((
-            Reason::Unsupported,
-            Some("proxies are not supported for websocket accounts yet; remove --proxy".into()),
-        ));
-    }
     let mut http = match url.into_client_request() {
         Ok(r) => r,
         Err(e) => return Some((Reason::Network, Some(format!("bad URL: {e}")))),
@@ -97,18 +92,53 @@ async fn connection(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_message_size(Some(16 << 20));
-    let connect = tokio_tungstenite::connect_async_with_config(http, Some(ws_config), true);
-    let (mut ws, _response) = match tokio::time::timeout(cfg.connect_timeout(), connect).await {
-        Err(_) => {
-            return Some((
-                Reason::Timeout,
-                Some("no handshake within the connect timeout".into()),
-            ));
+    let mut via = None;
+    let handshake = if request.route.is_empty() {
+        let connect = tokio_tungstenite::connect_async_with_config(http, Some(ws_config), true);
+        match tokio::time::timeout(cfg.connect_timeout(), connect).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Some((
+                    Reason::Timeout,
+                    Some("no handshake within the connect timeout".into()),
+                ));
+            }
         }
-        Ok(Err(e)) => return Some(classify(&e)),
-        Ok(Ok(ok)) => ok,
+    } else {
+        // Through the account's proxy chain: a tunnel first (each hop bounded by the connect
+        // timeout), then TLS and the WebSocket handshake over it.
+        let Some(target) = Target::of_url(url) else {
+            return Some((Reason::Network, Some(format!("no host in {url}"))));
+        };
+        let (stream, hop) = match proxy::connect(
+            &request.route,
+            request.secrets.clone(),
+            &target,
+            cfg.connect_timeout(),
+        )
+        .await
+        {
+            Ok(ok) => ok,
+            Err(e) => return Some((e.reason(), Some(e.to_string()))),
+        };
+        via = request.route.get(hop).map(|h| format!("via {h}"));
+        let upgrade =
+            tokio_tungstenite::client_async_tls_with_config(http, stream, Some(ws_config), None);
+        match tokio::time::timeout(cfg.connect_timeout(), upgrade).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Some((
+                    Reason::Timeout,
+                    Some("no handshake through the proxy within the connect timeout".into()),
+                ));
+            }
+        }
     };
-    if events.send(ConnEvent::Connected).await.is_err() {
+    let (mut ws, _response) = match handshake {
+        Err(e) => return Some(classify(&e)),
+        Ok(ok) => ok,
+    };
+    if events.send(ConnEvent::Connected { via }).await.is_err() {
         return None;
     }
     let keepalive = cfg.keepalive();

@@ -8,8 +8,10 @@ use chrono::Utc;
 use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector};
 use lifeline_engine::model::{Account, AccountId, AccountKind, HeaderRef};
 use lifeline_engine::policy::config::ConnectionConfig;
+use lifeline_engine::proxy::{self, Hop, HopKind, ProxyEntry};
 use lifeline_engine::secrets::{MemorySecretStore, SecretStore, SecretValue};
 use lifeline_engine::state::{Reason, State};
+use lifeline_sim::proxy::{Proxy, ProxyKind};
 use lifeline_sim::{Fault, Sim};
 use lifeline_websocket::WebSocketConnector;
 use tokio::sync::mpsc;
@@ -50,6 +52,10 @@ struct Running {
 }
 
 fn start(account: Account, secrets: Arc<dyn SecretStore>) -> Running {
+    start_routed(account, secrets, Vec::new())
+}
+
+fn start_routed(account: Account, secrets: Arc<dyn SecretStore>, route: Vec<Hop>) -> Running {
     let (tx, rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     let fut = WebSocketConnector.run(
@@ -58,6 +64,7 @@ fn start(account: Account, secrets: Arc<dyn SecretStore>) -> Running {
             config: fast(),
             secrets,
             link: None,
+            route,
         },
         tx,
         cancel.clone(),
@@ -97,7 +104,7 @@ fn no_secrets() -> Arc<dyn SecretStore> {
 async fn connects_and_maps_a_drop_to_closed_by_peer() {
     let sim = Sim::start("127.0.0.1:0").await.expect("sim");
     let mut r = start(account(&sim.url("a")), no_secrets());
-    assert_eq!(next(&mut r).await, ConnEvent::Connected);
+    assert_eq!(next(&mut r).await, ConnEvent::Connected { via: None });
     // Keepalive pongs arrive as liveness.
     let alive = tokio::time::timeout(Duration::from_secs(5), r.events.recv()).await;
     assert_eq!(alive.expect("in time"), Some(ConnEvent::Alive));
@@ -109,7 +116,7 @@ async fn connects_and_maps_a_drop_to_closed_by_peer() {
 async fn close_codes_are_kept() {
     let sim = Sim::start("127.0.0.1:0").await.expect("sim");
     let mut r = start(account(&sim.url("a")), no_secrets());
-    assert_eq!(next(&mut r).await, ConnEvent::Connected);
+    assert_eq!(next(&mut r).await, ConnEvent::Connected { via: None });
     sim.inject(Fault::Close {
         path: None,
         code: 4001,
@@ -124,7 +131,7 @@ async fn close_codes_are_kept() {
 async fn a_stalled_peer_is_detected_by_the_pong_deadline() {
     let sim = Sim::start("127.0.0.1:0").await.expect("sim");
     let mut r = start(account(&sim.url("a")), no_secrets());
-    assert_eq!(next(&mut r).await, ConnEvent::Connected);
+    assert_eq!(next(&mut r).await, ConnEvent::Connected { via: None });
     sim.inject(Fault::Stall { path: None });
     assert_eq!(ended(&mut r).await, Reason::Stalled);
 }
@@ -185,14 +192,14 @@ async fn header_secrets_are_required_and_sent() {
         )
         .expect("set");
     let mut r = start(a, secrets);
-    assert_eq!(next(&mut r).await, ConnEvent::Connected);
+    assert_eq!(next(&mut r).await, ConnEvent::Connected { via: None });
 }
 
 #[tokio::test]
 async fn cancel_closes_the_socket_promptly() {
     let sim = Sim::start("127.0.0.1:0").await.expect("sim");
     let mut r = start(account(&sim.url("a")), no_secrets());
-    assert_eq!(next(&mut r).await, ConnEvent::Connected);
+    assert_eq!(next(&mut r).await, ConnEvent::Connected { via: None });
     assert_eq!(sim.stats("/s/a").live, 1);
     r.cancel.cancel();
     tokio::time::timeout(Duration::from_secs(5), r.task)
@@ -207,4 +214,89 @@ async fn cancel_closes_the_socket_promptly() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the server still sees the socket");
+}
+
+#[tokio::test]
+async fn a_proxied_account_connects_through_its_proxy_and_names_the_hop() {
+    let sim = Sim::start("127.0.0.1:0").await.expect("sim");
+    let proxy = Proxy::start(ProxyKind::Socks5, Some(("op", "pw")))
+        .await
+        .expect("proxy");
+    let secrets = MemorySecretStore::default();
+    let name = lifeline_engine::SecretName::parse("px").expect("name");
+    secrets.set(&name, &SecretValue::new("op:pw")).expect("set");
+    let mut a = account(&sim.url("proxied"));
+    a.proxy_url = Some(proxy.url());
+    a.proxy_secret = Some(name);
+    a.country = Some("ID".into());
+    let route = proxy::chain(&a, &[], false);
+    let mut r = start_routed(a, Arc::new(secrets), route);
+    let expected = format!("via own proxy {} (ID)", proxy.url());
+    assert_eq!(
+        next(&mut r).await,
+        ConnEvent::Connected {
+            via: Some(expected)
+        }
+    );
+    assert_eq!(proxy.tunnels(), 1);
+    assert_eq!(sim.stats("/s/proxied").live, 1);
+    // Faults still classify the same through the tunnel.
+    sim.inject(Fault::Close {
+        path: Some("/s/proxied".into()),
+        code: 4000,
+    });
+    assert_eq!(
+        ended(&mut r).await,
+        Reason::ClosedByPeer { code: Some(4000) }
+    );
+    r.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_dead_proxy_falls_back_to_a_same_country_one_and_never_goes_direct_unasked() {
+    let sim = Sim::start("127.0.0.1:0").await.expect("sim");
+    let dead = Proxy::start(ProxyKind::Socks5, None).await.expect("proxy");
+    let dead_url = dead.url();
+    drop(dead);
+    let spare = Proxy::start(ProxyKind::HttpConnect, None)
+        .await
+        .expect("proxy");
+    let mut a = account(&sim.url("fallback"));
+    a.proxy_url = Some(dead_url.clone());
+    a.country = Some("ID".into());
+    let pool = [ProxyEntry {
+        url: spare.url(),
+        secret: None,
+        country: Some("ID".into()),
+        owner: AccountId(2),
+    }];
+    let route = proxy::chain(&a, &pool, false);
+    assert_eq!(route[1].kind, HopKind::SameCountry);
+    let mut r = start_routed(a.clone(), Arc::new(MemorySecretStore::default()), route);
+    let expected = format!("via same-country proxy {} (ID)", spare.url());
+    assert_eq!(
+        next(&mut r).await,
+        ConnEvent::Connected {
+            via: Some(expected)
+        }
+    );
+    r.cancel.cancel();
+
+    // Alone with a dead proxy and no direct fallback: a network failure naming the hop.
+    let alone = proxy::chain(&a, &[], false);
+    let mut r = start_routed(a, Arc::new(MemorySecretStore::default()), alone);
+    let ConnEvent::Ended { reason, detail } = next(&mut r).await else {
+        panic!("expected the attempt to end");
+    };
+    assert_eq!(reason, Reason::Network);
+    let detail = detail.unwrap_or_default();
+    assert!(
+        detail.contains(&dead_url) && detail.contains("direct connection not allowed"),
+        "{detail}"
+    );
+    assert_eq!(
+        sim.stats("/s/fallback").accepted,
+        1,
+        "never reached the sim directly"
+    );
 }

@@ -13,9 +13,15 @@
 //!   device store ourselves, so the next link starts clean.
 //! - The endpoint can be overridden (`TokioWebSocketTransportFactory::with_url`), and
 //!   `with_version` avoids the HTTP version fetch: that is how tests reach 127.0.0.1.
+//! - Proxies: the library's transport dials directly, but any `TransportFactory` may hand it an
+//!   upgraded `tokio_websockets` stream through `from_websocket`; we tunnel (SOCKS5 / CONNECT),
+//!   wrap with its `default_tls_connector()` and upgrade with the WhatsApp Web `Origin`. The
+//!   HTTP client (version check, media) takes a ureq agent with the same proxy
+//!   (`UreqHttpClient::with_agent`).
 
 pub mod device;
 pub mod mapping;
+pub mod transport;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,13 +31,17 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector, LinkMode};
 use lifeline_engine::model::{Account, AccountKind};
+use lifeline_engine::proxy::{self, Target};
 use lifeline_engine::state::Reason;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use transport::{LifelineTransport, Routed};
+use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::prelude::{Bot, BotHandle};
 use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::wacore::net::WHATSAPP_WEB_WS_URL;
 use whatsapp_rust::wacore::types::events::{Event, EventHandler};
 
 use mapping::Mapped;
@@ -117,12 +127,6 @@ impl WhatsAppConnector {
         cancel: &CancellationToken,
     ) -> Outcome {
         let account = &request.account;
-        if account.proxy_url.is_some() {
-            return Some((
-                Reason::Unsupported,
-                Some("proxies for WhatsApp accounts are not supported yet; remove --proxy".into()),
-            ));
-        }
         let db = device::path(&self.data_dir, account.id);
         if let Err(e) = device::prepare(&db) {
             return Some((
@@ -142,14 +146,17 @@ impl WhatsAppConnector {
         };
         let _ = device::restrict(&db);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut factory = TokioWebSocketTransportFactory::new();
-        if let Some(url) = &self.endpoint.url {
-            factory = factory.with_url(url.clone());
-        }
+        let (factory, via, http) = match self.transport(&request).await {
+            Ok(t) => t,
+            Err(ended) => return Some(ended),
+        };
         let mut builder = Bot::builder()
             .with_backend(store)
             .with_transport_factory(factory)
             .with_event_handler(Forward(tx));
+        if let Some(http) = http {
+            builder = builder.with_http_client(http);
+        }
         if let Some(v) = self.endpoint.version {
             builder = builder.with_version(v);
         }
@@ -194,7 +201,10 @@ impl WhatsAppConnector {
                 event = rx.recv() => {
                     let Some(event) = event else { continue };
                     match mapping::map(&event, chrono::Utc::now(), phone.as_deref()) {
-                        Mapped::Emit(e) => {
+                        Mapped::Emit(mut e) => {
+                            if let ConnEvent::Connected { via: v } = &mut e {
+                                v.clone_from(&via);
+                            }
                             if events.send(e).await.is_err() {
                                 stop(handle, close_wait).await;
                                 return None;
@@ -217,6 +227,72 @@ impl WhatsAppConnector {
                 }
             }
         }
+    }
+}
+
+impl WhatsAppConnector {
+    /// The transport (and, behind a proxy, an HTTP client through the same hop). With a proxy
+    /// chain the tunnel is opened here, walking the chain, so the hop is known before the client
+    /// starts; without one the library's own transport connects directly.
+    async fn transport(
+        &self,
+        request: &ConnectRequest,
+    ) -> Result<(LifelineTransport, Option<String>, Option<UreqHttpClient>), (Reason, Option<String>)>
+    {
+        let url = self
+            .endpoint
+            .url
+            .clone()
+            .unwrap_or_else(|| WHATSAPP_WEB_WS_URL.to_owned());
+        if request.route.is_empty() {
+            let mut factory = TokioWebSocketTransportFactory::new();
+            if self.endpoint.url.is_some() {
+                factory = factory.with_url(url);
+            }
+            return Ok((LifelineTransport::Direct(factory), None, None));
+        }
+        let target = Target::of_url(&url)
+            .ok_or_else(|| (Reason::Network, Some(format!("no host in {url}"))))?;
+        let timeout = request.config.connect_timeout();
+        let (stream, i) = proxy::connect(&request.route, request.secrets.clone(), &target, timeout)
+            .await
+            .map_err(|e| (e.reason(), Some(e.to_string())))?;
+        let hop = request.route[i].clone();
+        let via = Some(format!("via {hop}"));
+        // The version check and media go through the same exit as the chat socket.
+        let http = match &hop.proxy {
+            None => None,
+            Some(entry) => {
+                let with_creds = proxy::url_with_credentials(entry, request.secrets.clone())
+                    .await
+                    .map_err(|e| (Reason::CredentialsMissing, Some(e.to_string())))?;
+                let proxy = ureq::Proxy::new(with_creds.expose()).map_err(|e| {
+                    (
+                        Reason::Network,
+                        Some(format!("proxy {} for HTTP: {e}", entry.url)),
+                    )
+                })?;
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .proxy(Some(proxy))
+                    .build()
+                    .into();
+                Some(UreqHttpClient::with_agent(agent))
+            }
+        };
+        let routed = Routed {
+            hop,
+            tunnel: std::sync::Mutex::new(Some(stream)),
+            secrets: request.secrets.clone(),
+            timeout,
+        };
+        Ok((
+            LifelineTransport::Routed {
+                url,
+                routed: Box::new(routed),
+            },
+            via,
+            http,
+        ))
     }
 }
 

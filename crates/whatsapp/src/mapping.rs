@@ -39,7 +39,7 @@ fn to_chrono(d: std::time::Duration) -> ChronoDuration {
 /// Maps one event at `now`. `phone` is the number being paired by code, if any.
 pub fn map(event: &Event, now: Timestamp, phone: Option<&str>) -> Mapped {
     match event {
-        Event::Connected(_) => Mapped::Emit(ConnEvent::Connected),
+        Event::Connected(_) => Mapped::Emit(ConnEvent::Connected { via: None }),
         Event::PairingQrCode(q) => Mapped::Emit(ConnEvent::Link(LinkCode {
             mode: LinkMode::Qr,
             code: q.code.clone(),
@@ -160,7 +160,7 @@ mod tests {
     fn connected_and_link_codes_are_emitted_with_expiry() {
         assert_eq!(
             map(&Event::Connected(Connected::builder().build()), now(), None),
-            Mapped::Emit(ConnEvent::Connected)
+            Mapped::Emit(ConnEvent::Connected { via: None })
         );
         let qr = Event::PairingQrCode(
             PairingQrCode::builder()

@@ -9,8 +9,11 @@ use chrono::Utc;
 use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector};
 use lifeline_engine::model::{Account, AccountId, AccountKind};
 use lifeline_engine::policy::config::ConnectionConfig;
+use lifeline_engine::proxy::{self, Hop};
 use lifeline_engine::secrets::MemorySecretStore;
 use lifeline_engine::state::{Reason, State};
+use lifeline_sim::proxy::{Proxy, ProxyKind};
+use lifeline_sim::{Fault, Sim};
 use lifeline_whatsapp::{Endpoint, WhatsAppConnector, device};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -35,13 +38,19 @@ fn account() -> Account {
 }
 
 async fn run_once(connector: &WhatsAppConnector) -> ConnEvent {
+    run_routed(connector, account(), Vec::new()).await
+}
+
+/// Runs one connection to its end.
+async fn run_routed(connector: &WhatsAppConnector, account: Account, route: Vec<Hop>) -> ConnEvent {
     let (tx, mut rx) = mpsc::channel(64);
     let fut = connector.run(
         ConnectRequest {
-            account: account(),
+            account,
             config: ConnectionConfig::default(),
             secrets: Arc::new(MemorySecretStore::default()),
             link: None,
+            route,
         },
         tx,
         CancellationToken::new(),
@@ -116,4 +125,61 @@ async fn a_server_closing_mid_handshake_ends_the_connection() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_account_reaches_the_endpoint_only_through_its_proxy() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start("127.0.0.1:0").await.expect("sim");
+    let proxy = Proxy::start(ProxyKind::Socks5, None).await.expect("proxy");
+    let c = WhatsAppConnector::new(tmp.path(), endpoint(sim.url("wa")));
+    let mut a = account();
+    a.proxy_url = Some(proxy.url());
+    let route = proxy::chain(&a, &[], false);
+    // The real client opens its WebSocket through the tunnel; the sim then drops it.
+    let watcher = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            for _ in 0..500 {
+                if sim.stats("/s/wa").live == 1 {
+                    sim.inject(Fault::Drop { path: None });
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            false
+        })
+    };
+    let ended = run_routed(&c, a, route).await;
+    assert!(
+        watcher.await.expect("watcher"),
+        "the client never reached the sim"
+    );
+    assert!(matches!(ended, ConnEvent::Ended { .. }), "{ended:?}");
+    assert_eq!(proxy.tunnels(), 1, "through the proxy");
+    assert_eq!(sim.stats("/s/wa").accepted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_proxy_without_direct_fallback_never_touches_the_endpoint() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start("127.0.0.1:0").await.expect("sim");
+    let dead = Proxy::start(ProxyKind::HttpConnect, None)
+        .await
+        .expect("proxy");
+    let dead_url = dead.url();
+    drop(dead);
+    let c = WhatsAppConnector::new(tmp.path(), endpoint(sim.url("wa")));
+    let mut a = account();
+    a.proxy_url = Some(dead_url.clone());
+    let route = proxy::chain(&a, &[], false);
+    match run_routed(&c, a, route).await {
+        ConnEvent::Ended { reason, detail } => {
+            assert_eq!(reason, Reason::Network);
+            let detail = detail.unwrap_or_default();
+            assert!(detail.contains(&dead_url), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.stats("/s/wa").accepted, 0);
 }

@@ -27,6 +27,9 @@ pub struct ConnectionConfig {
     pub close_timeout_ms: u64,
     /// Period of the reconcile health pass.
     pub reconcile_interval_ms: u64,
+    /// When every proxy of an account's chain fails, connect without a proxy. Off by default:
+    /// a number that suddenly appears from the operator's own address may be flagged.
+    pub direct_fallback: bool,
 }
 
 impl Default for ConnectionConfig {
@@ -37,6 +40,7 @@ impl Default for ConnectionConfig {
             pong_timeout_ms: 10_000,
             close_timeout_ms: 3_000,
             reconcile_interval_ms: 30_000,
+            direct_fallback: false,
         }
     }
 }

@@ -143,6 +143,7 @@ impl AccountTask {
                         {
                             tracing::warn!(account = self.account.id.0, error = %e, "connector could not forget account");
                         }
+                        self.shared.set_proxy(self.account.id, None);
                         let _ = ack.send(());
                         break;
                     }
@@ -265,6 +266,7 @@ impl AccountTask {
             AccountCommand::Reload(account) => {
                 let state = std::mem::replace(&mut self.account, *account);
                 self.account.state = state.state;
+                self.shared.set_proxy(self.account.id, Some(&self.account));
                 self.publish_view();
             }
             AccountCommand::Remove(_) => {}
@@ -351,6 +353,7 @@ impl AccountTask {
             config: self.shared.policy.connection,
             secrets: self.shared.secrets.clone(),
             link: self.link.clone(),
+            route: self.shared.route(&self.account),
         };
         let task = tokio::spawn(connector.run(request, tx, cancel.clone()));
         self.conn = Some(Conn {
@@ -366,7 +369,7 @@ impl AccountTask {
             detail: Some("the connection task ended without saying why".into()),
         });
         match event {
-            ConnEvent::Connected => {
+            ConnEvent::Connected { via } => {
                 self.last_alive = Some(Instant::now());
                 self.permit = None;
                 self.link = None;
@@ -384,7 +387,7 @@ impl AccountTask {
                         .recovery_seconds
                         .observe(dropped.elapsed().as_secs_f64());
                 }
-                self.transition(State::Connected, TriggeredBy::Engine, None);
+                self.transition(State::Connected, TriggeredBy::Engine, via);
             }
             ConnEvent::Alive => self.last_alive = Some(Instant::now()),
             ConnEvent::Link(code) => {

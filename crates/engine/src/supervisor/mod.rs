@@ -27,6 +27,7 @@ use crate::policy::alerts::Alert;
 use crate::policy::autorecover::{self, StartupAction};
 use crate::policy::breaker::Breaker;
 use crate::policy::pacing::Pacer;
+use crate::proxy::ProxyEntry;
 use crate::secrets::SecretStore;
 use crate::state::{Event, Reason, State, StateKind, TriggeredBy};
 use crate::store::{PreviousRun, Store, TransitionRecord};
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     pub policy: PolicyConfig,
     pub pacer: Mutex<Pacer>,
     pub views: RwLock<HashMap<AccountId, AccountView>>,
+    /// The fleet's proxies, by the account that configured each: the pool for fallback chains.
+    pub proxies: RwLock<HashMap<AccountId, ProxyEntry>>,
     pub recorder: mpsc::UnboundedSender<RecorderMsg>,
     pub updates: broadcast::Sender<Update>,
     pub metrics: Metrics,
@@ -92,6 +95,26 @@ impl Shared {
     pub fn set_view(&self, view: AccountView) {
         let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
         views.insert(view.id, view);
+    }
+
+    /// Keeps the proxy pool in step with an account's settings (`None`: the account is gone).
+    pub fn set_proxy(&self, id: AccountId, account: Option<&Account>) {
+        let mut pool = self.proxies.write().unwrap_or_else(|p| p.into_inner());
+        match account.and_then(ProxyEntry::of) {
+            Some(entry) => pool.insert(id, entry),
+            None => pool.remove(&id),
+        };
+    }
+
+    /// The hops a connection of `account` should try now.
+    pub fn route(&self, account: &Account) -> Vec<crate::proxy::Hop> {
+        if account.proxy_url.is_none() {
+            return Vec::new();
+        }
+        let pool = self.proxies.read().unwrap_or_else(|p| p.into_inner());
+        let mut entries: Vec<ProxyEntry> = pool.values().cloned().collect();
+        entries.sort_by_key(|e| e.owner.0);
+        crate::proxy::chain(account, &entries, self.policy.connection.direct_fallback)
     }
 }
 
@@ -154,6 +177,7 @@ impl Supervisor {
             clock: deps.clock,
             policy: deps.policy,
             views: RwLock::new(HashMap::new()),
+            proxies: RwLock::new(HashMap::new()),
             recorder: recorder_tx,
             updates,
             metrics: Metrics::new(),
@@ -333,6 +357,7 @@ impl Supervisor {
     fn spawn_account(&self, account: Account, breaker: Breaker) {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = account.id;
+        self.shared.set_proxy(id, Some(&account));
         let task = AccountTask::new(self.shared.clone(), account, breaker);
         self.tasks.spawn(task.run(rx));
         self.handles

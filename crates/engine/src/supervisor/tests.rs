@@ -27,6 +27,9 @@ enum Step {
     Hang,
 }
 
+/// An attempt's account and its proxy hops, described.
+type Route = (AccountId, Vec<String>);
+
 type Script = Arc<dyn Fn(AccountId, usize) -> Vec<Step> + Send + Sync>;
 
 /// Runs scripted connections and counts what a socket server would see.
@@ -37,6 +40,8 @@ struct Scripted {
     live: Arc<Mutex<HashMap<AccountId, usize>>>,
     max_live: Arc<AtomicUsize>,
     starts: Arc<Mutex<Vec<Instant>>>,
+    /// The proxy route each attempt was given, as hop descriptions.
+    routes: Arc<Mutex<Vec<Route>>>,
 }
 
 impl std::fmt::Debug for Scripted {
@@ -53,6 +58,7 @@ impl Scripted {
             live: Arc::default(),
             max_live: Arc::default(),
             starts: Arc::default(),
+            routes: Arc::default(),
         }
     }
 
@@ -92,6 +98,10 @@ impl Connector for Scripted {
             *n
         };
         self.starts.lock().expect("lock").push(Instant::now());
+        self.routes
+            .lock()
+            .expect("lock")
+            .push((id, request.route.iter().map(ToString::to_string).collect()));
         let steps = (self.script)(id, n);
         let live = self.live.clone();
         let max_live = self.max_live.clone();
@@ -208,11 +218,14 @@ async fn advance(total: Duration) {
 async fn drop_then_reconnect_is_recorded_with_a_session_each() {
     let conn = Scripted::new(|_, n| match n {
         1 => vec![
-            Step::Send(ConnEvent::Connected),
+            Step::Send(ConnEvent::Connected { via: None }),
             Step::Wait(Duration::from_secs(10)),
             ended(Reason::ClosedByPeer { code: Some(1011) }),
         ],
-        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+        _ => vec![
+            Step::Send(ConnEvent::Connected { via: None }),
+            Step::Healthy,
+        ],
     });
     let f = fixture(1, fast_policy(), conn).await;
     tokio::time::pause();
@@ -246,8 +259,11 @@ async fn drop_then_reconnect_is_recorded_with_a_session_each() {
 #[tokio::test]
 async fn reconcile_catches_a_connected_account_that_went_silent() {
     let conn = Scripted::new(|_, n| match n {
-        1 => vec![Step::Send(ConnEvent::Connected), Step::Hang],
-        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+        1 => vec![Step::Send(ConnEvent::Connected { via: None }), Step::Hang],
+        _ => vec![
+            Step::Send(ConnEvent::Connected { via: None }),
+            Step::Healthy,
+        ],
     });
     let f = fixture(1, fast_policy(), conn).await;
     tokio::time::pause();
@@ -277,7 +293,10 @@ async fn refusals_back_off_open_the_breaker_and_reset_recovers() {
         if r.load(Ordering::SeqCst) {
             vec![ended(Reason::Refused { status: Some(503) })]
         } else {
-            vec![Step::Send(ConnEvent::Connected), Step::Healthy]
+            vec![
+                Step::Send(ConnEvent::Connected { via: None }),
+                Step::Healthy,
+            ]
         }
     });
     let mut policy = fast_policy();
@@ -322,7 +341,7 @@ async fn logged_out_and_replaced_need_an_operator_and_are_never_retried() {
     let conn = Scripted::new(|id, _| {
         if id.0 == 1 {
             vec![
-                Step::Send(ConnEvent::Connected),
+                Step::Send(ConnEvent::Connected { via: None }),
                 Step::Wait(Duration::from_secs(1)),
                 ended(Reason::LoggedOut),
             ]
@@ -350,7 +369,10 @@ async fn a_temporary_ban_pauses_until_expiry_then_resumes() {
         1 => vec![ended(Reason::Banned {
             until: Some(clock_probe.now() + chrono::Duration::seconds(120)),
         })],
-        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+        _ => vec![
+            Step::Send(ConnEvent::Connected { via: None }),
+            Step::Healthy,
+        ],
     });
     let f = fixture(1, fast_policy(), conn).await;
     tokio::time::pause();
@@ -381,7 +403,12 @@ async fn autorecover_off_holds_desired_accounts_stopped_and_keeps_history() {
 
 async fn autorecover_case(autorecover: bool) {
     {
-        let conn = Scripted::new(|_, _| vec![Step::Send(ConnEvent::Connected), Step::Healthy]);
+        let conn = Scripted::new(|_, _| {
+            vec![
+                Step::Send(ConnEvent::Connected { via: None }),
+                Step::Healthy,
+            ]
+        });
         let f = fixture(2, fast_policy(), conn).await;
         f.store.set_autorecover(autorecover).await.expect("set");
         f.store
@@ -450,7 +477,12 @@ async fn autorecover_case(autorecover: bool) {
 
 #[tokio::test]
 async fn pacing_holds_under_a_1000_account_mass_restore() {
-    let conn = Scripted::new(|_, _| vec![Step::Send(ConnEvent::Connected), Step::Healthy]);
+    let conn = Scripted::new(|_, _| {
+        vec![
+            Step::Send(ConnEvent::Connected { via: None }),
+            Step::Healthy,
+        ]
+    });
     let mut policy = fast_policy();
     policy.autorecover.concurrency = 1000;
     let f = fixture(1000, policy, conn).await;
@@ -479,11 +511,14 @@ async fn pacing_holds_under_a_1000_account_mass_restore() {
 async fn a_mass_drop_is_coalesced_for_subscribers_and_never_doubles_a_connection() {
     let conn = Scripted::new(|_, n| match n {
         1 => vec![
-            Step::Send(ConnEvent::Connected),
+            Step::Send(ConnEvent::Connected { via: None }),
             Step::Wait(Duration::from_secs(5)),
             ended(Reason::ClosedByPeer { code: None }),
         ],
-        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+        _ => vec![
+            Step::Send(ConnEvent::Connected { via: None }),
+            Step::Healthy,
+        ],
     });
     let mut policy = fast_policy();
     policy.pacing.enabled = false;
@@ -549,7 +584,7 @@ async fn force_retry_spam_never_opens_two_connections() {
     let conn = Scripted::new(|_, _| {
         vec![
             Step::Wait(Duration::from_millis(300)),
-            Step::Send(ConnEvent::Connected),
+            Step::Send(ConnEvent::Connected { via: None }),
             Step::Hang,
         ]
     });
@@ -572,7 +607,12 @@ async fn force_retry_spam_never_opens_two_connections() {
 
 #[tokio::test]
 async fn shutdown_records_every_active_account_as_stopped_and_keeps_desired() {
-    let conn = Scripted::new(|_, _| vec![Step::Send(ConnEvent::Connected), Step::Healthy]);
+    let conn = Scripted::new(|_, _| {
+        vec![
+            Step::Send(ConnEvent::Connected { via: None }),
+            Step::Healthy,
+        ]
+    });
     let f = fixture(3, fast_policy(), conn).await;
     tokio::time::pause();
     f.sup.startup(None, None).await.expect("startup");
@@ -598,7 +638,12 @@ async fn shutdown_records_every_active_account_as_stopped_and_keeps_desired() {
 
 #[tokio::test]
 async fn a_restart_keeps_needs_operator_and_honours_a_running_ban() {
-    let conn = Scripted::new(|_, _| vec![Step::Send(ConnEvent::Connected), Step::Healthy]);
+    let conn = Scripted::new(|_, _| {
+        vec![
+            Step::Send(ConnEvent::Connected { via: None }),
+            Step::Healthy,
+        ]
+    });
     let f = fixture(3, fast_policy(), conn).await;
     let now = Clock::virtual_now().now();
     // As a previous run left them.
@@ -650,11 +695,14 @@ async fn a_restart_keeps_needs_operator_and_honours_a_running_ban() {
 async fn restart_required_reconnects_at_once_without_touching_the_breaker() {
     let conn = Scripted::new(|_, n| match n {
         1 => vec![
-            Step::Send(ConnEvent::Connected),
+            Step::Send(ConnEvent::Connected { via: None }),
             Step::Wait(Duration::from_secs(1)),
             ended(Reason::RestartRequired),
         ],
-        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+        _ => vec![
+            Step::Send(ConnEvent::Connected { via: None }),
+            Step::Healthy,
+        ],
     });
     let f = fixture(1, fast_policy(), conn).await;
     tokio::time::pause();
@@ -681,7 +729,10 @@ async fn restart_required_reconnects_at_once_without_touching_the_breaker() {
 async fn an_operator_start_during_backoff_does_not_leave_a_stale_retry_behind() {
     let conn = Scripted::new(|_, n| match n {
         1 => vec![ended(Reason::Refused { status: None })],
-        _ => vec![Step::Send(ConnEvent::Connected), Step::Healthy],
+        _ => vec![
+            Step::Send(ConnEvent::Connected { via: None }),
+            Step::Healthy,
+        ],
     });
     let mut policy = fast_policy();
     policy.backoff.floor_refused_ms = 30_000;
@@ -700,4 +751,76 @@ async fn an_operator_start_during_backoff_does_not_leave_a_stale_retry_behind() 
     advance(Duration::from_secs(60)).await;
     assert_eq!(f.conn.attempts(AccountId(1)), 2);
     assert_eq!(state_of(&f.sup, AccountId(1)), State::Connected);
+}
+
+#[tokio::test]
+async fn connections_get_the_fleet_proxy_chain_and_the_hop_taken_is_recorded() {
+    let conn = Scripted::new(|_, _| {
+        vec![
+            Step::Send(ConnEvent::Connected {
+                via: Some("via same-country proxy socks5://b:1080 (ID)".into()),
+            }),
+            Step::Healthy,
+        ]
+    });
+    let f = fixture(0, fast_policy(), conn).await;
+    for (name, proxy) in [
+        ("a", Some("socks5://a:1080")),
+        ("b", Some("socks5://b:1080")),
+        ("c", None),
+    ] {
+        let mut new = NewAccount::new(AccountKind::Websocket, name).with_url("ws://h/");
+        new.country = Some("ID".into());
+        new.proxy_url = proxy.map(str::to_owned);
+        f.store
+            .add_account(new.validate().expect("valid"))
+            .await
+            .expect("add");
+    }
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    advance(Duration::from_secs(5)).await;
+    let routes = f.conn.routes.lock().expect("lock").clone();
+    let of = |id: i64| {
+        routes
+            .iter()
+            .find(|(a, _)| a.0 == id)
+            .map(|(_, r)| r.clone())
+            .expect("an attempt")
+    };
+    assert_eq!(
+        of(1),
+        [
+            "own proxy socks5://a:1080 (ID)",
+            "same-country proxy socks5://b:1080 (ID)"
+        ]
+    );
+    assert!(of(3).is_empty(), "no proxy: direct");
+    f.sup.flush().await;
+    let detail: Option<String> = db(sqlx::query_scalar(
+        "SELECT detail FROM events WHERE account_id = 1 AND to_state = 'connected'",
+    )
+    .fetch_one(f.store.pool()))
+    .await
+    .expect("event");
+    assert_eq!(
+        detail.as_deref(),
+        Some("via same-country proxy socks5://b:1080 (ID)")
+    );
+
+    // A removed account's proxy leaves the pool: the next attempt of account 1 has only its own.
+    f.sup.remove_account(AccountId(2)).await.expect("remove");
+    f.sup.force_retry(AccountId(1)).await.expect("retry");
+    advance(Duration::from_secs(5)).await;
+    let last = f
+        .conn
+        .routes
+        .lock()
+        .expect("lock")
+        .iter()
+        .rev()
+        .find(|(a, _)| a.0 == 1)
+        .map(|(_, r)| r.clone())
+        .expect("a retry");
+    assert_eq!(last, ["own proxy socks5://a:1080 (ID)"]);
 }
