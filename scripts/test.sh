@@ -11,6 +11,18 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== shipped builds carry no test-only certificate bypass"
+# lifeline-wa-peer's tests enable whatsapp-rust's danger-skip-cert-chain-verify (dev-dependency);
+# the packages we ship must resolve without it.
+for pkg in lifeline lifeline-desktop; do
+  cargo metadata --format-version 1 --no-deps --locked | grep -q "\"name\":\"$pkg\"" || continue
+  # Inverted on the crate that owns the switch: lists every feature of it the package enables.
+  if cargo tree -p "$pkg" -e features,no-dev -i wacore-noise --locked | grep -q danger-skip; then
+    echo "$pkg would ship with a certificate-verification bypass" >&2
+    exit 1
+  fi
+  echo "$pkg: ok"
+done
 echo "== cargo test"
 keyring_home=$(mktemp -d)
 log=$(mktemp)

@@ -9,7 +9,7 @@ use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector, LinkMode}
 use lifeline_engine::model::{AccountId, AccountKind, normalize_phone};
 use lifeline_engine::proxy::{self, ProxyEntry};
 use lifeline_engine::secrets::KeyringSecretStore;
-use lifeline_engine::state::{State, TriggeredBy};
+use lifeline_engine::state::{Reason, State, TriggeredBy};
 use lifeline_engine::time::rfc3339;
 use lifeline_engine::{DataDir, Error, InputError, Store};
 use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
@@ -71,6 +71,12 @@ pub async fn link(
             None => break Err(Error::LinkFailed("the connection ended".into())),
             Some(ConnEvent::Link(code)) => show(&code.mode, &code.code, code.expires_at)?,
             Some(ConnEvent::Connected { .. }) => break Ok(()),
+            // The phone accepted the link; the server closes this first session so the device
+            // logs in afresh, which `serve` does.
+            Some(ConnEvent::Ended {
+                reason: Reason::RestartRequired,
+                ..
+            }) => break Ok(()),
             Some(ConnEvent::Alive) => {}
             Some(ConnEvent::Ended { reason, detail }) => {
                 let mut why = reason.describe();
@@ -124,6 +130,10 @@ fn show(
                 rfc3339(expires_at)
             )
             .map_err(write_err)?;
+            if lifeline_whatsapp::TEST_PEER_BUILD {
+                // The offline peer plays the phone: it needs the code as text (POST /scan).
+                writeln!(out, "Test-peer build; code text: {code}").map_err(write_err)?;
+            }
         }
         LinkMode::PhoneCode { phone } => {
             writeln!(

@@ -43,6 +43,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    if lifeline_whatsapp::TEST_PEER_BUILD {
+        eprintln!(
+            "lifeline: TEST-PEER BUILD — accepts the offline peer's unsigned certificates; never use it with real WhatsApp."
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -23,6 +23,10 @@ pub mod device;
 pub mod mapping;
 pub mod transport;
 
+/// True in builds that accept the offline protocol peer's unsigned certificates (feature
+/// `test-peer`): such a build must never talk to real WhatsApp, and says so.
+pub const TEST_PEER_BUILD: bool = cfg!(feature = "test-peer");
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -180,15 +184,47 @@ impl WhatsAppConnector {
         let mut handle = bot.spawn();
         let keepalive = request.config.keepalive();
         let close_wait = request.config.close_timeout() * 3 / 4;
+        // A device that starts unregistered and ends registered was linked on this connection
+        // (the library stores the credentials before it answers the phone, so this does not
+        // depend on the order of the PairSuccess event and the server's closing 515).
+        let was_registered = client
+            .persistence_manager()
+            .get_device_snapshot()
+            .is_registered();
+        let mut linked = false;
         let mut alive = tokio::time::interval(keepalive);
         alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let event = tokio::select! {
                 _ = cancel.cancelled() => {
                     stop(handle, close_wait).await;
                     return None;
                 }
                 _ = &mut handle => {
+                    // The library saves device state in the background; the next connection
+                    // opens the same store, so it must see the credentials a link just stored.
+                    if let Err(e) = client.persistence_manager().flush().await {
+                        tracing::warn!(account = account.id.0, error = %e, "could not save the device state");
+                    }
+                    // What the client said before it stopped says why it stopped (its handler
+                    // queues the event before the run loop ends, so it is already here).
+                    while let Ok(event) = rx.try_recv() {
+                        match mapping::map(&event, chrono::Utc::now(), phone.as_deref()) {
+                            Mapped::End { reason, detail, wipe } => {
+                                if wipe {
+                                    wipe_after_logout(&db, account.id.0);
+                                }
+                                return Some((reason, detail));
+                            }
+                            Mapped::Linked => linked = true,
+                            Mapped::Emit(_) | Mapped::Alive => {}
+                        }
+                    }
+                    linked |= !was_registered
+                        && client.persistence_manager().get_device_snapshot().is_registered();
+                    if linked {
+                        return Some((Reason::RestartRequired, Some("linked; logging in on a new connection".into())));
+                    }
                     // With auto-reconnect off, a failed or lost transport ends the bot quietly.
                     return Some((Reason::Network, Some("could not reach WhatsApp or the connection ended".into())));
                 }
@@ -197,36 +233,51 @@ impl WhatsAppConnector {
                         stop(handle, close_wait).await;
                         return None;
                     }
+                    continue;
                 }
-                event = rx.recv() => {
-                    let Some(event) = event else { continue };
-                    match mapping::map(&event, chrono::Utc::now(), phone.as_deref()) {
-                        Mapped::Emit(mut e) => {
-                            if let ConnEvent::Connected { via: v } = &mut e {
-                                v.clone_from(&via);
-                            }
-                            if events.send(e).await.is_err() {
-                                stop(handle, close_wait).await;
-                                return None;
-                            }
-                        }
-                        Mapped::Alive => {
-                            let _ = events.try_send(ConnEvent::Alive);
-                        }
-                        Mapped::End { reason, detail, wipe } => {
-                            stop(handle, close_wait).await;
-                            if wipe {
-                                match device::wipe(&db) {
-                                    Ok(_) => tracing::info!(account = account.id.0, "device keys deleted after logout"),
-                                    Err(e) => tracing::warn!(account = account.id.0, error = %e, "could not delete device store"),
-                                }
-                            }
-                            return Some((reason, detail));
-                        }
+                event = rx.recv() => match event {
+                    Some(e) => e,
+                    None => continue,
+                },
+            };
+            match mapping::map(&event, chrono::Utc::now(), phone.as_deref()) {
+                Mapped::Emit(mut e) => {
+                    if let ConnEvent::Connected { via: v } = &mut e {
+                        v.clone_from(&via);
                     }
+                    if events.send(e).await.is_err() {
+                        stop(handle, close_wait).await;
+                        return None;
+                    }
+                }
+                Mapped::Linked => {
+                    tracing::info!(account = account.id.0, "linked by the phone");
+                    linked = true;
+                }
+                Mapped::Alive => {
+                    let _ = events.try_send(ConnEvent::Alive);
+                }
+                Mapped::End {
+                    reason,
+                    detail,
+                    wipe,
+                } => {
+                    stop(handle, close_wait).await;
+                    if wipe {
+                        wipe_after_logout(&db, account.id.0);
+                    }
+                    return Some((reason, detail));
                 }
             }
         }
+    }
+}
+
+/// The phone removed this device: its keys are useless, and a new link must start clean.
+fn wipe_after_logout(db: &std::path::Path, account: i64) {
+    match device::wipe(db) {
+        Ok(_) => tracing::info!(account, "device keys deleted after logout"),
+        Err(e) => tracing::warn!(account, error = %e, "could not delete device store"),
     }
 }
 

@@ -22,6 +22,9 @@ pub enum Mapped {
     },
     /// Nothing to report (but the event still proves the connection is alive).
     Alive,
+    /// The phone accepted the link. The server now ends this connection (stream error 515, which
+    /// the library handles without an event) and the device must log in on a new one.
+    Linked,
 }
 
 fn end(reason: Reason, detail: impl Into<Option<String>>) -> Mapped {
@@ -106,6 +109,7 @@ pub fn map(event: &Event, now: Timestamp, phone: Option<&str>) -> Mapped {
             DisconnectReason::ReadError(e) => end(Reason::Network, Some(e.clone())),
             _ => end(Reason::Network, Some("connection lost".to_owned())),
         },
+        Event::PairSuccess(_) => Mapped::Linked,
         // Messages, receipts, presence, …: proof of life.
         _ => Mapped::Alive,
     }

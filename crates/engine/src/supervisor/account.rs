@@ -435,6 +435,8 @@ impl AccountTask {
             }
             Reason::RestartRequired => {
                 // Asked to reconnect (not a failure): at once, still paced, breaker untouched.
+                // After a link this is the server's "now log in": linking is done.
+                self.link = None;
                 self.wake = Some((Instant::now(), Wake::Retry));
                 self.bypass_breaker = true;
                 self.transition(

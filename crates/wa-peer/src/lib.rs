@@ -1,0 +1,632 @@
+//! lifeline-wa-peer: a loopback server that speaks enough of WhatsApp's protocol for the real
+//! whatsapp-rust client to link, connect, stay alive and be thrown out in every way the real
+//! service does, so Lifeline's WhatsApp path is testable (and demonstrable) with no phone and no
+//! internet. Built on the protocol crates whatsapp-rust itself publishes.
+//!
+//! The client must be built with `danger-skip-cert-chain-verify` (test and dev builds only): the
+//! peer's certificate chain cannot carry WhatsApp's signatures.
+
+mod noise;
+pub mod phone;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, anyhow};
+use buffa::Message as _;
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::node::Node;
+use waproto::whatsapp as wa;
+
+pub use noise::Pattern;
+use noise::{Established, Hello, Inbound, ServerIdentity, Transport};
+
+/// A way the service throws a session out (or lets it die).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "fault", rename_all = "kebab-case")]
+pub enum Fault {
+    /// `<stream:error code="515">`: log in again now.
+    RestartRequired,
+    /// Another client took the number: `<stream:error><conflict type="replaced"/>`.
+    Replaced,
+    /// The phone removed this device: `<stream:error code="401">`; later logins fail with 401.
+    LoggedOut,
+    /// Temporary ban: the live session is cut and logins fail with 402 until it expires.
+    Banned { code: u16, expire_secs: u64 },
+    /// This client version is refused: logins fail with 405.
+    Outdated,
+    /// Cut the TCP connection without a word.
+    Close,
+    /// Keep the socket open but answer nothing, pings included.
+    Stall,
+}
+
+/// Counters for tests and the demo.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub connections: u64,
+    pub xx: u64,
+    pub ik: u64,
+    pub xx_fallback: u64,
+    pub registrations: u64,
+    pub qr_refs: u64,
+    pub pairings: u64,
+    pub logins: u64,
+    pub refused_logins: u64,
+    pub pings: u64,
+}
+
+/// Per-peer behaviour.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Refs handed out per linking session (WhatsApp sends 6; 0 makes the client give up at once).
+    pub qr_refs: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { qr_refs: 6 }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Device {
+    noise: Option<[u8; 32]>,
+    removed: bool,
+    banned: Option<(u16, i64)>,
+    outdated: bool,
+}
+
+#[derive(Debug)]
+struct Live {
+    user: Option<String>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Send(Node),
+    Fault(Fault),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    devices: HashMap<String, Device>,
+    live: HashMap<u64, Live>,
+    /// Refs handed out, to the connection waiting on them.
+    refs: HashMap<String, u64>,
+    stats: Stats,
+    login_times: Vec<std::time::Instant>,
+    next_user: u64,
+}
+
+struct Inner {
+    identity: ServerIdentity,
+    config: Config,
+    state: Mutex<State>,
+    next_conn: AtomicU64,
+}
+
+impl Inner {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running peer. Dropping every clone does not stop it; [`Peer::shutdown`] does.
+#[derive(Clone)]
+pub struct Peer {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").field("addr", &self.addr).finish()
+    }
+}
+
+impl Peer {
+    pub async fn start(addr: &str, config: Config) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            identity: ServerIdentity::generate(),
+            config,
+            state: Mutex::new(State {
+                next_user: 628_120_000_000,
+                ..State::default()
+            }),
+            next_conn: AtomicU64::new(1),
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let accept_inner = inner.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    _ = stopped.changed() => return,
+                    r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                };
+                let inner = accept_inner.clone();
+                let stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let id = inner.next_conn.fetch_add(1, Ordering::SeqCst);
+                    if let Err(e) = connection(inner.clone(), id, tcp, stopped).await {
+                        tracing::debug!(conn = id, error = %e, "peer connection ended");
+                    }
+                    let mut st = inner.state();
+                    st.live.remove(&id);
+                    st.refs.retain(|_, c| *c != id);
+                });
+            }
+        });
+        Ok(Self { addr, inner, stop })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL to point the client at (`LIFELINE_WHATSAPP_URL`).
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
+    }
+
+    /// Plays the phone scanning `qr`: links the device waiting on that code as a new number and
+    /// returns the number. Errors when no connection is waiting on the code.
+    pub fn scan(&self, qr: &str) -> anyhow::Result<String> {
+        let scanned = phone::parse_qr(qr)?;
+        let mut st = self.inner.state();
+        let conn = *st
+            .refs
+            .get(&scanned.pairing_ref)
+            .ok_or_else(|| anyhow!("no device is showing this code (expired or already used)"))?;
+        let user = st.next_user.to_string();
+        st.next_user += 1;
+        let node = phone::pair_success(&format!("ps-{conn}"), &scanned, &user, 1)?;
+        let live = st
+            .live
+            .get_mut(&conn)
+            .ok_or_else(|| anyhow!("the device showing this code is gone"))?;
+        live.user = Some(user.clone());
+        live.commands
+            .send(Command::Send(node))
+            .map_err(|_| anyhow!("the device showing this code is gone"))?;
+        st.refs.retain(|_, c| *c != conn);
+        st.devices.entry(user.clone()).or_default().noise = Some(scanned.noise_pub);
+        Ok(user)
+    }
+
+    /// Applies a fault to a number: its live sessions get it now; bans, logouts and outdated
+    /// also shape its next logins. Returns how many live sessions were hit.
+    pub fn inject(&self, user: &str, fault: Fault) -> usize {
+        let mut st = self.inner.state();
+        let device = st.devices.entry(user.to_owned()).or_default();
+        match fault {
+            Fault::LoggedOut => device.removed = true,
+            Fault::Banned { code, expire_secs } => {
+                device.banned = Some((code, phone::now_secs() + expire_secs as i64));
+            }
+            Fault::Outdated => device.outdated = true,
+            _ => {}
+        }
+        let mut hit = 0;
+        for live in st.live.values() {
+            if live.user.as_deref() == Some(user)
+                && live.commands.send(Command::Fault(fault)).is_ok()
+            {
+                hit += 1;
+            }
+        }
+        hit
+    }
+
+    /// Lifts a ban or an "outdated" verdict (a removed device stays removed).
+    pub fn pardon(&self, user: &str) {
+        if let Some(d) = self.inner.state().devices.get_mut(user) {
+            d.banned = None;
+            d.outdated = false;
+        }
+    }
+
+    /// Live logged-in sessions of a number.
+    pub fn live_sessions(&self, user: &str) -> usize {
+        self.inner
+            .state()
+            .live
+            .values()
+            .filter(|l| l.user.as_deref() == Some(user))
+            .count()
+    }
+
+    /// Numbers linked through this peer or seen logging in.
+    pub fn numbers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.state().devices.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.inner.state().stats.clone()
+    }
+
+    /// When each accepted login happened (for pacing checks).
+    pub fn login_times(&self) -> Vec<std::time::Instant> {
+        self.inner.state().login_times.clone()
+    }
+
+    /// Applies a fault to every live logged-in session at once (a mass drop). Returns how many.
+    pub fn inject_all(&self, fault: Fault) -> usize {
+        let users: Vec<String> = {
+            let st = self.inner.state();
+            let mut u: Vec<String> = st.live.values().filter_map(|l| l.user.clone()).collect();
+            u.sort();
+            u.dedup();
+            u
+        };
+        users.iter().map(|u| self.inject(u, fault)).sum()
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+async fn send_frame(ws: &mut Ws, bytes: Vec<u8>) -> anyhow::Result<()> {
+    ws.send(Message::binary(bytes)).await.context("send")
+}
+
+/// Next binary message from the client (None: it went away).
+async fn recv(ws: &mut Ws) -> anyhow::Result<Option<Vec<u8>>> {
+    while let Some(msg) = ws.next().await {
+        match msg.context("read")? {
+            Message::Binary(b) => return Ok(Some(b.to_vec())),
+            Message::Close(_) => return Ok(None),
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+async fn next_frame(ws: &mut Ws, inbound: &mut Inbound) -> anyhow::Result<Option<Vec<u8>>> {
+    loop {
+        if let Some(f) = inbound.next_frame() {
+            return Ok(Some(f));
+        }
+        match recv(ws).await? {
+            Some(data) => inbound.feed(&data)?,
+            None => return Ok(None),
+        }
+    }
+}
+
+async fn handshake(
+    inner: &Inner,
+    ws: &mut Ws,
+    inbound: &mut Inbound,
+) -> anyhow::Result<Option<Established>> {
+    let Some(hello) = next_frame(ws, inbound).await? else {
+        return Ok(None);
+    };
+    let id = &inner.identity;
+    let pending = match noise::parse_hello(&hello)? {
+        Hello::Xx { client_ephemeral } => {
+            let (reply, pending) = noise::respond_xx(id, &client_ephemeral, false)?;
+            send_frame(ws, noise::frame(&reply)?).await?;
+            pending
+        }
+        Hello::Ik {
+            client_ephemeral,
+            encrypted_static,
+            encrypted_payload,
+        } => match noise::respond_ik(id, &client_ephemeral, &encrypted_static, &encrypted_payload)?
+        {
+            Some((reply, est)) => {
+                send_frame(ws, noise::frame(&reply)?).await?;
+                return Ok(Some(est));
+            }
+            None => {
+                let (reply, pending) = noise::respond_xx(id, &client_ephemeral, true)?;
+                send_frame(ws, noise::frame(&reply)?).await?;
+                pending
+            }
+        },
+    };
+    let Some(finish) = next_frame(ws, inbound).await? else {
+        return Ok(None);
+    };
+    pending.finish(&finish).map(Some)
+}
+
+/// One client connection, from WebSocket upgrade to close.
+async fn connection(
+    inner: Arc<Inner>,
+    id: u64,
+    tcp: TcpStream,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut ws = tokio_tungstenite::accept_async(tcp)
+        .await
+        .context("upgrade")?;
+    inner.state().stats.connections += 1;
+    let mut inbound = Inbound::default();
+    let Some(est) = handshake(&inner, &mut ws, &mut inbound).await? else {
+        return Ok(());
+    };
+    {
+        let mut st = inner.state();
+        match est.pattern {
+            Pattern::Xx => st.stats.xx += 1,
+            Pattern::Ik => st.stats.ik += 1,
+            Pattern::XxFallback => st.stats.xx_fallback += 1,
+        }
+    }
+    let payload = wa::ClientPayload::decode_from_slice(&est.client_payload)
+        .map_err(|e| anyhow!("client payload: {e}"))?;
+    let (tx, mut commands) = mpsc::unbounded_channel();
+    let mut session = Session {
+        transport: est.transport,
+        ws,
+        stalled: false,
+        pairing: None,
+    };
+    if payload.device_pairing_data.is_set() {
+        let refs: Vec<String> = (0..inner.config.qr_refs)
+            .map(|i| format!("2@peer{id}r{i}x{:016x}", rand::random::<u64>()))
+            .collect();
+        {
+            let mut st = inner.state();
+            st.stats.registrations += 1;
+            st.stats.qr_refs += refs.len() as u64;
+            for r in &refs {
+                st.refs.insert(r.clone(), id);
+            }
+            st.live.insert(
+                id,
+                Live {
+                    user: None,
+                    commands: tx,
+                },
+            );
+        }
+        let iq = NodeBuilder::new("iq")
+            .attr("from", "s.whatsapp.net")
+            .attr("type", "set")
+            .attr("id", format!("pd-{id}"))
+            .attr("xmlns", "md")
+            .children([NodeBuilder::new("pair-device")
+                .children(
+                    refs.into_iter()
+                        .map(|r| NodeBuilder::new("ref").bytes(r.into_bytes()).build()),
+                )
+                .build()])
+            .build();
+        session.send(&iq).await?;
+    } else {
+        let user = payload
+            .username
+            .map(|u| u.to_string())
+            .ok_or_else(|| anyhow!("login without a username"))?;
+        let refusal = {
+            let mut st = inner.state();
+            let device = st.devices.entry(user.clone()).or_default();
+            let now = phone::now_secs();
+            let refusal = if device.removed {
+                Some(failure("401", None))
+            } else if let Some((code, until)) = device.banned.filter(|(_, until)| *until > now) {
+                Some(failure("402", Some((code, until - now))))
+            } else if device.outdated {
+                Some(failure("405", None))
+            } else if device.noise.is_some_and(|n| n != est.client_static) {
+                Some(failure("401", None))
+            } else {
+                device.noise = Some(est.client_static);
+                None
+            };
+            if refusal.is_some() {
+                st.stats.refused_logins += 1;
+            } else {
+                st.stats.logins += 1;
+                st.login_times.push(std::time::Instant::now());
+                st.live.insert(
+                    id,
+                    Live {
+                        user: Some(user.clone()),
+                        commands: tx,
+                    },
+                );
+            }
+            refusal
+        };
+        if let Some(node) = refusal {
+            session.send(&node).await?;
+            let _ = session.ws.close(None).await;
+            return Ok(());
+        }
+        let success = NodeBuilder::new("success")
+            .attr("t", phone::now_secs().to_string())
+            .attr("lid", format!("{}@lid", phone::lid_of(&user)))
+            .build();
+        session.send(&success).await?;
+        let offline = NodeBuilder::new("ib")
+            .attr("from", "s.whatsapp.net")
+            .children([NodeBuilder::new("offline").attr("count", "0").build()])
+            .build();
+        session.send(&offline).await?;
+    }
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return Ok(()),
+            cmd = commands.recv() => match cmd {
+                None => return Ok(()),
+                Some(Command::Send(node)) => {
+                    if node.get_optional_child("pair-success").is_some() {
+                        session.pairing = Some(node.attrs().optional_string("id").map(|s| s.into_owned()).unwrap_or_default());
+                    }
+                    session.send(&node).await?;
+                }
+                Some(Command::Fault(f)) => {
+                    if !session.fault(f).await? {
+                        return Ok(());
+                    }
+                }
+            },
+            msg = session.ws.next() => {
+                let data = match msg {
+                    None => return Ok(()),
+                    Some(m) => match m.context("read")? {
+                        Message::Binary(b) => b.to_vec(),
+                        Message::Close(_) => return Ok(()),
+                        _ => continue,
+                    },
+                };
+                inbound.feed(&data)?;
+                while let Some(frame) = inbound.next_frame() {
+                    let plain = session.transport.open(&frame)?;
+                    let body = wacore_binary::util::unpack(&plain).map_err(|e| anyhow!("unpack: {e}"))?;
+                    let node = wacore_binary::marshal::unmarshal_ref(&body)
+                        .map_err(|e| anyhow!("unmarshal: {e}"))?
+                        .to_owned();
+                    if !session.on_node(&inner, &node).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn failure(reason: &str, ban: Option<(u16, i64)>) -> Node {
+    let mut b = NodeBuilder::new("failure").attr("reason", reason);
+    if let Some((code, secs)) = ban {
+        b = b
+            .attr("code", code.to_string())
+            .attr("expire", secs.max(1).to_string());
+    }
+    b.build()
+}
+
+struct Session {
+    transport: Transport,
+    ws: Ws,
+    stalled: bool,
+    /// The id of a pair-success sent, until the client signs it.
+    pairing: Option<String>,
+}
+
+impl Session {
+    async fn send(&mut self, node: &Node) -> anyhow::Result<()> {
+        let plain = wacore_binary::marshal::marshal(node).map_err(|e| anyhow!("marshal: {e}"))?;
+        let framed = self.transport.seal(&plain)?;
+        send_frame(&mut self.ws, framed).await
+    }
+
+    /// Returns false when the connection should end.
+    async fn fault(&mut self, fault: Fault) -> anyhow::Result<bool> {
+        let stream_error = |code: Option<&str>, child: Option<Node>| {
+            let mut b = NodeBuilder::new("stream:error");
+            if let Some(c) = code {
+                b = b.attr("code", c);
+            }
+            if let Some(c) = child {
+                b = b.children([c]);
+            }
+            b.build()
+        };
+        let node = match fault {
+            Fault::Stall => {
+                self.stalled = true;
+                return Ok(true);
+            }
+            Fault::Close => return Ok(false),
+            Fault::RestartRequired => stream_error(Some("515"), None),
+            Fault::Replaced => stream_error(
+                None,
+                Some(
+                    NodeBuilder::new("conflict")
+                        .attr("type", "replaced")
+                        .build(),
+                ),
+            ),
+            Fault::LoggedOut => stream_error(Some("401"), None),
+            Fault::Banned { code, expire_secs } => failure("402", Some((code, expire_secs as i64))),
+            Fault::Outdated => failure("405", None),
+        };
+        self.send(&node).await?;
+        let _ = self.ws.close(None).await;
+        Ok(false)
+    }
+
+    /// Answers one client node. Returns false when the connection should end.
+    async fn on_node(&mut self, inner: &Inner, node: &Node) -> anyhow::Result<bool> {
+        if self.stalled || node.tag != "iq" {
+            return Ok(true);
+        }
+        let mut attrs = node.attrs();
+        let id = attrs
+            .optional_string("id")
+            .map(|s| s.into_owned())
+            .unwrap_or_default();
+        let kind = attrs
+            .optional_string("type")
+            .map(|s| s.into_owned())
+            .unwrap_or_default();
+        let xmlns = attrs
+            .optional_string("xmlns")
+            .map(|s| s.into_owned())
+            .unwrap_or_default();
+        if kind == "result" && node.get_optional_child("pair-device-sign").is_some() {
+            if self.pairing.as_deref() == Some(id.as_str()) {
+                inner.state().stats.pairings += 1;
+                // Linked: the client must log in again on a fresh connection.
+                self.send(&NodeBuilder::new("stream:error").attr("code", "515").build())
+                    .await?;
+                let _ = self.ws.close(None).await;
+                return Ok(false);
+            }
+            return Ok(true);
+        }
+        if kind != "get" && kind != "set" {
+            return Ok(true);
+        }
+        let mut reply = NodeBuilder::new("iq")
+            .attr("from", "s.whatsapp.net")
+            .attr("type", "result")
+            .attr("id", id);
+        if xmlns == "w:p" {
+            inner.state().stats.pings += 1;
+            reply = reply.attr("t", phone::now_secs().to_string());
+        } else if xmlns == "w:sync:app:state" {
+            // Every collection "conflict, nothing more": the client counts them as synced.
+            let collections: Vec<Node> = node
+                .get_optional_child("sync")
+                .map(|s| {
+                    s.get_children_by_tag("collection")
+                        .filter_map(|c| c.attrs().optional_string("name").map(|n| n.into_owned()))
+                        .map(|name| {
+                            NodeBuilder::new("collection")
+                                .attr("name", name)
+                                .attr("type", "error")
+                                .children([NodeBuilder::new("error").attr("code", "409").build()])
+                                .build()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            reply = reply.children([NodeBuilder::new("sync").children(collections).build()]);
+        }
+        self.send(&reply.build()).await?;
+        Ok(true)
+    }
+}

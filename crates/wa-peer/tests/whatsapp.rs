@@ -1,0 +1,359 @@
+//! The engine supervising real whatsapp-rust clients against the loopback peer: link by QR end to
+//! end, restart without a new QR, and every injected fault ending in the right state. Real
+//! sockets and the library's own timers mean real time: tests wait for conditions (bounded),
+//! never sleep a fixed time before asserting.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lifeline_engine::clock::Clock;
+use lifeline_engine::connector::{Connectors, LinkMode};
+use lifeline_engine::model::{AccountId, AccountKind, NewAccount};
+use lifeline_engine::policy::PolicyConfig;
+use lifeline_engine::secrets::MemorySecretStore;
+use lifeline_engine::state::{Reason, State, StateKind};
+use lifeline_engine::store::Store;
+use lifeline_engine::supervisor::{Supervisor, SupervisorDeps, Update};
+use lifeline_wa_peer::{Config, Fault, Peer};
+use lifeline_whatsapp::{Endpoint, WhatsAppConnector, device};
+
+fn policy() -> PolicyConfig {
+    let mut p = PolicyConfig::default();
+    p.autorecover.start_delay_ms = 0;
+    p.backoff.base_ms = 100;
+    p.backoff.cap_ms = 1_000;
+    p.backoff.floor_network_ms = 100;
+    p.backoff.floor_closed_ms = 100;
+    p.connection.close_timeout_ms = 1_000;
+    p
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    store: Store,
+    sup: Supervisor,
+    peer: Peer,
+}
+
+fn supervisor(store: &Store, dir: &std::path::Path, peer: &Peer) -> Supervisor {
+    let endpoint = Endpoint {
+        url: Some(peer.url()),
+        version: Some((2, 3000, 1_000_000_000)),
+    };
+    Supervisor::new(SupervisorDeps {
+        store: store.clone(),
+        connectors: Connectors::new().with(
+            AccountKind::Whatsapp,
+            Arc::new(WhatsAppConnector::new(dir, endpoint)),
+        ),
+        secrets: Arc::new(MemorySecretStore::default()),
+        clock: Clock::System,
+        policy: policy(),
+        jitter_seed: Some(5),
+    })
+}
+
+async fn world(peer: Peer, accounts: usize) -> World {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_path(&dir.path().join("t.db"))
+        .await
+        .expect("store");
+    for i in 0..accounts {
+        let mut new = NewAccount::new(AccountKind::Whatsapp, format!("wa {i}"));
+        new.desired_running = false;
+        store
+            .add_account(new.validate().expect("valid"))
+            .await
+            .expect("add");
+    }
+    let sup = supervisor(&store, dir.path(), &peer);
+    sup.startup(None, None).await.expect("startup");
+    World {
+        dir,
+        store,
+        sup,
+        peer,
+    }
+}
+
+fn state(sup: &Supervisor, id: AccountId) -> State {
+    sup.views()
+        .into_iter()
+        .find(|v| v.id == id)
+        .map(|v| v.state)
+        .expect("view")
+}
+
+async fn wait_for(
+    sup: &Supervisor,
+    id: AccountId,
+    within: Duration,
+    want: impl Fn(&State) -> bool,
+) -> State {
+    let start = Instant::now();
+    loop {
+        let s = state(sup, id);
+        if want(&s) {
+            return s;
+        }
+        assert!(start.elapsed() < within, "account {id:?} stuck in {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Links account `id` by QR: asks for a link, takes the first code the client shows, lets the
+/// peer "scan" it, waits for Connected. Returns the new number.
+async fn link(w: &World, id: AccountId) -> String {
+    let mut updates = w.sup.subscribe();
+    w.sup.request_link(id, LinkMode::Qr).await.expect("link");
+    let code = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match updates.recv().await {
+                Ok(Update::Link { account, code }) if account == id => return code,
+                Ok(_) => {}
+                Err(e) => panic!("updates: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("a QR code in time");
+    assert_eq!(state(&w.sup, id).kind(), StateKind::Linking);
+    assert!(code.code.starts_with("2@"), "a pairing ref leads the code");
+    let number = w.peer.scan(&code.code).expect("scan");
+    // First login after pairing waits ~10 s for app-state keys (the library's grace).
+    wait_for(&w.sup, id, Duration::from_secs(60), |s| {
+        *s == State::Connected
+    })
+    .await;
+    number
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_by_qr_then_a_restart_reconnects_with_no_new_qr() {
+    let peer = Peer::start("127.0.0.1:0", Config::default())
+        .await
+        .expect("peer");
+    let w = world(peer.clone(), 1).await;
+    let id = AccountId(1);
+    let number = link(&w, id).await;
+    assert_eq!(peer.live_sessions(&number), 1);
+    let s = peer.stats();
+    assert_eq!((s.registrations, s.pairings), (1, 1));
+    let db = device::path(w.dir.path(), id);
+    assert!(db.exists(), "credentials stored");
+
+    // Restart Lifeline: a new supervisor over the same data dir logs in with the stored keys.
+    w.sup.shutdown().await;
+    let sup = supervisor(&w.store, w.dir.path(), &peer);
+    let mut updates = sup.subscribe();
+    sup.startup(None, None).await.expect("startup");
+    wait_for(&sup, id, Duration::from_secs(30), |s| {
+        *s == State::Connected
+    })
+    .await;
+    while let Ok(u) = updates.try_recv() {
+        assert!(
+            !matches!(u, Update::Link { .. }),
+            "no new QR after a restart"
+        );
+    }
+    let s = peer.stats();
+    assert_eq!(s.registrations, 1, "no second registration");
+    assert!(
+        s.ik >= 1,
+        "the reconnect used IK with the cached server key: {s:?}"
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_and_logged_out_wait_for_the_operator_and_logout_wipes_the_keys() {
+    let peer = Peer::start("127.0.0.1:0", Config::default())
+        .await
+        .expect("peer");
+    let w = world(peer.clone(), 2).await;
+    let (a, b) = (AccountId(1), AccountId(2));
+    let na = link(&w, a).await;
+    let nb = link(&w, b).await;
+
+    assert_eq!(peer.inject(&na, Fault::Replaced), 1);
+    let s = wait_for(&w.sup, a, Duration::from_secs(20), |s| {
+        s.kind() == StateKind::NeedsOperator
+    })
+    .await;
+    assert_eq!(
+        s,
+        State::NeedsOperator {
+            reason: Reason::Replaced
+        }
+    );
+
+    assert_eq!(peer.inject(&nb, Fault::LoggedOut), 1);
+    let s = wait_for(&w.sup, b, Duration::from_secs(20), |s| {
+        s.kind() == StateKind::NeedsOperator
+    })
+    .await;
+    assert_eq!(
+        s,
+        State::NeedsOperator {
+            reason: Reason::LoggedOut
+        }
+    );
+    assert!(
+        !device::path(w.dir.path(), b).exists(),
+        "keys deleted after logout"
+    );
+
+    // Never retried: no new session shows up while we watch a few backoff periods.
+    let logins = peer.stats().logins;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(peer.stats().logins, logins);
+    assert_eq!(peer.live_sessions(&na) + peer.live_sessions(&nb), 0);
+    w.sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_pauses_until_expiry_restart_required_reconnects_and_outdated_needs_an_update() {
+    let peer = Peer::start("127.0.0.1:0", Config::default())
+        .await
+        .expect("peer");
+    let w = world(peer.clone(), 1).await;
+    let id = AccountId(1);
+    let number = link(&w, id).await;
+
+    // Restart required: reconnects at once (IK), no operator needed.
+    let logins = peer.stats().logins;
+    assert_eq!(peer.inject(&number, Fault::RestartRequired), 1);
+    let start = Instant::now();
+    wait_for(&w.sup, id, Duration::from_secs(20), |_| {
+        peer.stats().logins > logins
+    })
+    .await;
+    wait_for(&w.sup, id, Duration::from_secs(20), |s| {
+        *s == State::Connected
+    })
+    .await;
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "reconnected promptly"
+    );
+
+    // Temporary ban: paused until the expiry the server gave, then back.
+    assert_eq!(
+        peer.inject(
+            &number,
+            Fault::Banned {
+                code: 101,
+                expire_secs: 3
+            }
+        ),
+        1
+    );
+    let s = wait_for(&w.sup, id, Duration::from_secs(20), |s| {
+        s.kind() == StateKind::Paused
+    })
+    .await;
+    let State::Paused { until, .. } = s else {
+        panic!("{s:?}")
+    };
+    let left = until.expect("a ban with an expiry") - chrono::Utc::now();
+    assert!(
+        left <= chrono::Duration::seconds(4),
+        "paused until the ban's expiry: {left}"
+    );
+    wait_for(&w.sup, id, Duration::from_secs(30), |s| {
+        *s == State::Connected
+    })
+    .await;
+
+    // Outdated: waits for the operator.
+    assert_eq!(peer.inject(&number, Fault::Outdated), 1);
+    let s = wait_for(&w.sup, id, Duration::from_secs(20), |s| {
+        s.kind() == StateKind::NeedsOperator
+    })
+    .await;
+    assert_eq!(
+        s,
+        State::NeedsOperator {
+            reason: Reason::Outdated
+        }
+    );
+    w.sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_codes_running_out_leave_linking_with_qr_expired() {
+    let peer = Peer::start("127.0.0.1:0", Config { qr_refs: 0 })
+        .await
+        .expect("peer");
+    let w = world(peer, 1).await;
+    let id = AccountId(1);
+    w.sup.request_link(id, LinkMode::Qr).await.expect("link");
+    let s = wait_for(&w.sup, id, Duration::from_secs(30), |s| {
+        s.kind() == StateKind::NeedsOperator
+    })
+    .await;
+    assert_eq!(
+        s,
+        State::NeedsOperator {
+            reason: Reason::QrExpired
+        }
+    );
+    w.sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_accounts_dropped_together_all_reconnect_within_the_pacing_limit() {
+    const N: usize = 50;
+    let peer = Peer::start("127.0.0.1:0", Config::default())
+        .await
+        .expect("peer");
+    let w = world(peer.clone(), N).await;
+    for i in 1..=N as i64 {
+        link(&w, AccountId(i)).await;
+    }
+    let before = peer.login_times().len();
+    let started = Instant::now();
+    assert_eq!(peer.inject_all(Fault::Close), N);
+    while peer.login_times().len() < before + N {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not all accounts logged in again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 1..=N as i64 {
+        wait_for(&w.sup, AccountId(i), Duration::from_secs(90), |s| {
+            *s == State::Connected
+        })
+        .await;
+    }
+    let recovered_in = started.elapsed();
+    let logins: Vec<Instant> = peer.login_times()[before..].to_vec();
+    assert_eq!(logins.len(), N, "exactly one new login per account");
+    // Pacing (2/s, burst 5): no 1-second window holds more than burst + rate logins.
+    let p = policy().pacing;
+    let limit = p.burst as usize + p.rate_per_s.ceil() as usize;
+    for (i, t) in logins.iter().enumerate() {
+        let in_window = logins[i..]
+            .iter()
+            .filter(|u| u.duration_since(*t) < Duration::from_secs(1))
+            .count();
+        assert!(
+            in_window <= limit,
+            "{in_window} logins within 1 s (limit {limit})"
+        );
+    }
+    // And pacing, not anything else, set the pace: (N - burst) / rate seconds at least.
+    let floor = Duration::from_secs_f64((N as f64 - f64::from(p.burst)) / p.rate_per_s);
+    assert!(
+        recovered_in >= floor.mul_f64(0.9),
+        "{recovered_in:?} < {floor:?}"
+    );
+    println!("{N} accounts recovered in {recovered_in:?} (pacing floor {floor:?})");
+    w.sup.shutdown().await;
+}
