@@ -7,7 +7,7 @@
 //! peer's certificate chain cannot carry WhatsApp's signatures.
 
 mod noise;
-pub mod phone;
+mod phone;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -95,6 +95,8 @@ struct Live {
 enum Command {
     Send(Node),
     Fault(Fault),
+    /// The operator typed the pair code shown by the device into the phone.
+    EnterCode(String),
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +105,8 @@ struct State {
     live: HashMap<u64, Live>,
     /// Refs handed out, to the connection waiting on them.
     refs: HashMap<String, u64>,
+    /// Phone numbers being paired by code, to the connection that asked.
+    code_pairings: HashMap<String, u64>,
     stats: Stats,
     login_times: Vec<std::time::Instant>,
     next_user: u64,
@@ -166,6 +170,7 @@ impl Peer {
                     let mut st = inner.state();
                     st.live.remove(&id);
                     st.refs.retain(|_, c| *c != id);
+                    st.code_pairings.retain(|_, c| *c != id);
                 });
             }
         });
@@ -204,6 +209,21 @@ impl Peer {
         st.refs.retain(|_, c| *c != conn);
         st.devices.entry(user.clone()).or_default().noise = Some(scanned.noise_pub);
         Ok(user)
+    }
+
+    /// Plays the operator typing the device's pair code into the phone of `phone` (digits, `+`
+    /// and spaces allowed). The device then completes the link by itself.
+    pub fn enter_code(&self, phone: &str, code: &str) -> anyhow::Result<()> {
+        let phone: String = phone.chars().filter(char::is_ascii_digit).collect();
+        let st = self.inner.state();
+        let conn = st
+            .code_pairings
+            .get(&phone)
+            .ok_or_else(|| anyhow!("no device is pairing with {phone} by code"))?;
+        st.live
+            .get(conn)
+            .and_then(|l| l.commands.send(Command::EnterCode(code.to_owned())).ok())
+            .ok_or_else(|| anyhow!("the device pairing with {phone} is gone"))
     }
 
     /// Applies a fault to a number: its live sessions get it now; bans, logouts and outdated
@@ -376,10 +396,13 @@ async fn connection(
         .map_err(|e| anyhow!("client payload: {e}"))?;
     let (tx, mut commands) = mpsc::unbounded_channel();
     let mut session = Session {
+        id,
         transport: est.transport,
         ws,
         stalled: false,
         pairing: None,
+        client_static: est.client_static,
+        code: None,
     };
     if payload.device_pairing_data.is_set() {
         let refs: Vec<String> = (0..inner.config.qr_refs)
@@ -481,6 +504,18 @@ async fn connection(
                         return Ok(());
                     }
                 }
+                Some(Command::EnterCode(code)) => {
+                    let id = format!("lc-{id}");
+                    let hello = session
+                        .code
+                        .as_mut()
+                        .ok_or_else(|| anyhow!("no code pairing on this connection"))
+                        .and_then(|c| c.enter_code(&code, &id));
+                    match hello {
+                        Ok(node) => session.send(&node).await?,
+                        Err(e) => tracing::warn!(conn = session.id, error = %e, "pair code not accepted"),
+                    }
+                }
             },
             msg = session.ws.next() => {
                 let data = match msg {
@@ -518,11 +553,15 @@ fn failure(reason: &str, ban: Option<(u16, i64)>) -> Node {
 }
 
 struct Session {
+    id: u64,
     transport: Transport,
     ws: Ws,
     stalled: bool,
     /// The id of a pair-success sent, until the client signs it.
     pairing: Option<String>,
+    client_static: [u8; 32],
+    /// Pairing by phone code in progress.
+    code: Option<phone::CodePairing>,
 }
 
 impl Session {
@@ -568,6 +607,86 @@ impl Session {
         Ok(false)
     }
 
+    /// The device's side of pairing by phone code: its hello (answered with a ref, after which
+    /// it shows the code) and its finish (answered with the pair-success).
+    async fn on_code_pairing(
+        &mut self,
+        inner: &Inner,
+        id: &str,
+        reg: &Node,
+    ) -> anyhow::Result<bool> {
+        let bytes = |tag: &str| -> Vec<u8> {
+            match reg.get_optional_child(tag).and_then(|n| n.content.as_ref()) {
+                Some(wacore_binary::node::NodeContent::Bytes(b)) => b.clone(),
+                _ => Vec::new(),
+            }
+        };
+        let mut attrs = reg.attrs();
+        let stage = attrs
+            .optional_string("stage")
+            .map(|s| s.into_owned())
+            .unwrap_or_default();
+        let result = NodeBuilder::new("iq")
+            .attr("from", "s.whatsapp.net")
+            .attr("type", "result")
+            .attr("id", id);
+        match stage.as_str() {
+            "companion_hello" => {
+                let phone: String = attrs
+                    .optional_string("jid")
+                    .map(|j| j.split('@').next().unwrap_or_default().to_owned())
+                    .unwrap_or_default();
+                let pairing_ref =
+                    format!("lc{}x{:016x}", self.id, rand::random::<u64>()).into_bytes();
+                self.code = Some(phone::CodePairing::new(
+                    phone.clone(),
+                    pairing_ref.clone(),
+                    self.client_static,
+                    bytes("link_code_pairing_wrapped_companion_ephemeral_pub"),
+                ));
+                inner.state().code_pairings.insert(phone, self.id);
+                let reply = result
+                    .children([NodeBuilder::new("link_code_companion_reg")
+                        .children([NodeBuilder::new("link_code_pairing_ref")
+                            .bytes(pairing_ref)
+                            .build()])
+                        .build()])
+                    .build();
+                self.send(&reply).await?;
+            }
+            "companion_finish" => {
+                self.send(&result.build()).await?;
+                let Some(code) = &self.code else {
+                    return Ok(true);
+                };
+                match code.finish(
+                    &bytes("link_code_pairing_wrapped_key_bundle"),
+                    &bytes("companion_identity_public"),
+                ) {
+                    Ok(scanned) => {
+                        let user = code.phone.clone();
+                        let ps_id = format!("ps-{}", self.id);
+                        let node = phone::pair_success(&ps_id, &scanned, &user, 1)?;
+                        {
+                            let mut st = inner.state();
+                            st.devices.entry(user.clone()).or_default().noise =
+                                Some(self.client_static);
+                            if let Some(live) = st.live.get_mut(&self.id) {
+                                live.user = Some(user);
+                            }
+                            st.code_pairings.retain(|_, c| *c != self.id);
+                        }
+                        self.pairing = Some(ps_id);
+                        self.send(&node).await?;
+                    }
+                    Err(e) => tracing::warn!(conn = self.id, error = %e, "pairing by code failed"),
+                }
+            }
+            _ => self.send(&result.build()).await?,
+        }
+        Ok(true)
+    }
+
     /// Answers one client node. Returns false when the connection should end.
     async fn on_node(&mut self, inner: &Inner, node: &Node) -> anyhow::Result<bool> {
         if self.stalled || node.tag != "iq" {
@@ -599,6 +718,9 @@ impl Session {
         }
         if kind != "get" && kind != "set" {
             return Ok(true);
+        }
+        if let Some(reg) = node.get_optional_child("link_code_companion_reg") {
+            return self.on_code_pairing(inner, &id, reg).await;
         }
         let mut reply = NodeBuilder::new("iq")
             .attr("from", "s.whatsapp.net")

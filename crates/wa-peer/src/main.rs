@@ -41,6 +41,12 @@ struct FaultQuery {
 }
 
 #[derive(Debug, Deserialize)]
+struct CodeQuery {
+    phone: String,
+    code: String,
+}
+
+#[derive(Debug, Deserialize)]
 struct NumberQuery {
     number: String,
 }
@@ -61,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
     .with_context(|| format!("cannot listen on {}", args.listen))?;
     let app = Router::new()
         .route("/scan", post(scan))
+        .route("/code", post(code))
         .route("/fault", post(fault))
         .route("/pardon", post(pardon))
         .route("/stats", get(stats))
@@ -70,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.control))?;
     println!(
         "lifeline-wa-peer: clients connect to {} (set LIFELINE_WHATSAPP_URL); control at http://{} \
-         (POST /scan with the QR text; POST /fault?number=&kind=restart|replaced|logged-out|ban|outdated|close|stall[&expire=S&code=101]; \
+         (POST /scan with the QR text; POST /code?phone=&code= to enter a pair code; POST /fault?number=&kind=restart|replaced|logged-out|ban|outdated|close|stall[&expire=S&code=101]; \
          POST /pardon?number=; GET /stats)",
         peer.url(),
         args.control
@@ -87,6 +94,13 @@ async fn main() -> anyhow::Result<()> {
 async fn scan(State(peer): State<Peer>, body: String) -> (StatusCode, String) {
     match peer.scan(&body) {
         Ok(number) => (StatusCode::OK, format!("{number}\n")),
+        Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n")),
+    }
+}
+
+async fn code(State(peer): State<Peer>, Query(q): Query<CodeQuery>) -> (StatusCode, String) {
+    match peer.enter_code(&q.phone, &q.code) {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
         Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n")),
     }
 }

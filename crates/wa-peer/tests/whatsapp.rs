@@ -357,3 +357,54 @@ async fn fifty_accounts_dropped_together_all_reconnect_within_the_pacing_limit()
     println!("{N} accounts recovered in {recovered_in:?} (pacing floor {floor:?})");
     w.sup.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_by_phone_code_end_to_end() {
+    let peer = Peer::start("127.0.0.1:0", Config::default())
+        .await
+        .expect("peer");
+    let w = world(peer.clone(), 1).await;
+    let id = AccountId(1);
+    let mut updates = w.sup.subscribe();
+    let phone = "+62 812 3456 7890";
+    let normalized = lifeline_engine::model::normalize_phone(phone).expect("phone");
+    w.sup
+        .request_link(
+            id,
+            LinkMode::PhoneCode {
+                phone: normalized.clone(),
+            },
+        )
+        .await
+        .expect("link");
+    let code = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match updates.recv().await {
+                Ok(Update::Link { account, code })
+                    if account == id && matches!(code.mode, LinkMode::PhoneCode { .. }) =>
+                {
+                    return code;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("updates: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("a pair code in time");
+    assert_eq!(code.code.len(), 8, "an 8-character code");
+    assert_eq!(code.mode, LinkMode::PhoneCode { phone: normalized });
+    peer.enter_code(phone, &code.code)
+        .expect("typed on the phone");
+    wait_for(&w.sup, id, Duration::from_secs(60), |s| {
+        *s == State::Connected
+    })
+    .await;
+    assert_eq!(
+        peer.live_sessions("6281234567890"),
+        1,
+        "linked as the phone's own number"
+    );
+    assert_eq!(peer.stats().pairings, 1);
+    w.sup.shutdown().await;
+}
