@@ -7,6 +7,7 @@ packages=(
   build-essential pkg-config libssl-dev libdbus-1-dev   # build: keyring talks D-Bus
   sqlite3                                               # export benchmark baseline
   dbus-daemon gnome-keyring libsecret-tools             # tests: a real Secret Service keyring
+  prometheus                                            # tests: promtool validates /metrics
 )
 
 sudo=""

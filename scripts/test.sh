@@ -32,7 +32,7 @@ KEYRING_HOME="$keyring_home" LOG="$log" dbus-run-session -- bash -c '
   set -o pipefail
   export XDG_DATA_HOME="$KEYRING_HOME"
   printf lifeline-test | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null
-  LIFELINE_TEST_KEYRING=1 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$LOG"
+  LIFELINE_TEST_KEYRING=1 LIFELINE_REQUIRE_PROMTOOL=1 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$LOG"
 ' 2> >(grep -v "Failed to set fd limit" >&2) || status=$?
 # One closing line for the whole workspace (cargo prints one per test binary).
 summary=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }

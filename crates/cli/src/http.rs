@@ -63,16 +63,21 @@ async fn health(State(app): State<App>) -> Response {
     }
 }
 
-async fn metrics(State(app): State<App>) -> Response {
+/// OpenMetrics for scrapers that ask for it (Prometheus does), the classic text format otherwise.
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
     let body = app.sup.metrics().render(&app.sup.counts());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        let ct = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        ([(header::CONTENT_TYPE, ct)], body).into_response()
+    } else {
+        let ct = "text/plain; version=0.0.4; charset=utf-8";
+        let text = lifeline_engine::metrics::classic_text(&body);
+        ([(header::CONTENT_TYPE, ct)], text).into_response()
+    }
 }
 
 /// Checks `Authorization: Bearer <token>` against the keyring secret; `Err` is the response.

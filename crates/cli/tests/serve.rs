@@ -225,6 +225,7 @@ fn serve_restores_the_fleet_and_applies_cli_commands_within_a_second() {
         "{metrics}"
     );
     assert!(metrics.contains("lifeline_connect_attempts_total"));
+    promtool_accepts(&metrics);
     let (status, _) = http(&addr, "POST", "/accounts/1/stop", Some("wrong"));
     assert!(
         status == 401 || status == 503,
@@ -303,4 +304,41 @@ fn sigterm_stops_cleanly_and_the_next_start_knows() {
     let out = lifeline(dir, &["health"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no supervisor"));
+}
+
+/// Validates exposition text with Prometheus's own parser (`promtool check metrics`, Debian's
+/// prometheus package). scripts/deps.sh installs it; without it (a bare dev box) the check is
+/// skipped unless LIFELINE_REQUIRE_PROMTOOL=1 (set by scripts/test.sh).
+fn promtool_accepts(metrics: &str) {
+    use std::io::Write;
+    let spawned = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var("LIFELINE_REQUIRE_PROMTOOL").is_err(),
+                "promtool is required here: {e}"
+            );
+            eprintln!("promtool not found; skipping the Prometheus parser check");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write metrics");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool rejected /metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -92,6 +92,42 @@ impl Metrics {
     }
 }
 
+/// OpenMetrics → Prometheus text format 0.0.4, for scrapers that do not ask for OpenMetrics
+/// (and `promtool check metrics`): counters' HELP/TYPE name their `_total` samples, and the
+/// OpenMetrics-only `# UNIT` and `# EOF` lines go.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +145,23 @@ mod tests {
         assert!(text.contains("lifeline_reconnects_total 1"), "{text}");
         assert!(text.contains("lifeline_recovery_seconds_bucket"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn classic_text_names_counter_samples_in_help_and_type_and_drops_eof() {
+        let m = Metrics::new();
+        m.reconnects.inc();
+        let text = classic_text(&m.render(&[(StateKind::Connected, 1)]));
+        assert!(
+            text.contains("# TYPE lifeline_reconnects_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP lifeline_reconnects_total "), "{text}");
+        assert!(text.contains("lifeline_reconnects_total 1\n"), "{text}");
+        assert!(text.contains("# TYPE lifeline_accounts gauge\n"), "{text}");
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
     }
 }
