@@ -105,6 +105,18 @@ async fn wait_for(
     }
 }
 
+/// Waits for the account to need the operator and says why.
+async fn needs_operator(sup: &Supervisor, id: AccountId, within_s: u64) -> Reason {
+    match wait_for(sup, id, Duration::from_secs(within_s), |s| {
+        s.kind() == StateKind::NeedsOperator
+    })
+    .await
+    {
+        State::NeedsOperator { reason } => reason,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Links account `id` by QR: asks for a link, takes the first code the client shows, lets the
 /// peer "scan" it, waits for Connected. Returns the new number.
 async fn link(w: &World, id: AccountId) -> String {
@@ -181,28 +193,10 @@ async fn replaced_and_logged_out_wait_for_the_operator_and_logout_wipes_the_keys
     let nb = link(&w, b).await;
 
     assert_eq!(peer.inject(&na, Fault::Replaced), 1);
-    let s = wait_for(&w.sup, a, Duration::from_secs(20), |s| {
-        s.kind() == StateKind::NeedsOperator
-    })
-    .await;
-    assert_eq!(
-        s,
-        State::NeedsOperator {
-            reason: Reason::Replaced
-        }
-    );
+    assert_eq!(needs_operator(&w.sup, a, 20).await, Reason::Replaced);
 
     assert_eq!(peer.inject(&nb, Fault::LoggedOut), 1);
-    let s = wait_for(&w.sup, b, Duration::from_secs(20), |s| {
-        s.kind() == StateKind::NeedsOperator
-    })
-    .await;
-    assert_eq!(
-        s,
-        State::NeedsOperator {
-            reason: Reason::LoggedOut
-        }
-    );
+    assert_eq!(needs_operator(&w.sup, b, 20).await, Reason::LoggedOut);
     assert!(
         !device::path(w.dir.path(), b).exists(),
         "keys deleted after logout"
@@ -272,16 +266,7 @@ async fn a_ban_pauses_until_expiry_restart_required_reconnects_and_outdated_need
 
     // Outdated: waits for the operator.
     assert_eq!(peer.inject(&number, Fault::Outdated), 1);
-    let s = wait_for(&w.sup, id, Duration::from_secs(20), |s| {
-        s.kind() == StateKind::NeedsOperator
-    })
-    .await;
-    assert_eq!(
-        s,
-        State::NeedsOperator {
-            reason: Reason::Outdated
-        }
-    );
+    assert_eq!(needs_operator(&w.sup, id, 20).await, Reason::Outdated);
     w.sup.shutdown().await;
 }
 
@@ -293,16 +278,7 @@ async fn qr_codes_running_out_leave_linking_with_qr_expired() {
     let w = world(peer, 1).await;
     let id = AccountId(1);
     w.sup.request_link(id, LinkMode::Qr).await.expect("link");
-    let s = wait_for(&w.sup, id, Duration::from_secs(30), |s| {
-        s.kind() == StateKind::NeedsOperator
-    })
-    .await;
-    assert_eq!(
-        s,
-        State::NeedsOperator {
-            reason: Reason::QrExpired
-        }
-    );
+    assert_eq!(needs_operator(&w.sup, id, 30).await, Reason::QrExpired);
     w.sup.shutdown().await;
 }
 
