@@ -39,4 +39,9 @@ summary=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i == "passed;"
   END { printf "%d passed, %d failed", p, f }' "$log")
 echo
 echo "tests: $summary"
+if [ "$status" = 0 ] && [ "${SKIP_DESKTOP:-0}" != 1 ]; then
+  echo "== desktop app: vitest, shell tests, end to end under Xvfb (scripts/desktop-test.sh)"
+  bash scripts/desktop-test.sh || status=$?
+  echo "desktop: $([ "$status" = 0 ] && echo passed || echo FAILED)"
+fi
 exit "$status"

@@ -3,53 +3,31 @@
 //! loopback HTTP, and on SIGINT/SIGTERM closes every connection and writes the clean-run marker last.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
-use lifeline_engine::clock::Clock;
-use lifeline_engine::connector::Connectors;
-use lifeline_engine::model::{AccountKind, SecretName};
-use lifeline_engine::secrets::KeyringSecretStore;
-use lifeline_engine::supervisor::{Supervisor, SupervisorDeps, Update, queue};
+use lifeline_engine::model::SecretName;
+use lifeline_engine::supervisor::{Supervisor, Update};
 use lifeline_engine::time::rfc3339;
 use lifeline_engine::{DataDir, Error, InputError, Store};
-use lifeline_websocket::WebSocketConnector;
-use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
+use lifeline_runtime::{Parts, Runtime};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::ServeArgs;
 use crate::http;
 
-const HEARTBEAT: Duration = Duration::from_secs(10);
-
 pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), Error> {
     let http_addr = args.http.as_deref().map(parse_loopback).transpose()?;
     let token_secret = SecretName::parse(&args.token_secret)?;
-    let _lock = dir.lock()?;
-    let policy = store.policy().await?;
-    let now = chrono::Utc::now();
-    let run = store.begin_run(now).await?;
-    let crashed_at = store.previous_last_seen(run.id).await?;
-    let whatsapp = WhatsAppConnector::new(dir.root(), Endpoint::from_env());
-    let connectors = Connectors::new()
-        .with(AccountKind::Websocket, Arc::new(WebSocketConnector))
-        .with(AccountKind::Whatsapp, Arc::new(whatsapp));
-    let sup = Supervisor::new(SupervisorDeps {
-        store: store.clone(),
-        connectors,
-        secrets: Arc::new(KeyringSecretStore),
-        clock: Clock::System,
-        policy,
-        jitter_seed: None,
-    });
-    let stop = CancellationToken::new();
+    let mut runtime = Runtime::open(dir, store, Parts::system(dir)).await?;
+    let sup = runtime.supervisor().clone();
+    let stop = runtime.stopping();
     let log_task = tokio::spawn(log_updates(sup.clone(), stop.clone()));
-    let report = sup.startup(run.previous, crashed_at).await?;
-    match run.previous {
+    let report = runtime.start().await?;
+    match runtime.previous_run() {
         Some(p) if !p.clean => eprintln!(
             "lifeline: the previous run (started {}) did not stop cleanly{}; its open sessions were closed as crashed.",
             rfc3339(p.started_at),
-            crashed_at
+            runtime
+                .crashed_at()
                 .map(|t| format!(", last seen {}", rfc3339(t)))
                 .unwrap_or_default()
         ),
@@ -69,17 +47,19 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
         dir.root().display(),
         report.restoring,
     );
-    let queue_task = tokio::spawn(queue::run(sup.clone(), stop.clone()));
-    let heartbeat_task = tokio::spawn(heartbeat(store.clone(), run.id, stop.clone()));
     let http_task = match http_addr {
         Some(addr) => {
             let listen_err = |source| Error::Listen {
                 addr: addr.to_string(),
                 source,
             };
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(listen_err)?;
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    runtime.shutdown().await?;
+                    return Err(listen_err(e));
+                }
+            };
             let bound = listener.local_addr().map_err(listen_err)?;
             eprintln!("lifeline: HTTP on http://{bound} (/health, /metrics)");
             Some(tokio::spawn(http::serve(
@@ -98,13 +78,9 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
     if let Some(t) = http_task {
         let _ = t.await;
     }
-    let _ = queue_task.await;
-    let _ = heartbeat_task.await;
-    sup.shutdown().await;
     let _ = log_task.await;
-    // Last: the marker that tells the next start this run ended cleanly.
-    store.end_run(run.id, chrono::Utc::now()).await?;
-    store.close().await;
+    // Closes every connection, then writes the clean-run marker last.
+    runtime.shutdown().await?;
     eprintln!("lifeline: stopped cleanly.");
     Ok(())
 }
@@ -124,20 +100,6 @@ fn parse_loopback(s: &str) -> Result<SocketAddr, Error> {
         .into());
     }
     Ok(addr)
-}
-
-async fn heartbeat(store: Store, run_id: i64, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(HEARTBEAT);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {
-                if let Err(e) = store.heartbeat(run_id, chrono::Utc::now()).await {
-                    tracing::warn!(error = %e, "heartbeat not recorded");
-                }
-            }
-        }
-    }
 }
 
 /// Logs transitions and alerts (never link codes: they are secrets for the operator's eyes only).

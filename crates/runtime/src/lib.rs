@@ -1,0 +1,175 @@
+//! The supervising process, shared by `lifeline serve` and the desktop app. Both faces need the
+//! same sequence — lock the data dir, record the run, restore the fleet, heartbeat, apply queued
+//! admin commands, and on the way out stop everything and write the clean-run marker last — so it
+//! lives here once instead of twice.
+//!
+//! Two phases: [`Runtime::open`] builds the supervisor without starting anything, so a face can
+//! subscribe to its updates before the first transition; [`Runtime::start`] runs the startup
+//! sequence and the background tasks. [`Runtime::shutdown`] ends it gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lifeline_engine::clock::Clock;
+use lifeline_engine::connector::Connectors;
+use lifeline_engine::model::AccountKind;
+use lifeline_engine::secrets::{KeyringSecretStore, SecretStore};
+use lifeline_engine::store::PreviousRun;
+use lifeline_engine::supervisor::{StartupReport, Supervisor, SupervisorDeps, queue};
+use lifeline_engine::time::Timestamp;
+use lifeline_engine::{DataDir, Error, Store, SupervisorLock};
+use lifeline_websocket::WebSocketConnector;
+use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub mod history;
+
+/// How often the run records that it is alive; a crash is dated by the last one.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// What the runtime is built from. [`Parts::system`] is what both faces use; tests swap in an
+/// in-memory secret store.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    pub connectors: Connectors,
+    pub secrets: Arc<dyn SecretStore>,
+}
+
+impl Parts {
+    /// Every connector Lifeline has (WebSocket, WhatsApp) and the OS keyring.
+    pub fn system(dir: &DataDir) -> Self {
+        let whatsapp = WhatsAppConnector::new(dir.root(), Endpoint::from_env());
+        Self {
+            connectors: Connectors::new()
+                .with(AccountKind::Websocket, Arc::new(WebSocketConnector))
+                .with(AccountKind::Whatsapp, Arc::new(whatsapp)),
+            secrets: Arc::new(KeyringSecretStore),
+        }
+    }
+}
+
+/// The one supervising process of a data dir.
+#[derive(Debug)]
+pub struct Runtime {
+    store: Store,
+    sup: Supervisor,
+    run_id: i64,
+    previous: Option<PreviousRun>,
+    crashed_at: Option<Timestamp>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    startup: Option<StartupReport>,
+    // Held for the life of the runtime; released when it is dropped (or the process dies).
+    _lock: SupervisorLock,
+}
+
+impl Runtime {
+    /// Takes the supervisor lock, records the start of the run and builds the supervisor. No
+    /// account task runs yet: call [`Runtime::start`].
+    pub async fn open(dir: &DataDir, store: Store, parts: Parts) -> Result<Self, Error> {
+        let lock = dir.lock()?;
+        let policy = store.policy().await?;
+        let run = store.begin_run(chrono::Utc::now()).await?;
+        let crashed_at = store.previous_last_seen(run.id).await?;
+        let sup = Supervisor::new(SupervisorDeps {
+            store: store.clone(),
+            connectors: parts.connectors,
+            secrets: parts.secrets,
+            clock: Clock::System,
+            policy,
+            jitter_seed: None,
+        });
+        Ok(Self {
+            store,
+            sup,
+            run_id: run.id,
+            previous: run.previous,
+            crashed_at,
+            stop: CancellationToken::new(),
+            tasks: Vec::new(),
+            startup: None,
+            _lock: lock,
+        })
+    }
+
+    /// Runs the startup sequence (crash cleanup, autorecover restore), then the heartbeat and the
+    /// command queue that lets admin commands from other processes reach this supervisor.
+    pub async fn start(&mut self) -> Result<StartupReport, Error> {
+        if let Some(report) = &self.startup {
+            return Ok(report.clone());
+        }
+        let report = self.sup.startup(self.previous, self.crashed_at).await?;
+        self.tasks.push(tokio::spawn(queue::run(
+            self.sup.clone(),
+            self.stop.clone(),
+        )));
+        self.tasks.push(tokio::spawn(heartbeat(
+            self.store.clone(),
+            self.run_id,
+            self.stop.clone(),
+        )));
+        self.startup = Some(report.clone());
+        Ok(report)
+    }
+
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.sup
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// How the previous run ended (`None`: this is the first).
+    pub fn previous_run(&self) -> Option<PreviousRun> {
+        self.previous
+    }
+
+    /// The last heartbeat of the previous run, which dates a crash.
+    pub fn crashed_at(&self) -> Option<Timestamp> {
+        self.crashed_at
+    }
+
+    /// The startup report, once [`Runtime::start`] has run.
+    pub fn startup_report(&self) -> Option<&StartupReport> {
+        self.startup.as_ref()
+    }
+
+    /// Fires when shutdown begins; faces end their own tasks (HTTP, event forwarding) on it.
+    pub fn stopping(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Graceful stop: background tasks end, every connection is closed and recorded, and the
+    /// clean-run marker is written last, so the next start knows this run did not crash.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        self.stop.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        self.sup.shutdown().await;
+        self.store.end_run(self.run_id, chrono::Utc::now()).await?;
+        self.store.close().await;
+        tracing::info!(run = self.run_id, "stopped cleanly");
+        Ok(())
+    }
+}
+
+async fn heartbeat(store: Store, run_id: i64, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = store.heartbeat(run_id, chrono::Utc::now()).await {
+                    tracing::warn!(error = %e, "heartbeat not recorded");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Desktop app checks: UI unit tests (vitest), the shell's Rust tests, then end-to-end under Xvfb
+# with tauri-driver and WebKitWebDriver against lifeline-sim, inside a private D-Bus session with
+# a throwaway gnome-keyring and a notification daemon. Installs what it needs (only what is
+# missing, so a rerun is quick). Screenshots land in docs/screenshots/ when SCREENSHOTS=1;
+# PERF=1 also measures cold start and frame times with 1000 accounts.
+#   --install-only   install the system packages and tauri-driver, then stop (used by demo.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lifeline/target}"
+
+desktop_packages=(
+  libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev librsvg2-dev libayatana-appindicator3-dev
+  libxdo-dev                                            # build: Tauri on Linux
+  xvfb xauth dbus-x11 at-spi2-core webkit2gtk-driver   # e2e: a display and the WebDriver
+  dunst imagemagick sqlite3 curl                        # e2e: notifications, screenshots, bulk data
+  nodejs npm
+)
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+missing=()
+for p in "${desktop_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  # nodejs/npm may come from elsewhere (nodesource, nvm): only install them if absent.
+  if command -v node >/dev/null && command -v npm >/dev/null; then
+    filtered=()
+    for p in "${missing[@]}"; do [[ "$p" == nodejs || "$p" == npm ]] || filtered+=("$p"); done
+    missing=("${filtered[@]}")
+  fi
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing system packages: ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ "${1:-}" = --install-only ]; then exit 0; fi
+command -v tauri-driver >/dev/null || cargo install --locked tauri-driver --version '^2'
+
+echo "== UI: npm ci, typecheck, vitest, build"
+(cd ui && npm ci --no-audit --no-fund --loglevel=error && npx tsc --noEmit && npx vitest run && npx vite build --logLevel warn)
+
+echo "== shell and runtime: cargo test"
+cargo test --locked -p lifeline-desktop -p lifeline-runtime 2>&1 | grep -E "^test result|FAILED|panicked" || true
+cargo test --locked -q -p lifeline-desktop -p lifeline-runtime >/dev/null
+
+echo "== build: desktop (UI embedded; test-peer build, accepts the offline WhatsApp peer), CLI, simulators"
+cargo build --locked -p lifeline-desktop --features lifeline-desktop/custom-protocol,lifeline-desktop/test-peer \
+  -p lifeline -p lifeline-sim -p lifeline-wa-peer
+export LIFELINE_DESKTOP_BIN="$CARGO_TARGET_DIR/debug/lifeline-desktop"
+export LIFELINE_WA_PEER_BIN="$CARGO_TARGET_DIR/debug/lifeline-wa-peer"
+export LIFELINE_BIN="$CARGO_TARGET_DIR/debug/lifeline"
+export LIFELINE_SIM_BIN="$CARGO_TARGET_DIR/debug/lifeline-sim"
+
+echo "== end to end (Xvfb, tauri-driver, WebKitWebDriver)"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export NOTIFY_LOG="$work/notify.log" KEYRING_HOME="$work/keyring"
+if [ "${SCREENSHOTS:-0}" = 1 ]; then
+  mkdir -p docs/screenshots
+  export SCREENSHOT_DIR="$PWD/docs/screenshots"
+fi
+mkdir -p "$KEYRING_HOME"
+xvfb-run -a -s "-screen 0 1400x900x24" dbus-run-session -- bash -c '
+  set -euo pipefail
+  export XDG_DATA_HOME="$KEYRING_HOME" XDG_CONFIG_HOME="$KEYRING_HOME/config" HOME_KEEP="$HOME"
+  printf lifeline-test | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null
+  dunst >/dev/null 2>&1 &
+  dbus-monitor --session "interface=org.freedesktop.Notifications" >"$NOTIFY_LOG" 2>&1 &
+  cd ui && node --test --test-concurrency=1 e2e/
+'

@@ -1,0 +1,276 @@
+//! The commands the UI calls. Each one parses, calls the engine and maps the error; anything
+//! longer belongs in the engine, the runtime or `input`. Every failing call is logged once, with
+//! its inputs (secret values are a redacting type), by `tracing::instrument(err)`.
+
+use std::sync::Arc;
+
+use lifeline_engine::secrets::{self, KeyringSecretStore};
+use lifeline_engine::{AccountId, TriggeredBy, export};
+use lifeline_runtime::history;
+use tauri::{AppHandle, Emitter, State};
+use tauri_plugin_autostart::ManagerExt as _;
+use tauri_plugin_dialog::DialogExt as _;
+
+use crate::api::*;
+use crate::error::{CommandError, CommandResult, ErrorCode};
+use crate::shell::Shell;
+use crate::{input, names};
+
+type Sh<'a> = State<'a, Arc<Shell>>;
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn fleet_snapshot(state: Sh<'_>) -> CommandResult<Snapshot> {
+    let live = state.live()?;
+    let views = live.sup.views();
+    state.learn(live, views.iter().map(|v| v.id)).await;
+    state.refresh_health(live).await?;
+    let mut cards = state.cards(&views);
+    sort_cards(&mut cards);
+    Ok(Snapshot {
+        cards,
+        autorecover: live.store.autorecover().await?,
+        previous_run_crashed: live.startup.previous_run_crashed,
+        restoring: live.startup.restoring as u32,
+        held_stopped: live.startup.held_stopped as u32,
+        data_dir: live.data_dir.display().to_string(),
+    })
+}
+
+/// Opens the stream of card changes (coalesced deltas) to the window.
+#[tauri::command]
+#[tracing::instrument(skip(state, on_delta), err)]
+pub async fn watch_fleet(
+    state: Sh<'_>,
+    on_delta: tauri::ipc::Channel<FleetDelta>,
+) -> CommandResult<()> {
+    state.watch_fleet(on_delta);
+    Ok(())
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn add_account(state: Sh<'_>, input: NewAccountInput) -> CommandResult<Card> {
+    let (live, new) = (state.live()?, input::new_account(&input)?);
+    let link = input.link.as_ref().map(input::link_mode).transpose()?;
+    let account = live.store.add_account(new).await?;
+    live.sup.add_account(account.id).await?;
+    if let Some(mode) = link {
+        live.sup.request_link(account.id, mode).await?;
+    }
+    state.card(live, account.id).await
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn remove_account(state: Sh<'_>, id: i64) -> CommandResult<()> {
+    let live = state.live()?;
+    live.store
+        .remove_account(AccountId(id), TriggeredBy::Operator)
+        .await?;
+    live.sup.remove_account(AccountId(id)).await?;
+    Ok(())
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn start_account(state: Sh<'_>, id: i64) -> CommandResult<()> {
+    Ok(state.live()?.sup.start(AccountId(id)).await?)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn stop_account(state: Sh<'_>, id: i64) -> CommandResult<()> {
+    Ok(state.live()?.sup.stop(AccountId(id)).await?)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn retry_account(state: Sh<'_>, id: i64) -> CommandResult<()> {
+    Ok(state.live()?.sup.force_retry(AccountId(id)).await?)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn reset_breaker(state: Sh<'_>, id: i64) -> CommandResult<()> {
+    Ok(state.live()?.sup.reset_breaker(AccountId(id)).await?)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn set_muted(state: Sh<'_>, id: i64, muted: bool) -> CommandResult<()> {
+    let live = state.live()?;
+    live.store.set_muted(AccountId(id), muted).await?;
+    Ok(live.sup.reload_account(AccountId(id)).await?)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn relink_account(state: Sh<'_>, id: i64, link: LinkRequest) -> CommandResult<()> {
+    let (live, mode) = (state.live()?, input::link_mode(&link)?);
+    Ok(live.sup.request_link(AccountId(id), mode).await?)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn start_all(state: Sh<'_>) -> CommandResult<()> {
+    Ok(state.live()?.sup.start_all().await?)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn stop_all(state: Sh<'_>) -> CommandResult<()> {
+    Ok(state.live()?.sup.stop_all().await?)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn check_all(state: Sh<'_>) -> CommandResult<()> {
+    state.live()?.sup.check_all();
+    Ok(())
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn set_autorecover(state: Sh<'_>, on: bool) -> CommandResult<bool> {
+    let live = state.live()?;
+    live.store.set_autorecover(on).await?;
+    Ok(live.store.autorecover().await?)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn account_history(state: Sh<'_>, id: i64, window: String) -> CommandResult<HistoryInfo> {
+    let (live, span) = (state.live()?, history::window(&window)?);
+    let now = live.sup.clock().now();
+    let h = history::account_history(&live.store, AccountId(id), now - span).await?;
+    Ok(history_info(&h, now))
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn get_policy(state: Sh<'_>) -> CommandResult<PolicyValues> {
+    Ok(input::policy_values(&state.live()?.store.policy().await?)?)
+}
+
+/// Saves validated policy values; the supervisor applies them at its next start.
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn set_policy(state: Sh<'_>, values: PolicyValues) -> CommandResult<PolicyValues> {
+    let (live, cfg) = (state.live()?, input::policy(&values)?);
+    live.store.set_policy(&cfg).await?;
+    Ok(input::policy_values(&cfg)?)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn list_secrets(state: Sh<'_>) -> CommandResult<Vec<String>> {
+    let names = state.live()?.store.secret_names().await?;
+    Ok(names.into_iter().map(String::from).collect())
+}
+
+/// Stores a value in the OS keyring. The value is never returned or shown again.
+#[tauri::command]
+#[tracing::instrument(skip(state, value), err)]
+pub async fn set_secret(state: Sh<'_>, name: String, value: SecretInput) -> CommandResult<()> {
+    let (live, name) = (state.live()?, input::secret_name(&name)?);
+    Ok(secrets::set_secret(&live.store, &KeyringSecretStore, &name, value.into_value()).await?)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn delete_secret(state: Sh<'_>, name: String) -> CommandResult<()> {
+    let (live, name) = (state.live()?, input::secret_name(&name)?);
+    Ok(secrets::delete_secret(&live.store, &KeyringSecretStore, &name).await?)
+}
+
+/// Asks where to save an export with the native save dialog; `cancelled` if the operator closes it.
+#[tauri::command]
+#[tracing::instrument(skip(app), err)]
+pub async fn choose_export_path(app: AppHandle, what: ExportWhat) -> CommandResult<String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let name = format!(
+        "lifeline-{}.csv",
+        if what == ExportWhat::Sessions {
+            "sessions"
+        } else {
+            "events"
+        }
+    );
+    app.dialog()
+        .file()
+        .add_filter("CSV", &["csv"])
+        .set_file_name(name)
+        .save_file(move |p| {
+            let _ = tx.send(p);
+        });
+    let path = rx.await.ok().flatten().and_then(|p| p.into_path().ok());
+    path.map(|p| p.display().to_string())
+        .ok_or_else(|| CommandError::new(ErrorCode::Cancelled, "Export cancelled."))
+}
+
+/// Streams the export to `path` (written under a temporary name, renamed when complete),
+/// reporting progress as `lifeline://export-progress` events.
+#[tauri::command]
+#[tracing::instrument(skip(state, app), err)]
+pub async fn export_csv(
+    state: Sh<'_>,
+    app: AppHandle,
+    request: ExportRequest,
+) -> CommandResult<ExportDone> {
+    let (live, (kind, filter)) = (state.live()?, input::export(&request)?);
+    let progress = {
+        let app = app.clone();
+        move |rows| {
+            let _ = app.emit(
+                names::EVENT_EXPORT_PROGRESS,
+                ExportProgress { rows, done: false },
+            );
+        }
+    };
+    let rows = export::export_to_path(
+        &live.store,
+        kind,
+        filter,
+        std::path::Path::new(&request.path),
+        progress,
+    )
+    .await?;
+    let _ = app.emit(
+        names::EVENT_EXPORT_PROGRESS,
+        ExportProgress { rows, done: true },
+    );
+    Ok(ExportDone {
+        rows,
+        path: request.path,
+    })
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state, app), err)]
+pub async fn get_prefs(state: Sh<'_>, app: AppHandle) -> CommandResult<Prefs> {
+    let start_at_login = app.autolaunch().is_enabled().unwrap_or(false);
+    Ok(Prefs {
+        start_at_login,
+        ..state.prefs()
+    })
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state, app), err)]
+pub async fn set_prefs(state: Sh<'_>, app: AppHandle, prefs: Prefs) -> CommandResult<Prefs> {
+    let json = serde_json::to_string(&prefs)
+        .map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
+    state.live()?.store.set_setting(PREFS_KEY, &json).await?;
+    state.set_prefs(prefs);
+    crate::set_start_at_login(&app, prefs.start_at_login)?;
+    Ok(prefs)
+}
+
+/// Graceful quit: closes every connection and writes the clean-run marker before exiting.
+#[tauri::command]
+#[tracing::instrument(skip(app), err)]
+pub async fn quit(app: AppHandle) -> CommandResult<()> {
+    app.exit(0);
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Carries the supervisor's updates to the window, the tray and the desktop's notifications.
+//! Transitions are coalesced: changed accounts are collected and sent as one fleet delta (on the
+//! window's `watch_fleet` channel) per [`FLUSH_EVERY`], so a 1000-account mass drop costs the UI a few messages, not
+//! thousands. Alerts follow the engine's decisions (grace period, summaries, mute) as they are.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lifeline_engine::AccountId;
+use lifeline_engine::supervisor::Update;
+use tauri::{AppHandle, Emitter, Manager};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AlertInfo, Card, FleetDelta, SettingsChanged};
+use crate::names;
+use crate::shell::{Live, Shell};
+use crate::tray::{Counts, Tray};
+
+/// Longest a transition waits before the UI hears of it.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Uptime and score are recomputed this often when nothing happens (they move slowly)…
+pub const HEALTH_EVERY: Duration = Duration::from_secs(15);
+/// …and at most this often while transitions keep arriving.
+pub const HEALTH_AFTER_CHANGE: Duration = Duration::from_secs(2);
+
+pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live, stop: CancellationToken) {
+    let mut updates = live.sup.subscribe();
+    let mut pending: HashSet<AccountId> = HashSet::new();
+    let mut sent = Sent {
+        known: live.sup.views().iter().map(|v| v.id).collect(),
+        cards: HashMap::new(),
+    };
+    let mut last_health = tokio::time::Instant::now();
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut health = tokio::time::interval(HEALTH_EVERY);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut autorecover = live.store.autorecover().await.ok();
+    update_tray(&app, &shell, &live);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            u = updates.recv() => match u {
+                Ok(Update::Transitions(events)) => pending.extend(events.iter().map(|e| e.account_id)),
+                Ok(Update::Alerts(alerts)) => {
+                    let prefs = shell.prefs();
+                    for a in &alerts {
+                        let info = api::alert_info(a, prefs.language);
+                        tracing::info!(kind = ?info.kind, account = ?info.account, "alert");
+                        if prefs.notifications {
+                            notify(&info);
+                        }
+                        let _ = app.emit(names::EVENT_ALERT, info);
+                    }
+                }
+                Ok(Update::Link { account, code }) => match api::link_info(account.0, &code) {
+                    // The code itself is never logged.
+                    Ok(info) => { let _ = app.emit(names::EVENT_LINK, info); }
+                    Err(e) => tracing::warn!(account = account.0, error = %e, "link code not drawable"),
+                },
+                Err(RecvError::Lagged(n)) => {
+                    tracing::debug!(skipped = n, "updates lagged; resending every card");
+                    pending.extend(live.sup.views().iter().map(|v| v.id));
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = flush.tick(), if !pending.is_empty() => {
+                let ids = std::mem::take(&mut pending);
+                let all = last_health.elapsed() >= HEALTH_AFTER_CHANGE;
+                if all {
+                    last_health = tokio::time::Instant::now();
+                    if let Err(e) = shell.refresh_health(&live).await {
+                        tracing::warn!(error = %e, "health pass failed");
+                    }
+                }
+                emit_delta(&shell, &live, (!all).then_some(&ids), &mut sent).await;
+                update_tray(&app, &shell, &live);
+            }
+            _ = health.tick() => {
+                last_health = tokio::time::Instant::now();
+                if let Err(e) = shell.refresh_health(&live).await {
+                    tracing::warn!(error = %e, "health pass failed");
+                    continue;
+                }
+                emit_delta(&shell, &live, None, &mut sent).await;
+                update_tray(&app, &shell, &live);
+                let now = live.store.autorecover().await.ok();
+                if now.is_some() && now != autorecover {
+                    autorecover = now;
+                    if let Some(on) = now {
+                        let _ = app.emit(names::EVENT_SETTINGS, SettingsChanged { autorecover: on });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the window has been sent, so only real changes travel.
+struct Sent {
+    known: HashSet<AccountId>,
+    cards: HashMap<i64, Card>,
+}
+
+/// Sends the cards of `ids` (or of every account) that differ from what was last sent, and
+/// the ids that disappeared.
+async fn emit_delta(shell: &Shell, live: &Live, ids: Option<&HashSet<AccountId>>, sent: &mut Sent) {
+    let views = live.sup.views();
+    let now: HashSet<AccountId> = views.iter().map(|v| v.id).collect();
+    let removed: Vec<i64> = sent.known.difference(&now).map(|id| id.0).collect();
+    for id in &removed {
+        shell.forget(AccountId(*id));
+        sent.cards.remove(id);
+    }
+    shell
+        .learn(live, now.difference(&sent.known).copied())
+        .await;
+    let changed = views
+        .iter()
+        .filter(|v| ids.is_none_or(|ids| ids.contains(&v.id) || !sent.known.contains(&v.id)));
+    let cards: Vec<Card> = shell
+        .cards(changed)
+        .into_iter()
+        .filter(|c| sent.cards.get(&c.id) != Some(c))
+        .collect();
+    for c in &cards {
+        sent.cards.insert(c.id, c.clone());
+    }
+    sent.known = now;
+    if cards.is_empty() && removed.is_empty() {
+        return;
+    }
+    shell.send_fleet(FleetDelta { cards, removed });
+}
+
+fn update_tray(app: &AppHandle, shell: &Shell, live: &Live) {
+    if let Some(tray) = app.try_state::<Tray>() {
+        let views = live.sup.views();
+        tray.update(&Counts::of(&views), shell.prefs().language);
+    }
+}
+
+/// A desktop notification (freedesktop D-Bus on Linux). Shown off the async runtime: the call
+/// waits for the notification daemon.
+fn notify(info: &AlertInfo) {
+    let (title, body) = (info.title.clone(), info.body.clone());
+    tokio::task::spawn_blocking(move || {
+        let shown = notify_rust::Notification::new()
+            .appname("Lifeline")
+            .summary(&title)
+            .body(&body)
+            .show();
+        if let Err(e) = shown {
+            tracing::warn!(error = %e, "desktop notification not shown");
+        }
+    });
+}

@@ -1,0 +1,212 @@
+//! Lifeline's desktop shell: a thin Tauri 2 face over `lifeline-runtime`. It opens the data dir
+//! and supervises like `lifeline serve` does, then translates: commands in (`commands`), events,
+//! tray and notifications out (`forward`, `tray`). Policy stays in the engine.
+
+pub mod api;
+#[cfg(test)]
+mod bindings;
+mod commands;
+pub mod error;
+mod forward;
+pub mod input;
+pub mod names;
+mod shell;
+pub mod tray;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tauri::{AppHandle, Manager, RunEvent};
+use tauri_plugin_autostart::ManagerExt as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{CommandError, ErrorCode};
+use crate::shell::Shell;
+
+/// Set once the graceful shutdown has finished and the process may really exit.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Builds and runs the app until it quits; returns the process exit code.
+pub fn run() -> i32 {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lifeline-desktop: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    tauri::async_runtime::set(runtime.handle().clone());
+    let stop = CancellationToken::new();
+    let app = tauri::Builder::default()
+        // First: a second launch only brings this window forward (and never takes the lock).
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            show_main(app);
+        }))
+        .plugin(tauri_plugin_window_state::Builder::default().build())
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_autostart::Builder::new().build())
+        .invoke_handler(tauri::generate_handler![
+            commands::fleet_snapshot,
+            commands::watch_fleet,
+            commands::add_account,
+            commands::remove_account,
+            commands::start_account,
+            commands::stop_account,
+            commands::retry_account,
+            commands::reset_breaker,
+            commands::set_muted,
+            commands::relink_account,
+            commands::start_all,
+            commands::stop_all,
+            commands::check_all,
+            commands::set_autorecover,
+            commands::account_history,
+            commands::get_policy,
+            commands::set_policy,
+            commands::list_secrets,
+            commands::set_secret,
+            commands::delete_secret,
+            commands::choose_export_path,
+            commands::export_csv,
+            commands::get_prefs,
+            commands::set_prefs,
+            commands::quit,
+        ])
+        .setup({
+            let stop = stop.clone();
+            move |app| {
+                let shell = tauri::async_runtime::block_on(Shell::start());
+                app.manage(shell.clone());
+                match tray::Tray::build(app.handle()) {
+                    Ok(t) => {
+                        app.manage(t);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "no tray icon"),
+                }
+                if let Ok(live) = shell.live() {
+                    tauri::async_runtime::spawn(forward::run(
+                        app.handle().clone(),
+                        shell.clone(),
+                        live.clone(),
+                        stop.clone(),
+                    ));
+                }
+                tauri::async_runtime::spawn(exit_on_signal(app.handle().clone()));
+                Ok(())
+            }
+        })
+        .build(tauri::generate_context!());
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("lifeline-desktop: cannot start: {e}");
+            return 1;
+        }
+    };
+    app.run_return(move |handle, event| {
+        if let RunEvent::ExitRequested { api, code, .. } = event {
+            if STOPPED.load(Ordering::SeqCst) {
+                return;
+            }
+            api.prevent_exit();
+            let code = code.unwrap_or(0);
+            if STOPPING.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let handle = handle.clone();
+            let stop = stop.clone();
+            tauri::async_runtime::spawn(async move {
+                stop.cancel();
+                if let Some(shell) = handle.try_state::<Arc<Shell>>() {
+                    shell.shutdown().await;
+                }
+                STOPPED.store(true, Ordering::SeqCst);
+                handle.exit(code);
+            });
+        }
+    })
+}
+
+pub(crate) fn show_main(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+    }
+}
+
+pub(crate) fn on_tray_menu(app: &AppHandle, id: &str) {
+    let Some(shell) = app.try_state::<Arc<Shell>>() else {
+        return;
+    };
+    let shell = shell.inner().clone();
+    match id {
+        tray::MENU_SHOW => tray::toggle_main(app),
+        tray::MENU_QUIT => app.exit(0),
+        tray::MENU_START_ALL | tray::MENU_STOP_ALL => {
+            let start = id == tray::MENU_START_ALL;
+            tauri::async_runtime::spawn(async move {
+                let Ok(live) = shell.live() else { return };
+                let done = if start {
+                    live.sup.start_all().await
+                } else {
+                    live.sup.stop_all().await
+                };
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, start, "tray action failed");
+                }
+            });
+        }
+        _ => {}
+    }
+}
+
+pub(crate) fn set_start_at_login(app: &AppHandle, on: bool) -> Result<(), CommandError> {
+    let autolaunch = app.autolaunch();
+    let done = if on {
+        autolaunch.enable()
+    } else if autolaunch.is_enabled().unwrap_or(false) {
+        autolaunch.disable()
+    } else {
+        Ok(())
+    };
+    done.map_err(|e| {
+        CommandError::new(
+            ErrorCode::Io,
+            format!("Could not change start at login: {e}."),
+        )
+    })
+}
+
+/// SIGTERM and Ctrl-C quit gracefully too (clean-run marker), like the Quit menu.
+async fn exit_on_signal(app: AppHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        } else {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("signal received; quitting");
+    app.exit(0);
+}

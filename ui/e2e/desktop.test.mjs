@@ -1,0 +1,372 @@
+// End-to-end: the real desktop binary under Xvfb, driven through tauri-driver and
+// WebKitWebDriver, supervising WebSocket accounts on lifeline-sim and WhatsApp accounts on the
+// offline protocol peer (lifeline-wa-peer), all on 127.0.0.1. Run by
+// scripts/desktop-test.sh, which provides the binaries, a private D-Bus session with an
+// unlocked gnome-keyring, a notification daemon and a dbus-monitor log.
+//
+// The steps share one data dir and run in order; every wait is for a condition, bounded.
+
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+
+import { remote } from "webdriverio";
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set (run scripts/desktop-test.sh)`);
+  return v;
+};
+const APP = env("LIFELINE_DESKTOP_BIN");
+const CLI = env("LIFELINE_BIN");
+const SIM = env("LIFELINE_SIM_BIN");
+const PEER = env("LIFELINE_WA_PEER_BIN");
+const NOTIFY_LOG = env("NOTIFY_LOG");
+const SHOTS = process.env.SCREENSHOT_DIR;
+const DATA = mkdtempSync(join(tmpdir(), "lifeline-e2e-"));
+const SIM_PORT = 19400 + Math.floor(Math.random() * 500);
+const CONTROL_PORT = SIM_PORT + 1000;
+const DRIVER_PORT = 4444;
+const PEER_PORT = SIM_PORT + 2;
+const PEER_CONTROL = SIM_PORT + 3;
+// WhatsApp accounts talk to the offline protocol peer (the app is a test-peer build).
+process.env.LIFELINE_WHATSAPP_URL = `ws://127.0.0.1:${PEER_PORT}/ws/chat`;
+process.env.LIFELINE_DATA_DIR = DATA;
+process.env.LIFELINE_LOG ??= "warn";
+
+const children = [];
+let browser = null;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `f` until it returns a truthy value or `ms` pass. */
+async function until(what, f, ms = 20_000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await f();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+function cli(...args) {
+  return execFileSync(CLI, args, { env: process.env, encoding: "utf8" });
+}
+
+async function control(path) {
+  const r = await fetch(`http://127.0.0.1:${CONTROL_PORT}${path}`, { method: "POST" });
+  assert.ok(r.ok, `sim control ${path}: ${r.status}`);
+}
+
+function wsUrl(name) {
+  return `ws://127.0.0.1:${SIM_PORT}/s/${name}`;
+}
+
+async function launch() {
+  browser = await remote({
+    hostname: "127.0.0.1",
+    port: DRIVER_PORT,
+    logLevel: "error",
+    connectionRetryCount: 0,
+    capabilities: {
+      browserName: "wry",
+      "wdio:enforceWebDriverClassic": true,
+      "tauri:options": { application: APP },
+    },
+  });
+  await until("the main window", async () => (await browser.$("[data-testid=autorecover]")).isExisting());
+}
+
+/** Graceful quit through SIGTERM to the supervising process (its pid is in the lock file). */
+async function quit() {
+  const pid = Number(readFileSync(join(DATA, "supervisor.lock"), "utf8").trim());
+  process.kill(pid, "SIGTERM");
+  await until("the app to exit", () => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  try {
+    await browser.deleteSession();
+  } catch {
+    // The window is gone with the process.
+  }
+  browser = null;
+}
+
+const cardSel = (name) => `//article[.//h3[normalize-space(.)="${name}"]]`;
+
+async function cardState(name) {
+  const el = await browser.$(cardSel(name));
+  return (await el.isExisting()) ? el.getAttribute("data-state") : null;
+}
+
+/** The window's content as the operator sees it (docs/screenshots). */
+async function shot(name) {
+  if (!SHOTS) return;
+  await sleep(300);
+  await browser.saveScreenshot(join(SHOTS, `${name}.png`));
+}
+
+/** Records every state each card passes through, so fast transitions are not missed. */
+async function recordStates() {
+  await browser.execute(() => {
+    const seen = (window.__states = {});
+    const note = (el) => {
+      const name = el.querySelector("h3")?.textContent ?? "";
+      (seen[name] ??= []).push(el.getAttribute("data-state"));
+    };
+    document.querySelectorAll("article[data-state]").forEach(note);
+    new MutationObserver((ms) => {
+      for (const m of ms) {
+        if (m.type === "attributes" && m.target instanceof Element && m.target.matches("article")) note(m.target);
+        if (m.type === "childList")
+          m.addedNodes.forEach((n) => n instanceof Element && n.querySelectorAll("article[data-state]").forEach(note));
+      }
+    }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
+  });
+}
+
+before(async () => {
+  const sim = spawn(SIM, ["--listen", `127.0.0.1:${SIM_PORT}`, "--control", `127.0.0.1:${CONTROL_PORT}`], {
+    stdio: "ignore",
+  });
+  children.push(sim);
+  await until("lifeline-sim", async () => (await fetch(`http://127.0.0.1:${CONTROL_PORT}/stats`)).ok);
+  const peer = spawn(PEER, ["--listen", `127.0.0.1:${PEER_PORT}`, "--control", `127.0.0.1:${PEER_CONTROL}`], {
+    stdio: "ignore",
+  });
+  children.push(peer);
+  await until("lifeline-wa-peer", async () => (await fetch(`http://127.0.0.1:${PEER_CONTROL}/stats`)).ok);
+  // Alerts after 3 s instead of a minute, so a drop past the grace period is quick to provoke.
+  cli("policy", "set", "alerts.grace_s=3");
+  // A few accounts so the main view has a fleet (one endpoint never answers: it keeps recovering).
+  for (const [name, path] of [
+    ["Toko Mawar", "mawar"],
+    ["Gudang feed", "gudang"],
+    ["Support line", "support"],
+    ["Broadcast ID", "broadcast"],
+  ]) {
+    cli("account", "add", "--kind", "websocket", "--name", name, "--url", wsUrl(path), "--country", "ID");
+  }
+  cli("account", "add", "--kind", "websocket", "--name", "Old endpoint", "--url", "ws://127.0.0.1:9/gone", "--muted");
+  const driver = spawn("tauri-driver", ["--port", String(DRIVER_PORT)], { stdio: "ignore" });
+  children.push(driver);
+  await until("tauri-driver", async () => {
+    try {
+      return (await fetch(`http://127.0.0.1:${DRIVER_PORT}/status`)).ok;
+    } catch {
+      return false;
+    }
+  });
+  await launch();
+});
+
+after(async () => {
+  if (browser) {
+    try {
+      await quit();
+    } catch {
+      // best effort
+    }
+  }
+  for (const c of children) c.kill();
+});
+
+test("an added WebSocket account shows Connected", async () => {
+  await until("restored accounts to connect", async () => (await cardState("Toko Mawar")) === "connected");
+  await browser.$("button=Add account").click();
+  const dialog = await browser.$("[data-testid=add-account]");
+  await dialog.$("input[name=name]").setValue("e2e-feed");
+  await dialog.$("input[name=url]").setValue(wsUrl("e2e"));
+  await dialog.$("button[type=submit]").click();
+  await until("the new card to be Connected", async () => (await cardState("e2e-feed")) === "connected");
+  await until("the restored fleet", async () => (await cardState("Broadcast ID")) === "connected");
+  await shot("main");
+});
+
+test("a second launch only brings the running app forward", async () => {
+  const pid = readFileSync(join(DATA, "supervisor.lock"), "utf8").trim();
+  const second = spawn(APP, [], { env: process.env, stdio: "ignore" });
+  const code = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the second instance kept running")), 15_000);
+    second.on("exit", (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  assert.equal(code, 0);
+  assert.equal(readFileSync(join(DATA, "supervisor.lock"), "utf8").trim(), pid, "the first one still supervises");
+  assert.equal(await cardState("e2e-feed"), "connected");
+});
+
+test("a dropped account shows recovery, then Connected again", async () => {
+  await recordStates();
+  await control("/drop?path=/s/e2e");
+  await until("the card to be Connected after the drop", async () => {
+    const seen = await browser.execute(() => window.__states["e2e-feed"] ?? []);
+    return seen.length >= 3 && seen.at(-1) === "connected";
+  });
+  const seen = await browser.execute(() => window.__states["e2e-feed"]);
+  const recovering = seen.slice(1, -1);
+  assert.ok(
+    recovering.some((s) => s === "backoff" || s === "connecting"),
+    `expected a recovery state between, saw ${seen.join(" → ")}`,
+  );
+  // Recovered inside the grace period: no notification for a blip.
+  assert.ok(!readFileSync(NOTIFY_LOG, "utf8").includes("e2e-feed is down"));
+});
+
+test("the account detail shows its timeline and event log", async () => {
+  await browser.$(`${cardSel("e2e-feed")}//button[normalize-space(.)="Details"]`).click();
+  const events = await browser.$("[data-testid=events]");
+  await events.waitForExist({ timeout: 10_000 });
+  await until("the drop in the event log", async () => (await events.getText()).includes("Connected → Recovering"));
+  assert.match(await events.getText(), /closed by the server|network error/);
+  await shot("detail");
+  await browser.$("button*=Back to accounts").click();
+});
+
+test("a drop not recovered within the grace period raises a desktop notification", async () => {
+  await control("/refuse?secs=30");
+  await control("/drop?path=/s/e2e");
+  const log = await until(
+    "a Notify call on D-Bus",
+    () => {
+      const text = readFileSync(NOTIFY_LOG, "utf8");
+      return text.includes("e2e-feed is down") && text;
+    },
+    30_000,
+  );
+  assert.match(log, /member=Notify/);
+  // The muted account never notifies, however long it has been down.
+  assert.ok(!log.includes("Old endpoint is down"), "muted accounts stay quiet");
+  await control("/refuse?secs=0");
+  await until("recovery after the refusals end", async () => (await cardState("e2e-feed")) === "connected", 60_000);
+});
+
+test("a secret saved in settings is in the keyring and nowhere in the data dir", async () => {
+  const value = `e2e-secret-${Date.now()}-value`;
+  await browser.$("button=Settings").click();
+  const form = await browser.$("[data-testid=secret-form]");
+  await form.$("input[name=secret-name]").setValue("e2e-token");
+  await form.$("input[name=secret-value]").setValue(value);
+  await form.$("button[type=submit]").click();
+  await until("the name in the list", async () => (await browser.$("[data-testid=secret-list]").getText()).includes("e2e-token"));
+  assert.equal(await form.$("input[name=secret-value]").getValue(), "", "the value field is cleared");
+  const stored = execFileSync("secret-tool", ["lookup", "service", "lifeline", "username", "e2e-token"], {
+    encoding: "utf8",
+  });
+  assert.equal(stored.trim(), value);
+  assert.ok(!(await browser.$("body").getText()).includes(value), "the value is not shown");
+  const files = [];
+  const walk = (d) =>
+    readdirSync(d).forEach((f) => {
+      const p = join(d, f);
+      statSync(p).isDirectory() ? walk(p) : files.push(p);
+    });
+  walk(DATA);
+  for (const f of files) assert.ok(!readFileSync(f).includes(value), `secret value found in ${f}`);
+  await shot("settings");
+  await browser.$("button*=Back to accounts").click();
+});
+
+test("CSV export writes a file that parses back", async () => {
+  const out = join(DATA, "..", `lifeline-e2e-${Date.now()}.csv`);
+  const progress = await browser.executeAsync((path, done) => {
+    const internals = window.__TAURI_INTERNALS__;
+    const seen = [];
+    const handler = internals.transformCallback((e) => seen.push(e.payload));
+    internals
+      .invoke("plugin:event|listen", { event: "lifeline://export-progress", target: { kind: "Any" }, handler })
+      .then(() => internals.invoke("export_csv", { request: { path, what: "events", account: null, since: null, until: null } }))
+      .then((r) => setTimeout(() => done({ ok: r, seen }), 300), (e) => done({ err: e }));
+  }, out);
+  assert.ok(!progress.err, JSON.stringify(progress.err));
+  assert.ok(progress.seen.some((p) => p.done), "a final progress event");
+  const lines = readFileSync(out, "utf8").trim().split("\n");
+  const header = lines[0].split(",");
+  assert.deepEqual(header.slice(0, 4), ["event_id", "at", "account_id", "account_name"]);
+  assert.equal(lines.length - 1, progress.ok.rows);
+  const rows = lines.slice(1).map((l) => l.split(","));
+  assert.ok(rows.some((r) => r[3] === "e2e-feed" && r[5] === "backoff"), "the drop is exported");
+  assert.ok(rows.every((r) => !Number.isNaN(Date.parse(r[1]))), "times are RFC 3339");
+});
+
+async function addWhatsApp(name, phone) {
+  await browser.$("button=Add account").click();
+  const dialog = await browser.$("[data-testid=add-account]");
+  await dialog.$("input[value=whatsapp]").click();
+  await dialog.$("input[name=name]").setValue(name);
+  if (phone) {
+    await dialog.$("input[name=linkBy][value=phone_code]").click();
+    await dialog.$("input[name=phone]").setValue(phone);
+  }
+  await dialog.$("button[type=submit]").click();
+  const modal = await browser.$("[data-testid=link-modal]");
+  await modal.waitForExist({ timeout: 10_000 });
+  return modal;
+}
+
+test("a WhatsApp account linked by phone code connects", async () => {
+  const modal = await addWhatsApp("Toko Kenanga", "+62 812 0000 0001");
+  const code = await until("the pair code from the offline peer", async () => {
+    const el = await modal.$(".pair-code");
+    return (await el.isExisting()) && (await el.getText()).replace(/\W/g, "");
+  });
+  assert.match(code, /^[A-Z0-9]{8}$/);
+  const r = await fetch(`http://127.0.0.1:${PEER_CONTROL}/code?phone=6281200000001&code=${code}`, { method: "POST" });
+  assert.ok(r.ok, await r.text());
+  await until("the modal to say linked", async () => (await modal.getText()).includes("Linked."), 60_000);
+  assert.equal(await cardState("Toko Kenanga"), "connected");
+  await modal.$("button=Close").click();
+});
+
+test("the QR modal draws the live linking code", async () => {
+  const modal = await addWhatsApp("Toko Melati");
+  await until("a QR code from the offline peer", async () => (await modal.$(".qr svg")).isExisting(), 30_000);
+  assert.match(await modal.$("[data-testid=countdown]").getText(), /Expires in \d+ s/);
+  await shot("qr");
+  await modal.$("button=Close").click();
+  await browser.$(`${cardSel("Toko Melati")}//button[normalize-space(.)="Remove"]`).click();
+  await browser.$("[data-testid=confirm-remove] button.danger").click();
+  await until("the card to go", async () => (await cardState("Toko Melati")) === null);
+});
+
+test("the autorecover toggle survives a restart, and quitting marks the run clean", async () => {
+  const toggle = await browser.$("[data-testid=autorecover]");
+  assert.equal(await toggle.isSelected(), true);
+  await toggle.click();
+  await until("autorecover off in the store", () => cli("autorecover", "status").includes("off"));
+  await quit();
+  const status = JSON.parse(cli("status", "--json"));
+  assert.equal(status.last_run.clean, true, "graceful quit wrote the clean-run marker");
+  assert.equal(status.supervisor.running, false);
+
+  await launch();
+  assert.equal(await browser.$("[data-testid=autorecover]").isSelected(), false);
+  await until(
+    "accounts held stopped, saying why",
+    async () =>
+      (await cardState("e2e-feed")) === "stopped" &&
+      /autorecover is off/.test(await browser.$(cardSel("e2e-feed")).getProperty("textContent")),
+  );
+  await until("the held-stopped notice", async () => (await browser.$(".notice").getText()).includes("autorecover is off"));
+  // Starting by hand still works, and the toggle goes back on.
+  await browser.$(`${cardSel("e2e-feed")}//button[normalize-space(.)="Start"]`).click();
+  await until("Connected after a manual start", async () => (await cardState("e2e-feed")) === "connected");
+  await browser.$("[data-testid=autorecover]").click();
+  await until("autorecover on in the store", () => cli("autorecover", "status").includes("on"));
+});

@@ -1,0 +1,78 @@
+// The one door from the views to the shell. Views only ever talk to a `Backend`; the app runs
+// with `TauriBackend` (tauri-backend.ts) and the tests with `FakeBackend` (fake-backend.ts).
+
+import type {
+  AlertInfo,
+  Card,
+  CommandError,
+  ErrorCode,
+  ExportDone,
+  ExportProgress,
+  ExportRequest,
+  ExportWhat,
+  FleetDelta,
+  HistoryInfo,
+  LinkInfo,
+  LinkRequest,
+  NewAccountInput,
+  PolicyValues,
+  Prefs,
+  SettingsChanged,
+  Snapshot,
+} from "./generated/api";
+
+export type * from "./generated/api";
+
+export type Unsubscribe = () => void;
+export type HistoryWindow = "24h" | "7d";
+
+export interface Backend {
+  snapshot(): Promise<Snapshot>;
+  addAccount(input: NewAccountInput): Promise<Card>;
+  removeAccount(id: number): Promise<void>;
+  start(id: number): Promise<void>;
+  stop(id: number): Promise<void>;
+  retry(id: number): Promise<void>;
+  resetBreaker(id: number): Promise<void>;
+  setMuted(id: number, muted: boolean): Promise<void>;
+  relink(id: number, link: LinkRequest): Promise<void>;
+  startAll(): Promise<void>;
+  stopAll(): Promise<void>;
+  checkAll(): Promise<void>;
+  setAutorecover(on: boolean): Promise<boolean>;
+  history(id: number, window: HistoryWindow): Promise<HistoryInfo>;
+  getPolicy(): Promise<PolicyValues>;
+  setPolicy(values: PolicyValues): Promise<PolicyValues>;
+  listSecrets(): Promise<string[]>;
+  setSecret(name: string, value: string): Promise<void>;
+  deleteSecret(name: string): Promise<void>;
+  chooseExportPath(what: ExportWhat): Promise<string>;
+  exportCsv(request: ExportRequest): Promise<ExportDone>;
+  getPrefs(): Promise<Prefs>;
+  setPrefs(prefs: Prefs): Promise<Prefs>;
+  quit(): Promise<void>;
+
+  onFleet(cb: (delta: FleetDelta) => void): Unsubscribe;
+  onLink(cb: (link: LinkInfo) => void): Unsubscribe;
+  onAlert(cb: (alert: AlertInfo) => void): Unsubscribe;
+  onExportProgress(cb: (p: ExportProgress) => void): Unsubscribe;
+  onSettings(cb: (s: SettingsChanged) => void): Unsubscribe;
+}
+
+/** A failed command, as the shell reports it: `{ code, message }`. */
+export class BackendError extends Error implements CommandError {
+  code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+
+  static from(e: unknown): BackendError {
+    if (e instanceof BackendError) return e;
+    if (e && typeof e === "object" && "code" in e && "message" in e) {
+      const c = e as CommandError;
+      return new BackendError(c.code, c.message);
+    }
+    return new BackendError("internal", e instanceof Error ? e.message : String(e));
+  }
+}

@@ -1,0 +1,220 @@
+// One account card, and the virtualised grid that shows thousands of them with a light DOM:
+// only the rows in (or near) the viewport exist; the rest is one tall spacer.
+
+import { Component } from "preact";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+
+import type { Card } from "./generated/api";
+import { ago, clock, pct } from "./format";
+import { type Key, reasonText, stateLabel, useI18n } from "./i18n";
+
+export type CardAction =
+  | "start"
+  | "stop"
+  | "retry"
+  | "resetBreaker"
+  | "relink"
+  | "mute"
+  | "unmute"
+  | "remove"
+  | "details";
+
+/** A symbol per state so the badge never relies on colour alone. */
+const SYMBOL: Record<Card["state"], string> = {
+  connected: "●",
+  connecting: "◔",
+  backoff: "↻",
+  paused: "❚❚",
+  linking: "⌁",
+  needs_operator: "!",
+  stopped: "■",
+};
+
+export function StateBadge({ card }: { card: Card }) {
+  const { t } = useI18n();
+  return (
+    <span class={`badge state-${card.state}`} data-state={card.state}>
+      <span aria-hidden="true">{SYMBOL[card.state]}</span> {stateLabel(t, card.state)}
+    </span>
+  );
+}
+
+type CardProps = { card: Card; now: number; onAction: (a: CardAction, c: Card) => void };
+
+function CardView({ card, now, onAction }: CardProps) {
+  const { t, lang } = useI18n();
+  const label = (action: Key) => t("actionsFor", { action: t(action), name: card.name });
+  const button = (action: CardAction, key: Key, cls = "") => (
+    <button type="button" class={cls} aria-label={label(key)} onClick={() => onAction(action, card)}>
+      {t(key)}
+    </button>
+  );
+  const extra =
+    card.state === "backoff" && card.retry_at
+      ? ` · ${t("retryAt", { time: clock(card.retry_at, lang) })}`
+      : card.state === "paused" && card.paused_until
+        ? ` · ${t("pausedUntil", { time: clock(card.paused_until, lang) })}`
+        : "";
+  return (
+    <article
+      class={`card state-${card.state}`}
+      data-testid="card"
+      data-id={card.id}
+      data-state={card.state}
+      aria-labelledby={`card-name-${card.id}`}
+    >
+      <header>
+        <h3 id={`card-name-${card.id}`} title={card.name}>
+          {card.name}
+        </h3>
+        <StateBadge card={card} />
+      </header>
+      <p class="target" title={card.target}>
+        {card.kind === "whatsapp" ? "WhatsApp" : card.target}
+        {card.country ? ` · ${card.country}` : ""}
+        {card.muted ? ` · ${t("muted")}` : ""}
+      </p>
+      <p class="reason" data-testid="reason">
+        {card.reason ? reasonText(card.reason, lang) : "\u00a0"}
+        {extra}
+      </p>
+      <dl class="stats">
+        <div>
+          <dt>{t("uptime")}</dt>
+          <dd>{pct(card.uptime_pct)}</dd>
+        </div>
+        <div>
+          <dt>{t("score")}</dt>
+          <dd>{card.score ?? "—"}</dd>
+        </div>
+        <div>
+          <dt>{t("lastChange")}</dt>
+          <dd title={card.since}>{ago(card.since, now, lang)}</dd>
+        </div>
+        <div>
+          <dt>{t("reconnects")}</dt>
+          <dd>{card.reconnects}</dd>
+        </div>
+        <div>
+          <dt>{t("breaker")}</dt>
+          <dd data-breaker={card.breaker}>{t(`breaker.${card.breaker}` as Key)}</dd>
+        </div>
+      </dl>
+      <div class="actions" role="group" aria-label={card.name}>
+        {/* Held stopped (autorecover off) is still desired: it needs Start, not Stop. */}
+        {card.desired && card.state !== "stopped" ? button("stop", "stop") : button("start", "start", "primary")}
+        {button("retry", "retry")}
+        {card.breaker !== "closed" && button("resetBreaker", "resetBreaker")}
+        {card.kind === "whatsapp" && button("relink", "relink")}
+        {card.muted ? button("unmute", "unmute") : button("mute", "mute")}
+        {button("details", "details")}
+        {button("remove", "remove", "danger")}
+      </div>
+    </article>
+  );
+}
+
+/**
+ * A card re-renders only when its account changed (a delta brings a new object) or the clock
+ * for "last change" moved; `onAction` is read at click time, so a new closure does not count.
+ */
+export class AccountCard extends Component<CardProps> {
+  shouldComponentUpdate(next: CardProps) {
+    return next.card !== this.props.card || next.now !== this.props.now;
+  }
+  render() {
+    return <CardView {...this.props} onAction={(a, c) => this.props.onAction(a, c)} />;
+  }
+}
+
+export const CARD_HEIGHT = 196;
+export const CARD_MIN_WIDTH = 300;
+const GAP = 12;
+const OVERSCAN_ROWS = 2;
+
+/** Columns that fit `width`. */
+export function columnsFor(width: number): number {
+  return Math.max(1, Math.floor((width + GAP) / (CARD_MIN_WIDTH + GAP)));
+}
+
+/** The rows to render for a scroll position: [first, last). */
+export function visibleRows(
+  scrollTop: number,
+  viewport: number,
+  rows: number,
+): [number, number] {
+  const row = CARD_HEIGHT + GAP;
+  const first = Math.max(0, Math.floor(scrollTop / row) - OVERSCAN_ROWS);
+  const last = Math.min(rows, Math.ceil((scrollTop + viewport) / row) + OVERSCAN_ROWS);
+  return [first, last];
+}
+
+type GridProps = {
+  cards: Card[];
+  now: number;
+  onAction: (a: CardAction, c: Card) => void;
+};
+
+export function CardGrid({ cards, now, onAction }: GridProps) {
+  const ref = useRef<HTMLDivElement>(null);
+  // jsdom and the first paint have no layout yet: assume a typical window.
+  const [box, setBox] = useState({ width: 1200, height: 800, top: 0 });
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    const measure = () =>
+      setBox((b) => ({
+        width: el.clientWidth || b.width,
+        height: el.clientHeight || b.height,
+        top: el.scrollTop,
+      }));
+    measure();
+    if (typeof ResizeObserver === "undefined") return;
+    const ro = new ResizeObserver(measure);
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    let frame = 0;
+    const onScroll = () => {
+      if (frame) return;
+      frame = requestAnimationFrame(() => {
+        frame = 0;
+        setBox((b) => ({ ...b, top: el.scrollTop }));
+      });
+    };
+    el.addEventListener("scroll", onScroll, { passive: true });
+    return () => {
+      el.removeEventListener("scroll", onScroll);
+      if (frame) cancelAnimationFrame(frame);
+    };
+  }, []);
+  const cols = columnsFor(box.width);
+  const rows = Math.ceil(cards.length / cols);
+  const [first, last] = visibleRows(box.top, box.height, rows);
+  const shown = cards.slice(first * cols, last * cols);
+  const rowHeight = CARD_HEIGHT + GAP;
+  return (
+    <div class="grid-scroll" ref={ref} data-testid="grid">
+      <div class="grid-spacer" style={{ height: `${rows * rowHeight}px` }}>
+        <div
+          class="grid"
+          role="list"
+          aria-rowcount={rows}
+          style={{
+            transform: `translateY(${first * rowHeight}px)`,
+            gridTemplateColumns: `repeat(${cols}, minmax(0, 1fr))`,
+          }}
+        >
+          {shown.map((c) => (
+            <div role="listitem" key={c.id}>
+              <AccountCard card={c} now={now} onAction={onAction} />
+            </div>
+          ))}
+        </div>
+      </div>
+    </div>
+  );
+}

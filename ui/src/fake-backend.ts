@@ -1,0 +1,281 @@
+// An in-memory Backend for tests (and for trying views without the shell). It behaves like the
+// shell where the views can tell: commands change cards and the change arrives as a fleet event.
+
+import { type Backend, BackendError, type Unsubscribe } from "./backend";
+import type {
+  AlertInfo,
+  Card,
+  ExportProgress,
+  FleetDelta,
+  HistoryInfo,
+  LinkInfo,
+  PolicyValues,
+  Prefs,
+  SettingsChanged,
+  Snapshot,
+  StateName,
+} from "./generated/api";
+
+type Listener<T> = Set<(v: T) => void>;
+
+export function makeCard(id: number, over: Partial<Card> = {}): Card {
+  return {
+    id,
+    name: `Account ${id}`,
+    kind: "websocket",
+    target: `ws://127.0.0.1:9000/s/${id}`,
+    country: null,
+    priority: 100,
+    desired: true,
+    muted: false,
+    state: "connected",
+    reason: null,
+    retry_at: null,
+    attempt: null,
+    paused_until: null,
+    since: "2026-11-23T10:00:00.000Z",
+    reconnects: 0,
+    breaker: "closed",
+    uptime_pct: 99.5,
+    score: 98,
+    failures_1h: 0,
+    ...over,
+  };
+}
+
+export const DEFAULT_POLICY: PolicyValues = {
+  alerts: { grace_s: 60, summary_threshold: 5 },
+  pacing: { enabled: true, rate_per_s: 2, burst: 5 },
+  breaker: { threshold: 10, window_s: 300, cooldown_s: 600, max_cooldown_s: 3600 },
+};
+
+export class FakeBackend implements Backend {
+  cards = new Map<number, Card>();
+  autorecover = true;
+  secrets: string[] = [];
+  policy: PolicyValues = structuredClone(DEFAULT_POLICY);
+  prefs: Prefs = { language: "en", theme: "system", notifications: true, start_at_login: false };
+  calls: Array<[string, ...unknown[]]> = [];
+  exportPath: string | null = "/tmp/export.csv";
+  history_: HistoryInfo = { since: "", now: "", intervals: [], events: [] };
+  /** Set to make the next command fail with this error. */
+  failNext: BackendError | null = null;
+  private nextId = 1;
+  private fleet: Listener<FleetDelta> = new Set();
+  private link: Listener<LinkInfo> = new Set();
+  private alert: Listener<AlertInfo> = new Set();
+  private progress: Listener<ExportProgress> = new Set();
+  private settings: Listener<SettingsChanged> = new Set();
+
+  constructor(cards: Card[] = []) {
+    for (const c of cards) {
+      this.cards.set(c.id, c);
+      this.nextId = Math.max(this.nextId, c.id + 1);
+    }
+  }
+
+  private async act<T>(name: string, args: unknown[], f: () => T): Promise<T> {
+    this.calls.push([name, ...args]);
+    if (this.failNext) {
+      const e = this.failNext;
+      this.failNext = null;
+      throw e;
+    }
+    return f();
+  }
+
+  private card(id: number): Card {
+    const c = this.cards.get(id);
+    if (!c) throw new BackendError("not_found", `No account with id ${id}.`);
+    return c;
+  }
+
+  /** Changes a card as the engine would and tells the listeners. */
+  set(id: number, over: Partial<Card>) {
+    const c = { ...this.card(id), ...over };
+    this.cards.set(id, c);
+    this.emitFleet({ cards: [c], removed: [] });
+  }
+
+  setState(id: number, state: StateName, reason: Card["reason"] = null) {
+    this.set(id, { state, reason });
+  }
+
+  emitFleet(d: FleetDelta) {
+    this.fleet.forEach((f) => f(d));
+  }
+  emitLink(l: LinkInfo) {
+    this.link.forEach((f) => f(l));
+  }
+  emitAlert(a: AlertInfo) {
+    this.alert.forEach((f) => f(a));
+  }
+  emitSettings(s: SettingsChanged) {
+    this.settings.forEach((f) => f(s));
+  }
+
+  snapshot(): Promise<Snapshot> {
+    return this.act("snapshot", [], () => ({
+      cards: [...this.cards.values()].sort((a, b) => b.priority - a.priority || a.id - b.id),
+      autorecover: this.autorecover,
+      previous_run_crashed: false,
+      restoring: 0,
+      held_stopped: 0,
+      data_dir: "/tmp/lifeline",
+    }));
+  }
+
+  addAccount(input: Parameters<Backend["addAccount"]>[0]) {
+    return this.act("addAccount", [input], () => {
+      if (!input.name.trim()) {
+        throw new BackendError(
+          "invalid_input",
+          'Account name is empty. Give the account a name, e.g. --name "Shop A".',
+        );
+      }
+      const id = this.nextId++;
+      const c = makeCard(id, {
+        name: input.name.trim(),
+        kind: input.kind,
+        target: input.url ?? "WhatsApp",
+        state: input.kind === "whatsapp" ? "linking" : "connecting",
+        desired: input.kind !== "whatsapp",
+        uptime_pct: null,
+        score: null,
+      });
+      this.cards.set(id, c);
+      this.emitFleet({ cards: [c], removed: [] });
+      return c;
+    });
+  }
+
+  removeAccount(id: number) {
+    return this.act("removeAccount", [id], () => {
+      this.card(id);
+      this.cards.delete(id);
+      this.emitFleet({ cards: [], removed: [id] });
+    });
+  }
+
+  start(id: number) {
+    return this.act("start", [id], () => this.set(id, { desired: true, state: "connected", reason: null }));
+  }
+  stop(id: number) {
+    return this.act("stop", [id], () =>
+      this.set(id, {
+        desired: false,
+        state: "stopped",
+        reason: { code: "operator", text: "by the operator" },
+      }),
+    );
+  }
+  retry(id: number) {
+    return this.act("retry", [id], () => this.set(id, { state: "connecting", reason: null }));
+  }
+  resetBreaker(id: number) {
+    return this.act("resetBreaker", [id], () => this.set(id, { breaker: "closed" }));
+  }
+  setMuted(id: number, muted: boolean) {
+    return this.act("setMuted", [id, muted], () => this.set(id, { muted }));
+  }
+  relink(id: number, link: Parameters<Backend["relink"]>[1]) {
+    return this.act("relink", [id, link], () => this.set(id, { state: "linking", desired: true }));
+  }
+  startAll() {
+    return this.act("startAll", [], () => {
+      for (const id of this.cards.keys()) this.set(id, { desired: true, state: "connected" });
+    });
+  }
+  stopAll() {
+    return this.act("stopAll", [], () => {
+      for (const id of this.cards.keys()) this.set(id, { desired: false, state: "stopped" });
+    });
+  }
+  checkAll() {
+    return this.act("checkAll", [], () => undefined);
+  }
+  setAutorecover(on: boolean) {
+    return this.act("setAutorecover", [on], () => (this.autorecover = on));
+  }
+  history(id: number, window: "24h" | "7d") {
+    return this.act("history", [id, window], () => {
+      this.card(id);
+      return this.history_;
+    });
+  }
+  getPolicy() {
+    return this.act("getPolicy", [], () => structuredClone(this.policy));
+  }
+  setPolicy(values: PolicyValues) {
+    return this.act("setPolicy", [values], () => {
+      const rate = values.pacing?.rate_per_s;
+      if (typeof rate === "number" && rate <= 0) {
+        throw new BackendError(
+          "invalid_input",
+          "Invalid policy value: pacing.rate_per_s must be greater than 0.",
+        );
+      }
+      this.policy = structuredClone(values);
+      return structuredClone(values);
+    });
+  }
+  listSecrets() {
+    return this.act("listSecrets", [], () => [...this.secrets]);
+  }
+  setSecret(name: string, value: string) {
+    // The value is deliberately not recorded in `calls`.
+    return this.act("setSecret", [name, value.length > 0 ? "<value>" : ""], () => {
+      if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
+        throw new BackendError("invalid_input", `'${name}' is not a valid secret name.`);
+      }
+      if (!this.secrets.includes(name)) this.secrets = [...this.secrets, name].sort();
+    });
+  }
+  deleteSecret(name: string) {
+    return this.act("deleteSecret", [name], () => {
+      this.secrets = this.secrets.filter((s) => s !== name);
+    });
+  }
+  chooseExportPath(what: "sessions" | "events") {
+    return this.act("chooseExportPath", [what], () => {
+      if (!this.exportPath) throw new BackendError("cancelled", "Export cancelled.");
+      return this.exportPath;
+    });
+  }
+  exportCsv(request: Parameters<Backend["exportCsv"]>[0]) {
+    return this.act("exportCsv", [request], () => {
+      this.progress.forEach((f) => f({ rows: 10000, done: false }));
+      this.progress.forEach((f) => f({ rows: 12345, done: true }));
+      return { rows: 12345, path: request.path };
+    });
+  }
+  getPrefs() {
+    return this.act("getPrefs", [], () => ({ ...this.prefs }));
+  }
+  setPrefs(prefs: Prefs) {
+    return this.act("setPrefs", [prefs], () => (this.prefs = { ...prefs }));
+  }
+  quit() {
+    return this.act("quit", [], () => undefined);
+  }
+
+  private sub<T>(set: Listener<T>, cb: (v: T) => void): Unsubscribe {
+    set.add(cb);
+    return () => set.delete(cb);
+  }
+  onFleet(cb: (d: FleetDelta) => void) {
+    return this.sub(this.fleet, cb);
+  }
+  onLink(cb: (l: LinkInfo) => void) {
+    return this.sub(this.link, cb);
+  }
+  onAlert(cb: (a: AlertInfo) => void) {
+    return this.sub(this.alert, cb);
+  }
+  onExportProgress(cb: (p: ExportProgress) => void) {
+    return this.sub(this.progress, cb);
+  }
+  onSettings(cb: (s: SettingsChanged) => void) {
+    return this.sub(this.settings, cb);
+  }
+}

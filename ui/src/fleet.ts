@@ -1,0 +1,89 @@
+// The fleet as the UI holds it: cards by id, kept current by the fleet deltas the shell streams. Changed
+// cards are new objects and unchanged ones keep their identity, so memoised cards re-render only
+// when their own account changed. Subscribers are told once per applied delta.
+
+import type { Card, FleetDelta, StateName } from "./generated/api";
+
+export const STATES: StateName[] = [
+  "connected",
+  "connecting",
+  "backoff",
+  "paused",
+  "linking",
+  "needs_operator",
+  "stopped",
+];
+
+export type Counts = Record<StateName, number> & { total: number };
+
+export class Fleet {
+  private byId = new Map<number, Card>();
+  private ordered: Card[] = [];
+  private dirty = false;
+  private listeners = new Set<() => void>();
+  version = 0;
+
+  constructor(cards: Card[] = []) {
+    this.reset(cards);
+  }
+
+  reset(cards: Card[]) {
+    this.byId = new Map(cards.map((c) => [c.id, c]));
+    this.dirty = true;
+    this.bump();
+  }
+
+  apply(delta: FleetDelta) {
+    if (delta.cards.length === 0 && delta.removed.length === 0) return;
+    for (const id of delta.removed) this.byId.delete(id);
+    for (const c of delta.cards) this.byId.set(c.id, c);
+    this.dirty = true;
+    this.bump();
+  }
+
+  get(id: number): Card | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Highest priority first, then oldest (the restore order). */
+  cards(): Card[] {
+    if (this.dirty) {
+      this.ordered = [...this.byId.values()].sort(
+        (a, b) => b.priority - a.priority || a.id - b.id,
+      );
+      this.dirty = false;
+    }
+    return this.ordered;
+  }
+
+  counts(): Counts {
+    const c = { total: 0 } as Counts;
+    for (const s of STATES) c[s] = 0;
+    for (const card of this.byId.values()) {
+      c[card.state] += 1;
+      c.total += 1;
+    }
+    return c;
+  }
+
+  subscribe(f: () => void): () => void {
+    this.listeners.add(f);
+    return () => this.listeners.delete(f);
+  }
+
+  private bump() {
+    this.version += 1;
+    this.listeners.forEach((f) => f());
+  }
+}
+
+/** Cards matching a name/target search and an optional state. */
+export function filterCards(cards: Card[], query: string, state: StateName | null): Card[] {
+  const q = query.trim().toLowerCase();
+  if (!q && !state) return cards;
+  return cards.filter(
+    (c) =>
+      (!state || c.state === state) &&
+      (!q || c.name.toLowerCase().includes(q) || c.target.toLowerCase().includes(q)),
+  );
+}

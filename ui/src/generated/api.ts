@@ -1,0 +1,126 @@
+// Generated from src-tauri (api.rs, error.rs, names.rs) by
+// `UPDATE_BINDINGS=1 cargo test -p lifeline-desktop bindings`. Do not edit.
+
+export type StateName = "stopped" | "linking" | "connecting" | "connected" | "backoff" | "paused" | "needs_operator";
+
+export type Kind = "websocket" | "whatsapp";
+
+export type ReasonInfo = { code: string, text: string, };
+
+export type Card = { id: number, name: string, kind: Kind, 
+/**
+ * The endpoint (WebSocket URL) or "WhatsApp".
+ */
+target: string, country: string | null, priority: number, desired: boolean, muted: boolean, state: StateName, reason: ReasonInfo | null, 
+/**
+ * Backoff: when the next attempt is due, and its number.
+ */
+retry_at: string | null, attempt: number | null, 
+/**
+ * Paused: until when, if known.
+ */
+paused_until: string | null, 
+/**
+ * When the current state began (the card's "last change").
+ */
+since: string, 
+/**
+ * Connections restored after a drop, this run.
+ */
+reconnects: number, 
+/**
+ * closed | open | half_open
+ */
+breaker: string, 
+/**
+ * Connected share of the last 24 h, in percent (`null` until the first health pass).
+ */
+uptime_pct: number | null, 
+/**
+ * 0–100.
+ */
+score: number | null, failures_1h: number, };
+
+export type Snapshot = { 
+/**
+ * Highest priority first, then by id.
+ */
+cards: Array<Card>, autorecover: boolean, previous_run_crashed: boolean, restoring: number, held_stopped: number, data_dir: string, };
+
+export type FleetDelta = { cards: Array<Card>, removed: Array<number>, };
+
+export type SettingsChanged = { autorecover: boolean, };
+
+export type LinkRequest = { "mode": "qr" } | { "mode": "phone_code", phone: string, };
+
+export type NewAccountInput = { kind: Kind, name: string, 
+/**
+ * WebSocket only.
+ */
+url: string | null, 
+/**
+ * WebSocket only: a header sent on connect, valued from a named keyring secret.
+ */
+header_name: string | null, header_secret: string | null, priority: number | null, country: string | null, 
+/**
+ * WhatsApp only: how to link right after adding.
+ */
+link: LinkRequest | null, };
+
+export type LinkModeName = "qr" | "phone_code";
+
+export type LinkInfo = { account: number, mode: LinkModeName, qr_svg: string | null, 
+/**
+ * The 8-character pair code (phone mode).
+ */
+code: string | null, phone: string | null, expires_at: string, };
+
+export type AlertKind = "down" | "needs_operator" | "summary";
+
+export type AlertInfo = { kind: AlertKind, account: number | null, title: string, body: string, };
+
+export type IntervalInfo = { start: string, end: string | null, };
+
+export type EventInfo = { id: number, at: string, from: StateName, to: StateName, reason: ReasonInfo | null, detail: string | null, 
+/**
+ * engine | operator | reconcile | startup
+ */
+by: string, };
+
+export type HistoryInfo = { since: string, now: string, intervals: Array<IntervalInfo>, 
+/**
+ * Newest first.
+ */
+events: Array<EventInfo>, };
+
+export type PolicyValues = Record<string, Record<string, number | boolean>>;
+
+export type ExportWhat = "sessions" | "events";
+
+export type ExportRequest = { path: string, what: ExportWhat, account: number | null, 
+/**
+ * RFC 3339 or a date (YYYY-MM-DD), as the CLI accepts.
+ */
+since: string | null, until: string | null, };
+
+export type ExportProgress = { rows: number, done: boolean, };
+
+export type ExportDone = { rows: number, path: string, };
+
+export type Language = "en" | "id";
+
+export type Theme = "system" | "light" | "dark";
+
+export type Prefs = { language: Language, theme: Theme, 
+/**
+ * Desktop notifications for alerts (muted accounts never notify either way).
+ */
+notifications: boolean, 
+/**
+ * Read from and written to the OS autostart entry, not the database.
+ */
+start_at_login: boolean, };
+
+export type ErrorCode = "invalid_input" | "not_found" | "already_running" | "keyring" | "storage" | "io" | "cancelled" | "unavailable" | "internal";
+
+export type CommandError = { code: ErrorCode, message: string, };

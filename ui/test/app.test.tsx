@@ -1,0 +1,378 @@
+import { act, cleanup, fireEvent, render, screen, waitFor, within } from "@testing-library/preact";
+import { afterEach, describe, expect, it } from "vitest";
+
+import { App } from "../src/app";
+import { BackendError } from "../src/backend";
+import { FakeBackend, makeCard } from "../src/fake-backend";
+
+afterEach(cleanup);
+
+async function mount(backend: FakeBackend) {
+  render(<App backend={backend} />);
+  await screen.findByRole("switch");
+  await waitFor(() => expect(backend.calls.some(([c]) => c === "getPrefs")).toBe(true));
+}
+
+const card = (name: string) =>
+  screen.getByRole("heading", { name }).closest("article") as HTMLElement;
+
+describe("fleet view", () => {
+  it("shows each card with state, reason, uptime, score and breaker", async () => {
+    const b = new FakeBackend([
+      makeCard(1, { name: "Shop A", uptime_pct: 97.25, score: 88, reconnects: 3 }),
+      makeCard(2, {
+        name: "Shop B",
+        state: "backoff",
+        reason: { code: "closed-by-peer", text: "closed by the server (code 1011)" },
+        retry_at: "2026-11-23T10:00:05.000Z",
+        breaker: "open",
+      }),
+    ]);
+    await mount(b);
+    const a = within(card("Shop A"));
+    expect(a.getByText("Connected")).toBeTruthy();
+    expect(a.getByText("97.3%")).toBeTruthy();
+    expect(a.getByText("88")).toBeTruthy();
+    expect(a.getByText("3")).toBeTruthy();
+    const bcard = card("Shop B");
+    expect(bcard.dataset.state).toBe("backoff");
+    expect(within(bcard).getByText("Recovering")).toBeTruthy();
+    expect(within(bcard).getByTestId("reason").textContent).toContain("closed by the server (code 1011)");
+    expect(within(bcard).getByText("open")).toBeTruthy();
+    // An open breaker offers a reset; a closed one does not.
+    expect(within(bcard).getByRole("button", { name: "Reset breaker Shop B" })).toBeTruthy();
+    expect(a.queryByRole("button", { name: /Reset breaker/ })).toBeNull();
+  });
+
+  it("counts accounts by state and filters by a count", async () => {
+    const b = new FakeBackend([
+      makeCard(1, { name: "A" }),
+      makeCard(2, { name: "B" }),
+      makeCard(3, { name: "C", state: "stopped", desired: false }),
+    ]);
+    await mount(b);
+    expect(screen.getByTestId("count-connected").textContent).toContain("2");
+    expect(screen.getByTestId("count-stopped").textContent).toContain("1");
+    fireEvent.click(screen.getByTestId("count-stopped"));
+    expect(screen.getAllByTestId("card").map((c) => c.dataset.id)).toEqual(["3"]);
+    fireEvent.click(screen.getByTestId("count-all"));
+    expect(screen.getAllByTestId("card")).toHaveLength(3);
+  });
+
+  it("applies live fleet events to the cards and the counts", async () => {
+    const b = new FakeBackend([makeCard(1, { name: "Shop A" })]);
+    await mount(b);
+    act(() =>
+      b.setState(1, "backoff", { code: "network", text: "network error" }),
+    );
+    expect(card("Shop A").dataset.state).toBe("backoff");
+    expect(within(card("Shop A")).getByTestId("reason").textContent).toContain("network error");
+    expect(screen.getByTestId("count-backoff").textContent).toContain("1");
+    act(() => b.setState(1, "connected"));
+    expect(card("Shop A").dataset.state).toBe("connected");
+    act(() => b.emitFleet({ cards: [], removed: [1] }));
+    expect(screen.queryByRole("heading", { name: "Shop A" })).toBeNull();
+  });
+
+  it("card actions call the backend for that account", async () => {
+    const b = new FakeBackend([makeCard(7, { name: "Shop A" })]);
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Stop Shop A" }));
+    await waitFor(() => expect(card("Shop A").dataset.state).toBe("stopped"));
+    fireEvent.click(screen.getByRole("button", { name: "Start Shop A" }));
+    fireEvent.click(screen.getByRole("button", { name: "Retry now Shop A" }));
+    fireEvent.click(screen.getByRole("button", { name: "Mute Shop A" }));
+    await waitFor(() => expect(screen.getByRole("button", { name: "Unmute Shop A" })).toBeTruthy());
+    expect(b.calls.map(([c, id]) => `${c}:${id}`)).toEqual(
+      expect.arrayContaining(["stop:7", "start:7", "retry:7", "setMuted:7"]),
+    );
+  });
+
+  it("an account held stopped by autorecover off offers Start", async () => {
+    const b = new FakeBackend([
+      makeCard(1, {
+        name: "Held",
+        state: "stopped",
+        desired: true,
+        reason: { code: "autorecover-off", text: "autorecover is off — start it by hand" },
+      }),
+    ]);
+    await mount(b);
+    expect(within(card("Held")).getByTestId("reason").textContent).toContain("autorecover is off");
+    fireEvent.click(screen.getByRole("button", { name: "Start Held" }));
+    await waitFor(() => expect(card("Held").dataset.state).toBe("connected"));
+  });
+
+  it("remove asks for confirmation first", async () => {
+    const b = new FakeBackend([makeCard(1, { name: "Shop A" })]);
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Remove Shop A" }));
+    const dialog = screen.getByRole("dialog");
+    expect(dialog.textContent).toContain("Remove 'Shop A'?");
+    fireEvent.click(within(dialog).getByRole("button", { name: "Cancel" }));
+    expect(b.calls.some(([c]) => c === "removeAccount")).toBe(false);
+    fireEvent.click(screen.getByRole("button", { name: "Remove Shop A" }));
+    fireEvent.click(within(screen.getByRole("dialog")).getByRole("button", { name: "Remove" }));
+    await waitFor(() => expect(screen.queryByRole("heading", { name: "Shop A" })).toBeNull());
+    expect(b.calls).toContainEqual(["removeAccount", 1]);
+  });
+
+  it("the autorecover switch saves and follows changes made elsewhere", async () => {
+    const b = new FakeBackend([makeCard(1)]);
+    await mount(b);
+    const sw = screen.getByRole("switch") as HTMLInputElement;
+    expect(sw.checked).toBe(true);
+    fireEvent.click(sw);
+    await waitFor(() => expect(b.autorecover).toBe(false));
+    expect((screen.getByRole("switch") as HTMLInputElement).checked).toBe(false);
+    act(() => b.emitSettings({ autorecover: true }));
+    expect((screen.getByRole("switch") as HTMLInputElement).checked).toBe(true);
+  });
+
+  it("fleet buttons reach the backend and errors are shown as the engine words them", async () => {
+    const b = new FakeBackend([makeCard(1)]);
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Check all" }));
+    b.failNext = new BackendError("storage", "Database error: disk I/O error");
+    fireEvent.click(screen.getByRole("button", { name: "Stop all" }));
+    expect((await screen.findByRole("alert")).textContent).toContain("Database error: disk I/O error");
+    expect(b.calls.map(([c]) => c)).toEqual(expect.arrayContaining(["checkAll", "stopAll"]));
+  });
+
+  it("renders 1000 accounts with only a window of cards in the DOM", async () => {
+    const b = new FakeBackend(Array.from({ length: 1000 }, (_, i) => makeCard(i + 1)));
+    const t0 = performance.now();
+    await mount(b);
+    const rendered = screen.getAllByTestId("card").length;
+    expect(rendered).toBeGreaterThan(0);
+    expect(rendered).toBeLessThan(60);
+    expect(screen.getByTestId("count-all").textContent).toContain("1000");
+    // A mass drop arrives as one delta and is applied in one render.
+    act(() =>
+      b.emitFleet({
+        cards: [...b.cards.values()].map((c) => ({ ...c, state: "backoff" as const })),
+        removed: [],
+      }),
+    );
+    expect(screen.getByTestId("count-backoff").textContent).toContain("1000");
+    expect(performance.now() - t0).toBeLessThan(5000);
+  });
+
+  it("shows why the shell cannot supervise", async () => {
+    const b = new FakeBackend();
+    b.failNext = new BackendError("already_running", "Another Lifeline (pid 42) is already supervising /d.");
+    render(<App backend={b} />);
+    expect((await screen.findByRole("alert")).textContent).toContain("pid 42");
+  });
+});
+
+describe("add account and linking", () => {
+  it("adds a WebSocket account with a header from a named secret", async () => {
+    const b = new FakeBackend();
+    b.secrets = ["feed-token"];
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Add account" }));
+    const dialog = await screen.findByRole("dialog", { name: "Add account" });
+    fireEvent.input(within(dialog).getByLabelText("Name"), { target: { value: "Feed" } });
+    fireEvent.input(within(dialog).getByLabelText("WebSocket URL"), {
+      target: { value: "ws://127.0.0.1:9000/s/feed" },
+    });
+    await waitFor(() => expect(within(dialog).getByRole("option", { name: "feed-token" })).toBeTruthy());
+    fireEvent.change(within(dialog).getByLabelText("Header value from secret"), {
+      target: { value: "feed-token" },
+    });
+    fireEvent.submit(within(dialog).getByRole("button", { name: "Add" }));
+    await waitFor(() => expect(screen.queryByRole("dialog")).toBeNull());
+    const call = b.calls.find(([c]) => c === "addAccount");
+    expect(call?.[1]).toMatchObject({
+      kind: "websocket",
+      name: "Feed",
+      url: "ws://127.0.0.1:9000/s/feed",
+      header_name: "Authorization",
+      header_secret: "feed-token",
+      link: null,
+    });
+    expect(screen.getByRole("heading", { name: "Feed" })).toBeTruthy();
+  });
+
+  it("keeps the dialog open with the engine's message on invalid input", async () => {
+    const b = new FakeBackend();
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Add account" }));
+    const dialog = await screen.findByRole("dialog", { name: "Add account" });
+    fireEvent.submit(within(dialog).getByRole("button", { name: "Add" }));
+    expect((await within(dialog).findByRole("alert")).textContent).toContain("Account name is empty");
+  });
+
+  it("a WhatsApp account opens the QR modal, which shows live codes with a countdown", async () => {
+    const b = new FakeBackend();
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Add account" }));
+    const dialog = await screen.findByRole("dialog", { name: "Add account" });
+    fireEvent.click(within(dialog).getByLabelText("WhatsApp"));
+    fireEvent.input(within(dialog).getByLabelText("Name"), { target: { value: "Toko Mawar" } });
+    fireEvent.submit(within(dialog).getByRole("button", { name: "Add" }));
+    const modal = await screen.findByTestId("link-modal");
+    expect(modal.textContent).toContain("Waiting for a code");
+    const id = [...b.cards.values()][0].id;
+    act(() =>
+      b.emitLink({
+        account: id,
+        mode: "qr",
+        qr_svg: '<svg xmlns="http://www.w3.org/2000/svg" data-testid="qr-svg"></svg>',
+        code: null,
+        phone: null,
+        expires_at: new Date(Date.now() + 20_000).toISOString(),
+      }),
+    );
+    expect(within(modal).getByTestId("qr-svg")).toBeTruthy();
+    expect(within(modal).getByTestId("countdown").textContent).toMatch(/Expires in (19|20) s/);
+    // Codes for other accounts are ignored.
+    act(() =>
+      b.emitLink({ account: id + 1, mode: "phone_code", qr_svg: null, code: "ZZZZ9999", phone: "+1", expires_at: "" }),
+    );
+    expect(modal.textContent).not.toContain("ZZZZ");
+    fireEvent.click(within(modal).getByRole("button", { name: "New code" }));
+    expect(b.calls).toContainEqual(["relink", id, { mode: "qr" }]);
+    act(() => b.setState(id, "connected"));
+    expect(modal.textContent).toContain("Linked. Toko Mawar is connected.");
+  });
+
+  it("pair-by-phone shows the 8-character code", async () => {
+    const b = new FakeBackend([makeCard(4, { name: "Toko", kind: "whatsapp", state: "linking" })]);
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Relink Toko" }));
+    const modal = await screen.findByTestId("link-modal");
+    act(() =>
+      b.emitLink({
+        account: 4,
+        mode: "phone_code",
+        qr_svg: null,
+        code: "ABCD1234",
+        phone: "+6281234567890",
+        expires_at: new Date(Date.now() + 60_000).toISOString(),
+      }),
+    );
+    expect(modal.textContent).toContain("ABCD-1234");
+  });
+});
+
+describe("detail, export and settings", () => {
+  it("detail shows the timeline share and the event log with reasons and causes", async () => {
+    const b = new FakeBackend([makeCard(1, { name: "Shop A" })]);
+    b.history_ = {
+      since: "2026-11-22T10:00:00.000Z",
+      now: "2026-11-23T10:00:00.000Z",
+      intervals: [{ start: "2026-11-22T10:00:00.000Z", end: "2026-11-22T22:00:00.000Z" }],
+      events: [
+        {
+          id: 9,
+          at: "2026-11-22T22:00:00.000Z",
+          from: "connected",
+          to: "backoff",
+          reason: { code: "stalled", text: "server stopped answering keepalives" },
+          detail: "no pong in 10 s",
+          by: "engine",
+        },
+      ],
+    };
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Details Shop A" }));
+    const detail = await screen.findByTestId("detail");
+    await waitFor(() => expect(within(detail).getByTestId("events")).toBeTruthy());
+    expect(within(detail).getByRole("img").getAttribute("aria-label")).toBe("Connected 50% of the window");
+    const row = within(detail).getAllByRole("row")[1];
+    expect(row.textContent).toContain("Connected → Recovering");
+    expect(row.textContent).toContain("server stopped answering keepalives");
+    expect(row.textContent).toContain("no pong in 10 s");
+    expect(row.textContent).toContain("engine");
+    fireEvent.click(within(detail).getByRole("radio", { name: "7 days" }));
+    await waitFor(() => expect(b.calls).toContainEqual(["history", 1, "7d"]));
+  });
+
+  it("export asks for a path, then exports with filters and reports rows", async () => {
+    const b = new FakeBackend([makeCard(1, { name: "Shop A" })]);
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Export CSV" }));
+    const dialog = await screen.findByRole("dialog", { name: "Export CSV" });
+    fireEvent.click(within(dialog).getByLabelText("Events"));
+    fireEvent.change(within(dialog).getByLabelText("Account"), { target: { value: "1" } });
+    fireEvent.input(within(dialog).getByLabelText("Since"), { target: { value: "2026-11-01" } });
+    fireEvent.submit(within(dialog).getByRole("button", { name: "Choose file and export" }));
+    await waitFor(() => expect(dialog.textContent).toContain("Exported 12345 rows to /tmp/export.csv"));
+    expect(b.calls).toContainEqual([
+      "exportCsv",
+      { path: "/tmp/export.csv", what: "events", account: 1, since: "2026-11-01", until: null },
+    ]);
+  });
+
+  it("a cancelled save dialog exports nothing and shows no error", async () => {
+    const b = new FakeBackend([makeCard(1)]);
+    b.exportPath = null;
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Export CSV" }));
+    const dialog = await screen.findByRole("dialog", { name: "Export CSV" });
+    fireEvent.submit(within(dialog).getByRole("button", { name: "Choose file and export" }));
+    await waitFor(() => expect(b.calls.some(([c]) => c === "chooseExportPath")).toBe(true));
+    expect(b.calls.some(([c]) => c === "exportCsv")).toBe(false);
+    expect(within(dialog).queryByRole("alert")).toBeNull();
+  });
+
+  it("policy values are validated locally and by the engine", async () => {
+    const b = new FakeBackend([makeCard(1)]);
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Settings" }));
+    const form = await screen.findByTestId("policy-form");
+    const rate = within(form).getByLabelText("rate_per_s");
+    fireEvent.input(rate, { target: { value: "fast" } });
+    fireEvent.submit(form);
+    expect((await screen.findByTestId("policy-msg")).textContent).toContain("pacing.rate_per_s must be a number");
+    expect(b.calls.some(([c]) => c === "setPolicy")).toBe(false);
+    fireEvent.input(rate, { target: { value: "0" } });
+    fireEvent.submit(form);
+    await waitFor(() => expect(screen.getByTestId("policy-msg").textContent).toContain("must be greater than 0"));
+    fireEvent.input(rate, { target: { value: "3.5" } });
+    fireEvent.submit(form);
+    await waitFor(() => expect(b.policy.pacing.rate_per_s).toBe(3.5));
+  });
+
+  it("a saved secret shows only its name and the value field is cleared", async () => {
+    const b = new FakeBackend([makeCard(1)]);
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Settings" }));
+    const form = await screen.findByTestId("secret-form");
+    fireEvent.input(within(form).getByLabelText("Secret name"), { target: { value: "feed-token" } });
+    const value = within(form).getByLabelText("Value") as HTMLInputElement;
+    expect(value.type).toBe("password");
+    fireEvent.input(value, { target: { value: "s3cr3t-value" } });
+    fireEvent.submit(form);
+    await waitFor(() => expect(screen.getByTestId("secret-list").textContent).toContain("feed-token"));
+    expect(value.value).toBe("");
+    expect(document.body.textContent).not.toContain("s3cr3t-value");
+    expect(JSON.stringify(b.calls)).not.toContain("s3cr3t-value");
+  });
+
+  it("switching to Bahasa Indonesia translates the interface and the reasons", async () => {
+    const b = new FakeBackend([
+      makeCard(1, { name: "Toko", state: "backoff", reason: { code: "network", text: "network error" } }),
+    ]);
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Settings" }));
+    fireEvent.change(await screen.findByLabelText("Language"), { target: { value: "id" } });
+    await waitFor(() => expect(b.prefs.language).toBe("id"));
+    fireEvent.click(screen.getByRole("button", { name: /Kembali ke akun/ }));
+    expect(screen.getByRole("button", { name: "Tambah akun" })).toBeTruthy();
+    expect(within(card("Toko")).getByText("Memulihkan")).toBeTruthy();
+    expect(within(card("Toko")).getByTestId("reason").textContent).toContain("kesalahan jaringan");
+    expect(document.documentElement.lang).toBe("id");
+  });
+
+  it("the theme choice is applied to the document", async () => {
+    const b = new FakeBackend([makeCard(1)]);
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Settings" }));
+    fireEvent.click(await screen.findByLabelText("Dark"));
+    await waitFor(() => expect(document.documentElement.dataset.theme).toBe("dark"));
+    expect(b.prefs.theme).toBe("dark");
+  });
+});

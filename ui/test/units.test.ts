@@ -1,0 +1,75 @@
+import { describe, expect, it } from "vitest";
+
+import { columnsFor, visibleRows } from "../src/card";
+import { secondsLeft } from "../src/dialogs";
+import { Fleet, filterCards } from "../src/fleet";
+import { makeCard } from "../src/fake-backend";
+import { pct, spans } from "../src/format";
+import { parsePolicy } from "../src/views";
+
+describe("fleet store", () => {
+  it("keeps restore order and identity of unchanged cards", () => {
+    const f = new Fleet([makeCard(1, { priority: 100 }), makeCard(2, { priority: 900 }), makeCard(3)]);
+    expect(f.cards().map((c) => c.id)).toEqual([2, 1, 3]);
+    const before = f.cards();
+    f.apply({ cards: [makeCard(3, { state: "backoff" })], removed: [1] });
+    const after = f.cards();
+    expect(after.map((c) => c.id)).toEqual([2, 3]);
+    expect(after[0]).toBe(before[0]);
+    expect(f.counts()).toMatchObject({ total: 2, connected: 1, backoff: 1 });
+  });
+
+  it("notifies once per delta and ignores empty ones", () => {
+    const f = new Fleet([makeCard(1)]);
+    let n = 0;
+    f.subscribe(() => (n += 1));
+    f.apply({ cards: [], removed: [] });
+    f.apply({ cards: [makeCard(1, { state: "stopped" })], removed: [] });
+    expect(n).toBe(1);
+  });
+
+  it("filters by name, target and state", () => {
+    const cards = [makeCard(1, { name: "Toko Mawar" }), makeCard(2, { name: "Gudang", state: "stopped" })];
+    expect(filterCards(cards, "mawar", null).map((c) => c.id)).toEqual([1]);
+    expect(filterCards(cards, "/s/2", null).map((c) => c.id)).toEqual([2]);
+    expect(filterCards(cards, "", "stopped").map((c) => c.id)).toEqual([2]);
+  });
+});
+
+describe("virtual grid", () => {
+  it("fits columns to the width and renders only rows near the viewport", () => {
+    expect(columnsFor(200)).toBe(1);
+    expect(columnsFor(1200)).toBe(3);
+    expect(visibleRows(0, 800, 334)).toEqual([0, 6]);
+    const [first, last] = visibleRows(100 * 208, 800, 334);
+    expect(first).toBe(98);
+    expect(last - first).toBeLessThan(10);
+  });
+});
+
+describe("formatting", () => {
+  it("clips intervals to the window", () => {
+    const s = spans(
+      [
+        { start: "2026-11-22T00:00:00Z", end: "2026-11-23T06:00:00Z" },
+        { start: "2026-11-23T18:00:00Z", end: null },
+      ],
+      "2026-11-23T00:00:00Z",
+      "2026-11-24T00:00:00Z",
+    );
+    expect(s).toEqual([
+      { x: 0, w: 0.25 },
+      { x: 0.75, w: 0.25 },
+    ]);
+    expect(pct(null)).toBe("—");
+    expect(secondsLeft(new Date(10_500).toISOString(), 0)).toBe(11);
+    expect(secondsLeft(new Date(0).toISOString(), 5000)).toBe(0);
+  });
+
+  it("parses policy fields and names the first bad one", () => {
+    expect(parsePolicy({ pacing: { rate_per_s: "2.5", enabled: true } })).toEqual({
+      values: { pacing: { rate_per_s: 2.5, enabled: true } },
+    });
+    expect(parsePolicy({ alerts: { grace_s: "" } })).toEqual({ bad: "alerts.grace_s" });
+  });
+});
