@@ -16,6 +16,7 @@ desktop_packages=(
   libxdo-dev                                            # build: Tauri on Linux
   xvfb xauth dbus-x11 at-spi2-core webkit2gtk-driver   # e2e: a display and the WebDriver
   dunst imagemagick sqlite3 curl                        # e2e: notifications, screenshots, bulk data
+  zbar-tools                                            # e2e: read the QR off a screenshot
   nodejs npm
 )
 sudo=""

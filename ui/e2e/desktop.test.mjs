@@ -334,11 +334,22 @@ test("a WhatsApp account linked by phone code connects", async () => {
   await modal.$("button=Close").click();
 });
 
-test("the QR modal draws the live linking code", async () => {
+test("the QR in the modal, read off a screenshot, links the account through the peer", async () => {
   const modal = await addWhatsApp("Toko Melati");
   await until("a QR code from the offline peer", async () => (await modal.$(".qr svg")).isExisting(), 30_000);
   assert.match(await modal.$("[data-testid=countdown]").getText(), /Expires in \d+ s/);
   await shot("qr");
+  // What the operator's phone would see: the pixels on screen, decoded by zbarimg.
+  const png = join(tmpdir(), `lifeline-qr-${process.pid}.png`);
+  await browser.saveScreenshot(png);
+  const decoded = execFileSync("zbarimg", ["--raw", "-q", png], { encoding: "utf8" }).trim();
+  assert.match(decoded, /^2@[^,]+,[A-Za-z0-9+/=]+,[A-Za-z0-9+/=]+,[A-Za-z0-9+/=]+/, "a WhatsApp linking payload");
+  // The peer accepts only a ref it handed out, and the client accepts the pair-success only if
+  // it was keyed with the secret in its own payload: linking proves the screen showed it exactly.
+  const r = await fetch(`http://127.0.0.1:${PEER_CONTROL}/scan`, { method: "POST", body: decoded });
+  assert.ok(r.ok, await r.text());
+  await until("the modal to say linked", async () => (await modal.getText()).includes("Linked."), 60_000);
+  await until("Connected after the scan", async () => (await cardState("Toko Melati")) === "connected", 60_000);
   await modal.$("button=Close").click();
   await browser.$(`${cardSel("Toko Melati")}//button[normalize-space(.)="Remove"]`).click();
   await browser.$("[data-testid=confirm-remove] button.danger").click();
