@@ -48,8 +48,13 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+        let pool = SqlitePoolOptions::new().max_connections(4);
+        // Tests drive a paused tokio clock, which sqlx's acquire timeout runs on: a test's
+        // explicit advance while SQLite works (slow on a loaded machine) fired it spuriously, and
+        // the write it guarded was lost (a flaky breaker/reconcile test under CI load).
+        #[cfg(test)]
+        let pool = pool.acquire_timeout(Duration::from_secs(7 * 24 * 3600));
+        let pool = pool
             .connect_with(options)
             .await
             .map_err(|e| classify_open_error(path, e))?;
