@@ -72,7 +72,11 @@ impl fmt::Display for Hop {
 /// connects directly, as configured. Each proxy URL appears once. Candidates of one tier are
 /// rotated by account id so that a dead proxy's accounts spread over the others instead of all
 /// landing on the first.
-pub fn chain(account: &Account, pool: &[ProxyEntry], direct_fallback: bool) -> Vec<Hop> {
+pub fn chain<'a>(
+    account: &Account,
+    pool: impl IntoIterator<Item = &'a ProxyEntry>,
+    direct_fallback: bool,
+) -> Vec<Hop> {
     let Some(own) = ProxyEntry::of(account) else {
         return Vec::new();
     };
@@ -82,19 +86,15 @@ pub fn chain(account: &Account, pool: &[ProxyEntry], direct_fallback: bool) -> V
     }];
     if let Some(country) = account.country.as_deref() {
         let region = crate::country::region(country);
-        let same: Vec<&ProxyEntry> = pool
-            .iter()
-            .filter(|p| p.country.as_deref() == Some(country))
-            .collect();
-        let regional: Vec<&ProxyEntry> = pool
-            .iter()
-            .filter(|p| {
-                let c = p.country.as_deref();
-                c != Some(country)
-                    && region.is_some()
-                    && c.and_then(crate::country::region) == region
-            })
-            .collect();
+        let (mut same, mut regional) = (Vec::new(), Vec::new());
+        for p in pool {
+            let c = p.country.as_deref();
+            if c == Some(country) {
+                same.push(p);
+            } else if region.is_some() && c.and_then(crate::country::region) == region {
+                regional.push(p);
+            }
+        }
         for (kind, tier) in [(HopKind::SameCountry, same), (HopKind::Regional, regional)] {
             let fresh = tier
                 .into_iter()

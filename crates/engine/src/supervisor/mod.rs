@@ -111,10 +111,13 @@ impl Shared {
         if account.proxy_url.is_none() {
             return Vec::new();
         }
+        // Pool order does not matter: each tier is sorted before it is rotated.
         let pool = self.proxies.read().unwrap_or_else(|p| p.into_inner());
-        let mut entries: Vec<ProxyEntry> = pool.values().cloned().collect();
-        entries.sort_by_key(|e| e.owner.0);
-        crate::proxy::chain(account, &entries, self.policy.connection.direct_fallback)
+        crate::proxy::chain(
+            account,
+            pool.values(),
+            self.policy.connection.direct_fallback,
+        )
     }
 }
 
