@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector};
 use lifeline_engine::proxy::{self, Target};
-use lifeline_engine::secrets::SecretStore;
+use lifeline_engine::secrets::fetch;
 use lifeline_engine::state::Reason;
 use std::io::ErrorKind;
 use tokio::sync::mpsc;
@@ -61,7 +61,7 @@ async fn connection(
         Err(e) => return Some((Reason::Network, Some(format!("bad URL: {e}")))),
     };
     for header in &account.headers {
-        let value = match secret(request.secrets.clone(), header.secret.clone()).await {
+        let value = match fetch(request.secrets.clone(), &header.secret).await {
             Ok(Some(v)) => v,
             Ok(None) => {
                 return Some((
@@ -69,11 +69,11 @@ async fn connection(
                     Some(format!("secret '{}' is not in the keyring", header.secret)),
                 ));
             }
-            Err(e) => return Some((Reason::CredentialsMissing, Some(e))),
+            Err(e) => return Some((Reason::CredentialsMissing, Some(e.to_string()))),
         };
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(header.name.as_bytes()),
-            HeaderValue::from_str(&value),
+            HeaderValue::from_str(value.expose()),
         ) else {
             return Some((
                 Reason::CredentialsMissing,
@@ -188,17 +188,6 @@ async fn connection(
             },
         }
     }
-}
-
-async fn secret(
-    store: std::sync::Arc<dyn SecretStore>,
-    name: lifeline_engine::SecretName,
-) -> Result<Option<String>, String> {
-    // Keyring access may block on D-Bus.
-    tokio::task::spawn_blocking(move || store.get(&name).map(|v| v.map(|v| v.expose().to_owned())))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
 }
 
 /// Maps a tungstenite error to a typed reason (plus a detail for the event log).
