@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifeline_engine::clock::Clock;
-use lifeline_engine::connector::{Connectors, LinkMode};
+use lifeline_engine::connector::{Connectors, LinkCode, LinkMode};
 use lifeline_engine::model::{AccountId, AccountKind, NewAccount};
 use lifeline_engine::policy::PolicyConfig;
 use lifeline_engine::secrets::MemorySecretStore;
@@ -117,26 +117,36 @@ async fn needs_operator(sup: &Supervisor, id: AccountId, within_s: u64) -> Reaso
     }
 }
 
-/// Links account `id` by QR: asks for a link, takes the first code the client shows, lets the
-/// peer "scan" it, waits for Connected. Returns the new number.
-async fn link(w: &World, id: AccountId) -> String {
-    let mut updates = w.sup.subscribe();
-    w.sup.request_link(id, LinkMode::Qr).await.expect("link");
-    let code = tokio::time::timeout(Duration::from_secs(30), async {
+/// Asks for a link and returns the first code of that kind the client shows for `id` (a client
+/// pairing by phone code shows QR codes too).
+async fn requested_code(sup: &Supervisor, id: AccountId, mode: LinkMode) -> LinkCode {
+    let mut updates = sup.subscribe();
+    let kind = std::mem::discriminant(&mode);
+    sup.request_link(id, mode).await.expect("link");
+    tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             match updates.recv().await {
-                Ok(Update::Link { account, code }) if account == id => return code,
+                Ok(Update::Link { account, code })
+                    if account == id && std::mem::discriminant(&code.mode) == kind =>
+                {
+                    return code;
+                }
                 Ok(_) => {}
                 Err(e) => panic!("updates: {e}"),
             }
         }
     })
     .await
-    .expect("a QR code in time");
+    .expect("a linking code in time")
+}
+
+/// Links account `id` by QR: asks for a link, takes the first code the client shows, lets the
+/// peer "scan" it, waits for Connected. Returns the new number.
+async fn link(w: &World, id: AccountId) -> String {
+    let code = requested_code(&w.sup, id, LinkMode::Qr).await;
     assert_eq!(state(&w.sup, id).kind(), StateKind::Linking);
     assert!(code.code.starts_with("2@"), "a pairing ref leads the code");
     let number = w.peer.scan(&code.code).expect("scan");
-    // First login after pairing waits ~10 s for app-state keys (the library's grace).
     wait_for(&w.sup, id, Duration::from_secs(60), |s| {
         *s == State::Connected
     })
@@ -341,33 +351,12 @@ async fn link_by_phone_code_end_to_end() {
         .expect("peer");
     let w = world(peer.clone(), 1).await;
     let id = AccountId(1);
-    let mut updates = w.sup.subscribe();
     let phone = "+62 812 3456 7890";
     let normalized = lifeline_engine::model::normalize_phone(phone).expect("phone");
-    w.sup
-        .request_link(
-            id,
-            LinkMode::PhoneCode {
-                phone: normalized.clone(),
-            },
-        )
-        .await
-        .expect("link");
-    let code = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match updates.recv().await {
-                Ok(Update::Link { account, code })
-                    if account == id && matches!(code.mode, LinkMode::PhoneCode { .. }) =>
-                {
-                    return code;
-                }
-                Ok(_) => {}
-                Err(e) => panic!("updates: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("a pair code in time");
+    let mode = LinkMode::PhoneCode {
+        phone: normalized.clone(),
+    };
+    let code = requested_code(&w.sup, id, mode).await;
     assert_eq!(code.code.len(), 8, "an 8-character code");
     assert_eq!(code.mode, LinkMode::PhoneCode { phone: normalized });
     peer.enter_code(phone, &code.code)
