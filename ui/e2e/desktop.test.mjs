@@ -334,15 +334,27 @@ test("a WhatsApp account linked by phone code connects", async () => {
   await modal.$("button=Close").click();
 });
 
-test("the QR in the modal, read off a screenshot, links the account through the peer", async () => {
+test("the QR in the modal, read off a screenshot, links the account through the peer", async (t) => {
   const modal = await addWhatsApp("Toko Melati");
+  // A failure here must not leave the modal over the window for the tests after it.
+  t.after(async () => {
+    if (await modal.isExisting()) await modal.$("button=Close").click();
+  });
   await until("a QR code from the offline peer", async () => (await modal.$(".qr svg")).isExisting(), 30_000);
   assert.match(await modal.$("[data-testid=countdown]").getText(), /Expires in \d+ s/);
   await shot("qr");
-  // What the operator's phone would see: the pixels on screen, decoded by zbarimg.
+  // What the operator's phone would see: the pixels on screen, decoded by zbarimg. The first
+  // screenshot may land before the webview has painted the new SVG, so it is retaken until it
+  // decodes (zbarimg exits 4 when it finds no code).
   const png = join(tmpdir(), `lifeline-qr-${process.pid}.png`);
-  await browser.saveScreenshot(png);
-  const decoded = execFileSync("zbarimg", ["--raw", "-q", png], { encoding: "utf8" }).trim();
+  const decoded = await until(
+    `a QR code zbarimg can read off the screen (last screenshot: ${png})`,
+    async () => {
+      await browser.saveScreenshot(png);
+      return execFileSync("zbarimg", ["--raw", "-q", png], { encoding: "utf8" }).trim();
+    },
+    15_000,
+  );
   assert.match(decoded, /^2@[^,]+,[A-Za-z0-9+/=]+,[A-Za-z0-9+/=]+,[A-Za-z0-9+/=]+/, "a WhatsApp linking payload");
   // The peer accepts only a ref it handed out, and the client accepts the pair-success only if
   // it was keyed with the secret in its own payload: linking proves the screen showed it exactly.
@@ -351,6 +363,7 @@ test("the QR in the modal, read off a screenshot, links the account through the 
   await until("the modal to say linked", async () => (await modal.getText()).includes("Linked."), 60_000);
   await until("Connected after the scan", async () => (await cardState("Toko Melati")) === "connected", 60_000);
   await modal.$("button=Close").click();
+  await until("the modal to close", async () => !(await modal.isExisting()));
   await browser.$(`${cardSel("Toko Melati")}//button[normalize-space(.)="Remove"]`).click();
   await browser.$("[data-testid=confirm-remove] button.danger").click();
   await until("the card to go", async () => (await cardState("Toko Melati")) === null);
