@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything needed, then runs every check: formatting, clippy (warnings are errors)
-# and all tests, inside a private D-Bus session with an unlocked gnome-keyring so the keyring
-# tests use a real Secret Service and never touch the operator's own keyring.
+# Installs everything needed, then runs every check: formatting, clippy (warnings are errors),
+# all tests, the quick benchmark harness with its chaos soak (SKIP_BENCH=1 skips it) and the
+# desktop suite (SKIP_DESKTOP=1 skips it). The tests run inside a private D-Bus session with an
+# unlocked gnome-keyring, so they use a real Secret Service and never the operator's keyring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -39,6 +40,10 @@ summary=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i == "passed;"
   END { printf "%d passed, %d failed", p, f }' "$log")
 echo
 echo "tests: $summary"
+if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
+  echo "== benchmarks and chaos soak, quick sizes (fails on any soak invariant violation)"
+  cargo run --release --locked -q -p lifeline-bench -- --quick || status=$?
+fi
 if [ "$status" = 0 ] && [ "${SKIP_DESKTOP:-0}" != 1 ]; then
   echo "== desktop app: vitest, shell tests, end to end under Xvfb (scripts/desktop-test.sh)"
   bash scripts/desktop-test.sh || status=$?

@@ -46,12 +46,47 @@ pub struct PathStats {
     pub server_drops: u64,
 }
 
+/// What the simulator saw on one path, for the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// A WebSocket handshake request arrived (refused ones too).
+    Attempt,
+    /// The handshake was accepted: a live socket.
+    Live,
+    /// A live socket ended by a fault on the server side.
+    ServerDrop,
+    /// The first bytes from the client after its socket was stalled (its next ping).
+    StallRead,
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub at: Instant,
+    pub path: String,
+    pub seen: Seen,
+}
+
 #[derive(Debug, Default)]
 struct Control {
     paths: HashMap<String, PathStats>,
     refuse_until: Option<Instant>,
     handshake_delay: Duration,
     refused: u64,
+    /// `Some` while the journal is on.
+    journal: Option<Vec<Entry>>,
+}
+
+impl Control {
+    fn note(&mut self, path: &str, seen: Seen) {
+        if let Some(j) = &mut self.journal {
+            j.push(Entry {
+                at: Instant::now(),
+                path: path.to_owned(),
+                seen,
+            });
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -180,6 +215,22 @@ impl Sim {
         self.inner.control().paths.values().map(|p| p.live).sum()
     }
 
+    /// Starts keeping a journal of attempts, live sockets, server-side drops and stall reads
+    /// (benchmarks and the soak read it; off by default, as it grows with every event).
+    pub fn journal_on(&self) {
+        self.inner.control().journal.get_or_insert_with(Vec::new);
+    }
+
+    /// The journal so far, emptied (empty when the journal is off).
+    pub fn take_journal(&self) -> Vec<Entry> {
+        self.inner
+            .control()
+            .journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// Stops accepting and ends every live socket.
     pub fn shutdown(&self) {
         self.stop.fire();
@@ -214,6 +265,7 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         path = req.uri().path().to_owned();
         let mut control = inner.control();
+        control.note(&path, Seen::Attempt);
         if control.refuse_until.is_some_and(|u| Instant::now() < u) {
             control.refused += 1;
             let mut refusal = ErrorResponse::new(Some("lifeline-sim: refusing for now".into()));
@@ -232,6 +284,7 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
         stats.live += 1;
         stats.accepted += 1;
         stats.max_live = stats.max_live.max(stats.live);
+        control.note(&path, Seen::Live);
     }
     let _guard = LiveGuard {
         inner: inner.clone(),
@@ -239,9 +292,11 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
     };
     let mut faults = inner.faults.subscribe();
     let server_drop = |inner: &Inner| {
-        if let Some(p) = inner.control().paths.get_mut(&path) {
+        let mut control = inner.control();
+        if let Some(p) = control.paths.get_mut(&path) {
             p.server_drops += 1;
         }
+        control.note(&path, Seen::ServerDrop);
     };
     loop {
         tokio::select! {
@@ -275,6 +330,7 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
                         // Read and discard raw bytes: the client's pings go unanswered, and its
                         // eventual close is still noticed so the live count stays true.
                         let mut buf = [0u8; 4096];
+                        let mut first_read = true;
                         loop {
                             tokio::select! {
                                 _ = stop.wait() => return,
@@ -283,7 +339,11 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
                                         server_drop(&inner);
                                         return;
                                     }
-                                    Ok(_) => {}
+                                    Ok(_) => {
+                                        if std::mem::take(&mut first_read) {
+                                            inner.control().note(&path, Seen::StallRead);
+                                        }
+                                    }
                                 },
                             }
                         }

@@ -1,8 +1,11 @@
-//! Export benchmark: `lifeline export --what sessions` against `sqlite3 -csv` running the same
-//! query on the same database, in the same run. Prints both wall times, their ratio (target ≤ 1.5×)
-//! and the peak RSS of each process (target for lifeline: flat, < 50 MB).
+//! CSV export against `sqlite3 -csv` running the same query on the same database, in the same
+//! run: wall time ratio (target <= 1.5x) and the peak RSS of each process (flat memory).
+//! Lifeline's side runs in a child process (this binary re-executed) through the engine's
+//! `export_to_path`, the code behind `lifeline export`.
 //!
-//! `cargo bench -p lifeline --bench export` (1,000,000 rows; `LIFELINE_BENCH_ROWS=N` to change).
+//! Peak RSS comes from wait4(2), and Linux carries a parent's high-water mark into a child it
+//! spawns (exec records the replaced memory map's peak). So this part runs first, while the
+//! harness is still small, and the database is filled in a child too.
 #![allow(unsafe_code)] // wait4(2) is the only way to read a child's peak RSS.
 
 use std::fs::File;
@@ -10,8 +13,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use lifeline_engine::Store;
-use lifeline_engine::export::SESSIONS_SQL;
+use lifeline_engine::export::{ExportFilter, ExportKind, SESSIONS_SQL, export_to_path};
+
+use crate::table::Row;
 
 const RUNS: usize = 3;
 
@@ -20,18 +26,40 @@ struct Measured {
     max_rss_kb: i64,
 }
 
-fn main() -> anyhow::Result<()> {
-    let rows: u64 = std::env::var("LIFELINE_BENCH_ROWS")
-        .ok()
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(1_000_000);
+/// (child) Exports every session of `db` to `out`.
+pub async fn child(db: &Path, out: &Path) -> anyhow::Result<()> {
+    let store = Store::open_path(db).await?;
+    export_to_path(
+        &store,
+        ExportKind::Sessions,
+        ExportFilter::default(),
+        out,
+        |_| {},
+    )
+    .await?;
+    store.close().await;
+    Ok(())
+}
+
+pub async fn run(rows: u64) -> anyhow::Result<Vec<Row>> {
+    Command::new("sqlite3")
+        .arg("-version")
+        .stdout(Stdio::null())
+        .status()
+        .context("the export benchmark compares against the sqlite3 command: install it (Debian package sqlite3)")?;
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
-    let rt = tokio::runtime::Runtime::new()?;
+    let db = dir.join("lifeline.db");
     let setup = Instant::now();
-    rt.block_on(fill(&dir.join("lifeline.db"), rows))?;
-    eprintln!("filled {rows} sessions in {:.1?}", setup.elapsed());
+    let exe = std::env::current_exe()?;
+    measure(
+        Command::new(&exe)
+            .arg("export-fill")
+            .arg(&db)
+            .arg(rows.to_string())
+            .stdout(Stdio::null()),
+    )?;
+    eprintln!("export: filled {rows} sessions in {:.1?}", setup.elapsed());
 
     let now_ms = chrono::Utc::now().timestamp_millis();
     let script = dir.join("query.sql");
@@ -39,25 +67,23 @@ fn main() -> anyhow::Result<()> {
         &script,
         format!(".parameter init\n.parameter set ?4 {now_ms}\n{SESSIONS_SQL};\n"),
     )?;
-    let lifeline = env!("CARGO_BIN_EXE_lifeline");
     let ours_out = dir.join("ours.csv");
     let theirs_out = dir.join("sqlite3.csv");
-
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for _ in 0..RUNS {
         theirs.push(measure(
             Command::new("sqlite3")
                 .args(["-csv", "-header"])
-                .arg(dir.join("lifeline.db"))
+                .arg(&db)
                 .stdin(File::open(&script)?)
                 .stdout(File::create(&theirs_out)?),
         )?);
         ours.push(measure(
-            Command::new(lifeline)
-                .args(["export", "--what", "sessions", "--out"])
+            Command::new(&exe)
+                .arg("export-child")
+                .arg(&db)
                 .arg(&ours_out)
-                .env("LIFELINE_DATA_DIR", dir)
                 .stdout(Stdio::null()),
         )?);
     }
@@ -70,47 +96,36 @@ fn main() -> anyhow::Result<()> {
         "row counts differ: lifeline {ours_lines}, sqlite3 {theirs_lines}, expected {}",
         rows + 1
     );
-
     let median = |v: &mut Vec<Measured>| {
         v.sort_by_key(|m| m.wall);
         (
-            v[v.len() / 2].wall,
-            v.iter().map(|m| m.max_rss_kb).max().unwrap_or(0),
+            v[v.len() / 2].wall.as_secs_f64(),
+            v.iter().map(|m| m.max_rss_kb).max().unwrap_or(0) as f64 / 1024.0,
         )
     };
     let (theirs_wall, theirs_rss) = median(&mut theirs);
     let (ours_wall, ours_rss) = median(&mut ours);
-    let ratio = ours_wall.as_secs_f64() / theirs_wall.as_secs_f64();
-    println!("export of {rows} session rows (median of {RUNS} runs)");
-    println!(
-        "{:<28} {:>10} {:>14} {:>12}",
-        "tool", "time (s)", "peak RSS (MB)", "bytes"
-    );
-    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    println!(
-        "{:<28} {:>10.3} {:>14.1} {:>12}",
-        "sqlite3 -csv (baseline)",
-        theirs_wall.as_secs_f64(),
-        theirs_rss as f64 / 1024.0,
-        size(&theirs_out)
-    );
-    println!(
-        "{:<28} {:>10.3} {:>14.1} {:>12}",
-        "lifeline export",
-        ours_wall.as_secs_f64(),
-        ours_rss as f64 / 1024.0,
-        size(&ours_out)
-    );
-    println!("ratio lifeline / sqlite3: {ratio:.2}x (target <= 1.5x)");
-    println!(
-        "lifeline peak RSS: {:.1} MB (target < 50 MB)",
-        ours_rss as f64 / 1024.0
-    );
-    Ok(())
+    Ok(vec![
+        Row::ratio(
+            format!("CSV export of {rows} sessions (vs sqlite3 -csv)"),
+            ours_wall,
+            theirs_wall,
+            "s",
+            "<= 1.5x",
+        ),
+        Row::ratio(
+            "CSV export peak RSS (vs sqlite3 -csv)",
+            ours_rss,
+            theirs_rss,
+            "MB",
+            "flat, < 50 MB",
+        ),
+    ])
 }
 
-/// Creates the schema through the engine, then bulk-inserts sessions spread over 1000 accounts.
-async fn fill(db: &Path, rows: u64) -> anyhow::Result<()> {
+/// (child) Creates the schema through the engine, then bulk-inserts sessions spread over 1000
+/// accounts.
+pub async fn fill(db: &Path, rows: u64) -> anyhow::Result<()> {
     let store = Store::open_path(db).await?;
     let base: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
     sqlx::query(

@@ -1,0 +1,745 @@
+//! Chaos soak: the supervising process `lifeline serve` runs (lifeline-runtime: store, restore,
+//! heartbeat, queue) against lifeline-sim while a seeded chaos agent drops, stalls, closes,
+//! refuses and slows sessions, and mass-drops the whole fleet now and then. Invariants checked
+//! against what the simulator and a recording wrapper around the connector saw, not against the
+//! engine's own counters:
+//!
+//! - at most one live socket per account (the simulator's per-path high-water mark);
+//! - zero panics (a panic hook counts them, in any thread or task);
+//! - every server-side drop matched by a recorded transition out of `connected`;
+//! - connect attempts never above the pacing limit (rate x 1 s + burst) in any 1 s window;
+//! - breakers open and close by the rules, replayed from the event log through an independent
+//!   model: opens exactly when `threshold` failures fall within `window_s` (or a half-open trial
+//!   fails, with the cooldown doubled and capped), no attempt while open, one trial when half-open;
+//! - after the chaos stops, the whole fleet is connected again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::future::BoxFuture;
+use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector, Connectors};
+use lifeline_engine::model::{AccountKind, NewAccount};
+use lifeline_engine::policy::PolicyConfig;
+use lifeline_engine::policy::jitter::Jitter;
+use lifeline_engine::secrets::MemorySecretStore;
+use lifeline_engine::state::{Reason, State, StateKind};
+use lifeline_engine::{DataDir, Store};
+use lifeline_runtime::{Parts, Runtime};
+use lifeline_sim::{Fault, Sim};
+use lifeline_websocket::WebSocketConnector;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::table::Row;
+
+static PANICS: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub accounts: usize,
+    pub duration: Duration,
+    pub seed: u64,
+}
+
+/// What the soak found: its table rows and every invariant violation, described.
+#[derive(Debug)]
+pub struct Outcome {
+    pub rows: Vec<Row>,
+    pub violations: Vec<String>,
+    pub duplicates: usize,
+    pub panics: u64,
+}
+
+/// One connect attempt, as the connector was asked for it.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    account: i64,
+    at: Instant,
+    wall_ms: i64,
+}
+
+/// Passes every attempt to the real WebSocket connector and writes down when it was asked.
+#[derive(Debug)]
+struct Recording {
+    inner: WebSocketConnector,
+    log: Arc<Mutex<Vec<Attempt>>>,
+}
+
+impl Connector for Recording {
+    fn run(
+        &self,
+        request: ConnectRequest,
+        events: mpsc::Sender<ConnEvent>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        let attempt = Attempt {
+            account: request.account.id.0,
+            at: Instant::now(),
+            wall_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(attempt);
+        self.inner.run(request, events, cancel)
+    }
+}
+
+/// Quick timers so a soak of minutes sees many cycles of every rule.
+fn soak_policy() -> PolicyConfig {
+    let mut p = PolicyConfig::default();
+    p.pacing.rate_per_s = 100.0;
+    p.pacing.burst = 20;
+    p.autorecover.start_delay_ms = 0;
+    p.connection.connect_timeout_ms = 2_000;
+    p.connection.keepalive_ms = 1_000;
+    p.connection.pong_timeout_ms = 1_000;
+    p.connection.close_timeout_ms = 1_000;
+    p.connection.reconcile_interval_ms = 5_000;
+    p.backoff.base_ms = 200;
+    p.backoff.cap_ms = 5_000;
+    p.backoff.floor_timeout_ms = 200;
+    p.backoff.floor_refused_ms = 200;
+    p.backoff.floor_closed_ms = 100;
+    p.backoff.floor_network_ms = 200;
+    p.breaker.threshold = 6;
+    p.breaker.window_s = 60;
+    p.breaker.cooldown_s = 5;
+    p.breaker.max_cooldown_s = 20;
+    p
+}
+
+/// Fault counts by kind, for the table.
+#[derive(Debug, Default)]
+struct Injected {
+    drops: u64,
+    stalls: u64,
+    closes: u64,
+    fraction_drops: u64,
+    mass_drops: u64,
+    refusals: u64,
+    slow_handshakes: u64,
+    flaps: u64,
+}
+
+pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, Ordering::SeqCst);
+        previous(info);
+    }));
+    let panics_before = PANICS.load(Ordering::SeqCst);
+    let n = plan.accounts;
+    let policy = soak_policy();
+    policy.validate()?;
+    let sim = Sim::start("127.0.0.1:0").await?;
+    let tmp = tempfile::tempdir()?;
+    let dir = DataDir::resolve(Some(tmp.path().to_owned()))?;
+    let store = Store::open(&dir).await?;
+    store.set_policy(&policy).await?;
+    store.set_autorecover(true).await?;
+    let mut paths = HashMap::new();
+    for i in 0..n {
+        let a = store
+            .add_account(
+                NewAccount::new(AccountKind::Websocket, format!("soak {i}"))
+                    .with_url(sim.url(&i.to_string())),
+            )
+            .await?;
+        paths.insert(a.id.0, format!("/s/{i}"));
+    }
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let parts = Parts {
+        connectors: Connectors::new().with(
+            AccountKind::Websocket,
+            Arc::new(Recording {
+                inner: WebSocketConnector,
+                log: log.clone(),
+            }),
+        ),
+        secrets: Arc::new(MemorySecretStore::default()),
+    };
+    let mut runtime = Runtime::open(&dir, store.clone(), parts).await?;
+    let started = Instant::now();
+    runtime.start().await?;
+    let sup = runtime.supervisor().clone();
+    let all_connected = |sup: &lifeline_engine::supervisor::Supervisor| {
+        sup.views()
+            .iter()
+            .all(|v| v.state.kind() == StateKind::Connected)
+    };
+    wait_for(Duration::from_secs(120), || all_connected(&sup))
+        .await
+        .context("the fleet did not connect before the chaos")?;
+    let restore = started.elapsed();
+    eprintln!(
+        "soak: {n} accounts connected in {restore:.1?}; chaos for {:?}",
+        plan.duration
+    );
+
+    // Chaos.
+    let mut rng = Jitter::seeded(plan.seed);
+    let mut injected = Injected::default();
+    let flappers = (n / 100).max(1);
+    let tick = Duration::from_millis(100);
+    let chaos_start = Instant::now();
+    let mass_every = plan.duration / 4;
+    let mut next_mass = chaos_start + mass_every / 2;
+    let mut refusing_until: Option<Instant> = None;
+    let mut slow_until: Option<Instant> = None;
+    let mut next_report = chaos_start + Duration::from_secs(60);
+    let pick = |rng: &mut Jitter| format!("/s/{}", rng.up_to(n as u64 - 1));
+    while chaos_start.elapsed() < plan.duration {
+        let now = Instant::now();
+        let roll = |rng: &mut Jitter, per_mille: u64| rng.up_to(999) < per_mille;
+        if roll(&mut rng, 500) {
+            sim.inject(Fault::Drop {
+                path: Some(pick(&mut rng)),
+            });
+            injected.drops += 1;
+        }
+        if roll(&mut rng, 200) {
+            sim.inject(Fault::Stall {
+                path: Some(pick(&mut rng)),
+            });
+            injected.stalls += 1;
+        }
+        if roll(&mut rng, 200) {
+            let code = [1000, 1001, 1011][rng.up_to(2) as usize];
+            sim.inject(Fault::Close {
+                path: Some(pick(&mut rng)),
+                code,
+            });
+            injected.closes += 1;
+        }
+        if roll(&mut rng, 5) {
+            sim.inject(Fault::DropFraction(0.05));
+            injected.fraction_drops += 1;
+        }
+        // A few accounts flap: dropped as soon as they are back, so their breakers must open.
+        for i in 0..flappers {
+            sim.inject(Fault::Drop {
+                path: Some(format!("/s/{i}")),
+            });
+        }
+        injected.flaps += flappers as u64;
+        if refusing_until.is_none_or(|u| now >= u) && roll(&mut rng, 3) {
+            let secs = 1 + rng.up_to(3);
+            sim.refuse_for(Duration::from_secs(secs));
+            refusing_until = Some(now + Duration::from_secs(secs));
+            injected.refusals += 1;
+        }
+        match slow_until {
+            Some(u) if now >= u => {
+                sim.set_handshake_delay(Duration::ZERO);
+                slow_until = None;
+            }
+            None if roll(&mut rng, 3) => {
+                // Up to 1.5x the connect timeout: some attempts time out, some just wait.
+                sim.set_handshake_delay(Duration::from_millis(200 + rng.up_to(2_800)));
+                slow_until = Some(now + Duration::from_secs(2 + rng.up_to(3)));
+                injected.slow_handshakes += 1;
+            }
+            _ => {}
+        }
+        if now >= next_mass {
+            sim.inject(Fault::Drop { path: None });
+            injected.mass_drops += 1;
+            next_mass += mass_every;
+        }
+        if now >= next_report {
+            let counts = sup.counts();
+            eprintln!(
+                "soak: {:.0} s of chaos, states {counts:?}, panics {}",
+                chaos_start.elapsed().as_secs_f64(),
+                PANICS.load(Ordering::SeqCst) - panics_before
+            );
+            next_report += Duration::from_secs(60);
+        }
+        tokio::time::sleep(tick).await;
+    }
+
+    // Calm: no more faults; stalls still pending are detected within keepalive + pong timeout,
+    // open breakers run out within the longest cooldown; then everyone must be back.
+    sim.stop_refusing();
+    sim.set_handshake_delay(Duration::ZERO);
+    let calm = Instant::now();
+    let mut violations = Vec::new();
+    let limit =
+        Duration::from_millis(policy.connection.keepalive_ms + policy.connection.pong_timeout_ms)
+            + Duration::from_secs(policy.breaker.max_cooldown_s)
+            + Duration::from_secs(30);
+    tokio::time::sleep(Duration::from_millis(
+        policy.connection.keepalive_ms + policy.connection.pong_timeout_ms + 500,
+    ))
+    .await;
+    let restored = wait_for(limit, || all_connected(&sup)).await.is_ok();
+    let recovered = calm.elapsed();
+    if !restored {
+        let stuck: Vec<_> = sup
+            .views()
+            .into_iter()
+            .filter(|v| v.state.kind() != StateKind::Connected)
+            .take(5)
+            .map(|v| format!("{} ({:?})", v.name, v.state))
+            .collect();
+        violations.push(format!(
+            "fleet not restored {:.0} s after the chaos stopped: e.g. {}",
+            limit.as_secs_f64(),
+            stuck.join(", ")
+        ));
+    }
+    sup.flush().await;
+
+    // What the simulator saw.
+    let stats = sim.all_stats();
+    let duplicates = stats.values().filter(|s| s.max_live > 1).count();
+    for (path, s) in stats.iter().filter(|(_, s)| s.max_live > 1) {
+        violations.push(format!("{path}: {} live sockets at once", s.max_live));
+    }
+    let events = load_events(&store).await?;
+    let by_path: HashMap<&str, i64> = paths.iter().map(|(id, p)| (p.as_str(), *id)).collect();
+    let mut left_connected: HashMap<i64, u64> = HashMap::new();
+    for e in &events {
+        if e.from == "connected" && e.to.kind() != StateKind::Connected {
+            *left_connected.entry(e.account).or_default() += 1;
+        }
+    }
+    let (mut sim_drops, mut unmatched, mut extra) = (0u64, 0u64, 0u64);
+    for (path, s) in &stats {
+        let Some(id) = by_path.get(path.as_str()) else {
+            continue;
+        };
+        let recorded = left_connected.get(id).copied().unwrap_or(0);
+        sim_drops += s.server_drops;
+        if recorded < s.server_drops {
+            unmatched += s.server_drops - recorded;
+            violations.push(format!(
+                "{path}: {} server-side drops but {recorded} recorded",
+                s.server_drops
+            ));
+        } else {
+            extra += recorded - s.server_drops;
+        }
+    }
+
+    // Pacing, from the connector's own log.
+    let attempts = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let pacing_limit = (policy.pacing.rate_per_s + f64::from(policy.pacing.burst)).floor() as usize;
+    let busiest = busiest_second(&attempts);
+    if busiest > pacing_limit {
+        violations.push(format!(
+            "{busiest} connect attempts within 1 s (pacing allows {pacing_limit})"
+        ));
+    }
+
+    // Breakers, replayed.
+    let breaker = check_breakers(&policy, &events, &attempts);
+    violations.extend(breaker.violations.iter().cloned());
+
+    runtime.shutdown().await?;
+    sim.shutdown();
+    let panics = PANICS.load(Ordering::SeqCst) - panics_before;
+    if panics > 0 {
+        violations.push(format!("{panics} panics"));
+    }
+    let pacing_floor =
+        n.saturating_sub(policy.pacing.burst as usize) as f64 / policy.pacing.rate_per_s;
+    let rows = vec![
+        Row::ratio(
+            format!("soak: restore {n} with pacing (vs pacing floor)"),
+            restore.as_secs_f64(),
+            pacing_floor,
+            "s",
+            "",
+        ),
+        Row::value(
+            format!(
+                "soak: faults ({} drops, {} stalls, {} closes, {} flaps, {} mass)",
+                injected.drops,
+                injected.stalls,
+                injected.closes,
+                injected.flaps,
+                injected.mass_drops
+            ),
+            (injected.drops
+                + injected.stalls
+                + injected.closes
+                + injected.flaps
+                + injected.mass_drops
+                + injected.fraction_drops
+                + injected.refusals
+                + injected.slow_handshakes) as f64,
+            "",
+            "",
+        ),
+        Row::value("soak: server-side drops", sim_drops as f64, "", ""),
+        Row::value(
+            "soak: drops with no recorded event",
+            unmatched as f64,
+            "",
+            "0",
+        ),
+        Row::value(
+            "soak: client-side ends (stale, timeouts)",
+            extra as f64,
+            "",
+            "",
+        ),
+        Row::value("soak: connect attempts", attempts.len() as f64, "", ""),
+        Row::value(
+            "soak: most attempts in any 1 s",
+            busiest as f64,
+            "",
+            if pacing_limit == 120 {
+                "<= 120 (100/s + burst 20)"
+            } else {
+                "<= rate + burst"
+            },
+        ),
+        Row::value("soak: breaker opens", breaker.opens as f64, "", ""),
+        Row::value(
+            "soak: attempts while a breaker was open",
+            breaker.attempts_while_open as f64,
+            "",
+            "0",
+        ),
+        Row::value(
+            "soak: breaker rule violations",
+            breaker.rule_violations as f64,
+            "",
+            "0",
+        ),
+        Row::value(
+            "soak: all connected again after the chaos",
+            recovered.as_secs_f64(),
+            "s",
+            "",
+        ),
+        Row::value(
+            "soak: invariant violations",
+            violations.len() as f64,
+            "",
+            "0",
+        ),
+    ];
+    Ok(Outcome {
+        rows,
+        violations,
+        duplicates,
+        panics,
+    })
+}
+
+async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let end = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > end {
+            anyhow::bail!("not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// One recorded transition.
+#[derive(Debug)]
+struct Recorded {
+    account: i64,
+    at: i64,
+    from: String,
+    to: State,
+}
+
+async fn load_events(store: &Store) -> anyhow::Result<Vec<Recorded>> {
+    let rows: Vec<(i64, i64, String, String)> =
+        sqlx::query_as("SELECT account_id, at, from_state, state_json FROM events ORDER BY id")
+            .fetch_all(store.pool())
+            .await?;
+    rows.into_iter()
+        .map(|(account, at, from, json)| {
+            Ok(Recorded {
+                account,
+                at,
+                from,
+                to: serde_json::from_str(&json).with_context(|| format!("event state {json}"))?,
+            })
+        })
+        .collect()
+}
+
+/// The most attempts that fell within any 1 s window.
+fn busiest_second(attempts: &[Attempt]) -> usize {
+    let mut times: Vec<Instant> = attempts.iter().map(|a| a.at).collect();
+    times.sort();
+    let mut best = 0;
+    let mut lo = 0;
+    for hi in 0..times.len() {
+        while times[hi] - times[lo] >= Duration::from_secs(1) {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
+
+#[derive(Debug, Default)]
+struct BreakerCheck {
+    opens: u64,
+    attempts_while_open: u64,
+    rule_violations: u64,
+    violations: Vec<String>,
+}
+
+/// The breaker's rules as the operator reads them, applied to one account's recorded history.
+#[derive(Debug)]
+enum Model {
+    Closed { failures: Vec<i64> },
+    Open { until: i64, cooldown_s: u64 },
+    HalfOpen { cooldown_s: u64 },
+}
+
+fn is_breaker_pause(s: &State) -> Option<i64> {
+    match s {
+        State::Paused {
+            reason: Reason::BreakerOpen,
+            until,
+        } => Some(until.map_or(i64::MAX, |u| u.timestamp_millis())),
+        _ => None,
+    }
+}
+
+/// A failure as the breaker counts it: a connect attempt or a live connection that ended badly.
+fn is_failure(e: &Recorded) -> bool {
+    e.to.kind() == StateKind::Backoff || is_breaker_pause(&e.to).is_some()
+}
+
+fn check_breakers(
+    policy: &PolicyConfig,
+    events: &[Recorded],
+    attempts: &[Attempt],
+) -> BreakerCheck {
+    let cfg = &policy.breaker;
+    let window_ms = cfg.window_s as i64 * 1000;
+    // Stored times are whole milliseconds taken a moment apart from the breaker's own clock read.
+    let slack_ms = 50;
+    let mut out = BreakerCheck::default();
+    let mut by_account: HashMap<i64, Vec<&Recorded>> = HashMap::new();
+    for e in events {
+        by_account.entry(e.account).or_default().push(e);
+    }
+    let mut tries: HashMap<i64, Vec<i64>> = HashMap::new();
+    for a in attempts {
+        tries.entry(a.account).or_default().push(a.wall_ms);
+    }
+    let note = |out: &mut BreakerCheck, msg: String| {
+        out.rule_violations += 1;
+        if out.violations.len() < 20 {
+            out.violations.push(msg);
+        }
+    };
+    for (account, history) in &by_account {
+        let tries = tries.get(account).map(Vec::as_slice).unwrap_or(&[]);
+        let mut model = Model::Closed {
+            failures: Vec::new(),
+        };
+        for e in history {
+            if let Model::Open { until, cooldown_s } = model
+                && e.at + slack_ms >= until
+            {
+                model = Model::HalfOpen { cooldown_s };
+            }
+            if e.to.kind() == StateKind::Connected {
+                if let Model::HalfOpen { .. } = model {
+                    model = Model::Closed {
+                        failures: Vec::new(),
+                    };
+                }
+                continue;
+            }
+            if !is_failure(e) {
+                continue;
+            }
+            let opened = is_breaker_pause(&e.to);
+            let expected_cooldown = match &mut model {
+                Model::Closed { failures } => {
+                    failures.retain(|t| *t > e.at - window_ms);
+                    failures.push(e.at);
+                    (failures.len() >= cfg.threshold as usize).then_some(cfg.cooldown_s)
+                }
+                Model::HalfOpen { cooldown_s } => {
+                    Some(cooldown_s.saturating_mul(2).min(cfg.max_cooldown_s))
+                }
+                Model::Open { .. } => {
+                    note(
+                        &mut out,
+                        format!(
+                            "account {account}: a failure recorded while its breaker was open (at {})",
+                            e.at
+                        ),
+                    );
+                    None
+                }
+            };
+            match (opened, expected_cooldown) {
+                (Some(until), Some(cooldown_s)) => {
+                    out.opens += 1;
+                    let got = until - e.at;
+                    if (got - cooldown_s as i64 * 1000).abs() > 1000 {
+                        note(
+                            &mut out,
+                            format!(
+                                "account {account}: breaker opened for {got} ms, the rules say {cooldown_s} s"
+                            ),
+                        );
+                    }
+                    let during = tries
+                        .iter()
+                        .filter(|t| **t > e.at + slack_ms && **t + slack_ms < until)
+                        .count();
+                    if during > 0 {
+                        out.attempts_while_open += during as u64;
+                        note(
+                            &mut out,
+                            format!(
+                                "account {account}: {during} attempts while its breaker was open"
+                            ),
+                        );
+                    }
+                    model = Model::Open { until, cooldown_s };
+                }
+                (Some(_), None) => {
+                    out.opens += 1;
+                    note(
+                        &mut out,
+                        format!(
+                            "account {account}: breaker opened at {} before the rules allow",
+                            e.at
+                        ),
+                    );
+                }
+                (None, Some(_)) => note(
+                    &mut out,
+                    format!(
+                        "account {account}: breaker stayed closed at {} when the rules open it",
+                        e.at
+                    ),
+                ),
+                (None, None) => {}
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn policy() -> PolicyConfig {
+        soak_policy()
+    }
+
+    fn ev(account: i64, at: i64, from: &str, to: State) -> Recorded {
+        Recorded {
+            account,
+            at,
+            from: from.into(),
+            to,
+        }
+    }
+
+    fn backoff() -> State {
+        State::Backoff {
+            attempt: 1,
+            retry_at: chrono::Utc::now(),
+            reason: Reason::Stalled,
+        }
+    }
+
+    fn open(until_ms: i64) -> State {
+        State::Paused {
+            reason: Reason::BreakerOpen,
+            until: chrono::Utc.timestamp_millis_opt(until_ms).single(),
+        }
+    }
+
+    #[test]
+    fn the_busiest_second_counts_a_sliding_window() {
+        let t0 = Instant::now();
+        let at = |ms: u64| Attempt {
+            account: 1,
+            at: t0 + Duration::from_millis(ms),
+            wall_ms: 0,
+        };
+        let attempts: Vec<_> = [0, 100, 900, 999, 1000, 1500, 1899, 1900]
+            .into_iter()
+            .map(at)
+            .collect();
+        // 900, 999, 1000, 1500, 1899 lie within one second; 1900 is a full second after 900.
+        assert_eq!(busiest_second(&attempts), 5);
+        assert_eq!(busiest_second(&[]), 0);
+    }
+
+    #[test]
+    fn the_breaker_replay_accepts_the_rules_and_flags_breaches() {
+        let p = policy();
+        let threshold = p.breaker.threshold as i64;
+        // Opens on the 6th failure within the window, for cooldown_s; the trial fails and it
+        // reopens for twice as long; then a trial succeeds.
+        let mut events: Vec<_> = (0..threshold - 1)
+            .map(|i| ev(1, i * 1000, "connected", backoff()))
+            .collect();
+        let t_open = (threshold - 1) * 1000;
+        events.push(ev(1, t_open, "connected", open(t_open + 5_000)));
+        events.push(ev(1, t_open + 5_100, "connecting", open(t_open + 15_100)));
+        events.push(ev(1, t_open + 15_200, "connecting", State::Connected));
+        let attempts = vec![
+            Attempt {
+                account: 1,
+                at: Instant::now(),
+                wall_ms: t_open + 5_050,
+            },
+            Attempt {
+                account: 1,
+                at: Instant::now(),
+                wall_ms: t_open + 15_150,
+            },
+        ];
+        let ok = check_breakers(&p, &events, &attempts);
+        assert_eq!(ok.opens, 2);
+        assert_eq!(ok.rule_violations, 0, "{:?}", ok.violations);
+
+        // An attempt in the middle of the cooldown is caught.
+        let mut sneaky = attempts.clone();
+        sneaky.push(Attempt {
+            account: 1,
+            at: Instant::now(),
+            wall_ms: t_open + 2_000,
+        });
+        let bad = check_breakers(&p, &events, &sneaky);
+        assert_eq!(bad.attempts_while_open, 1, "{:?}", bad.violations);
+
+        // Opening one failure early is caught, and so is not opening at the threshold.
+        let early: Vec<_> = events
+            .iter()
+            .skip(1)
+            .map(|e| ev(e.account, e.at, &e.from, e.to.clone()))
+            .collect();
+        assert!(check_breakers(&p, &early, &attempts).rule_violations > 0);
+        let mut late: Vec<_> = (0..threshold)
+            .map(|i| ev(2, i * 1000, "connected", backoff()))
+            .collect();
+        late.push(ev(2, threshold * 1000, "connected", backoff()));
+        assert!(check_breakers(&p, &late, &[]).rule_violations > 0);
+        // Failures spread wider than the window never open it.
+        let spread: Vec<_> = (0..20)
+            .map(|i| ev(3, i * 20_000, "connected", backoff()))
+            .collect();
+        assert_eq!(check_breakers(&p, &spread, &[]).rule_violations, 0);
+    }
+}
