@@ -200,6 +200,8 @@ pub struct Snapshot {
     pub restoring: u32,
     pub held_stopped: u32,
     pub data_dir: String,
+    /// Lifeline's version (the workspace's, the same `lifeline --version` prints), for About.
+    pub version: String,
 }
 
 /// Sorts cards the way the fleet is restored: highest priority first, then oldest.

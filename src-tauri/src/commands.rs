@@ -34,6 +34,7 @@ pub async fn fleet_snapshot(state: Sh<'_>) -> CommandResult<Snapshot> {
         restoring: live.startup.restoring as u32,
         held_stopped: live.startup.held_stopped as u32,
         data_dir: live.data_dir.display().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
     })
 }
 

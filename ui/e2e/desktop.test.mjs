@@ -279,6 +279,10 @@ test("a secret saved in settings is in the keyring and nowhere in the data dir",
     });
   walk(DATA);
   for (const f of files) assert.ok(!readFileSync(f).includes(value), `secret value found in ${f}`);
+  // About: the app's version is the CLI's (one version, from the workspace).
+  const version = cli("--version").trim().replace(/^lifeline /, "");
+  const about = await browser.$("[data-testid=about]").getText();
+  assert.ok(about.includes(`Lifeline ${version}`), `About says: ${about}`);
   await shot("settings");
   await browser.$("button*=Back to accounts").click();
 });

@@ -246,6 +246,7 @@ function Main(props: {
         ) : view.name === "settings" ? (
           <Settings
             backend={backend}
+            about={props.snapshot}
             prefs={props.prefs}
             onPrefs={props.setPrefs}
             onBack={() => setView({ name: "fleet" })}

@@ -52,6 +52,8 @@ export const DEFAULT_POLICY: PolicyValues = {
 export class FakeBackend implements Backend {
   cards = new Map<number, Card>();
   autorecover = true;
+  version = "0.1.0";
+  dataDir = "/tmp/lifeline";
   secrets: string[] = [];
   policy: PolicyValues = structuredClone(DEFAULT_POLICY);
   prefs: Prefs = { language: "en", theme: "system", notifications: true, start_at_login: false };
@@ -121,7 +123,8 @@ export class FakeBackend implements Backend {
       previous_run_crashed: false,
       restoring: 0,
       held_stopped: 0,
-      data_dir: "/tmp/lifeline",
+      data_dir: this.dataDir,
+      version: this.version,
     }));
   }
 

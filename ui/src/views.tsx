@@ -149,6 +149,8 @@ function toFields(v: PolicyValues) {
 
 export function Settings(props: {
   backend: Backend;
+  /** Version and data folder, for the About section. */
+  about: { version: string; data_dir: string } | null;
   prefs: Prefs;
   onPrefs: (p: Prefs) => void;
   onBack: () => void;
@@ -264,6 +266,16 @@ export function Settings(props: {
             {t("notificationsOn")}
           </label>
           <ErrorText error={prefsError} />
+          {props.about && (
+            <>
+              <h3 id="s-about">{t("about")}</h3>
+              <div data-testid="about" aria-labelledby="s-about">
+                <p>{t("aboutVersion", { version: props.about.version })}</p>
+                <p>{t("aboutData", { dir: props.about.data_dir })}</p>
+                <p class="help">{t("aboutKeep")}</p>
+              </div>
+            </>
+          )}
         </section>
         <section aria-labelledby="s-secrets">
           <h3 id="s-secrets">{t("secrets")}</h3>

@@ -375,4 +375,16 @@ describe("detail, export and settings", () => {
     await waitFor(() => expect(document.documentElement.dataset.theme).toBe("dark"));
     expect(b.prefs.theme).toBe("dark");
   });
+
+  it("settings show the version and the data folder that uninstalling keeps", async () => {
+    const b = new FakeBackend([makeCard(1)]);
+    b.version = "9.8.7";
+    b.dataDir = "/home/op/.local/share/lifeline";
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Settings" }));
+    const about = await screen.findByTestId("about");
+    expect(about.textContent).toContain("Lifeline 9.8.7");
+    expect(about.textContent).toContain("/home/op/.local/share/lifeline");
+    expect(about.textContent).toContain("keeps this folder");
+  });
 });

@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
         "lifeline-sim: sessions at ws://{}/s/<name>; control at http://{} \
          (POST /drop?path=, /drop-fraction?f=, /stall?path=, /close?path=&code=, /refuse?secs=, /delay?ms=; GET /stats)",
         sim.addr(),
-        args.control
+        control.local_addr()?
     );
     axum::serve(control, app)
         .with_graceful_shutdown(async {

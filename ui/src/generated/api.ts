@@ -45,7 +45,11 @@ export type Snapshot = {
 /**
  * Highest priority first, then by id.
  */
-cards: Array<Card>, autorecover: boolean, previous_run_crashed: boolean, restoring: number, held_stopped: number, data_dir: string, };
+cards: Array<Card>, autorecover: boolean, previous_run_crashed: boolean, restoring: number, held_stopped: number, data_dir: string, 
+/**
+ * Lifeline's version (the workspace's, the same `lifeline --version` prints), for About.
+ */
+version: string, };
 
 export type FleetDelta = { cards: Array<Card>, removed: Array<number>, };
 
