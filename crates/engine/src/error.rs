@@ -16,7 +16,9 @@ pub enum InputError {
         max = crate::model::MAX_NAME_CHARS
     )]
     NameTooLong { chars: usize },
-    #[error("Account name contains control characters. Use printable text only.")]
+    #[error(
+        "Account name contains control characters (line breaks, NUL, terminal escapes or text-direction overrides). Use printable text only."
+    )]
     NameHasControlChars,
     #[error(
         "An account named '{0}' already exists. Pick another name or remove the old account first."
