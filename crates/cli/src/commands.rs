@@ -28,22 +28,30 @@ type Result<T = ()> = std::result::Result<T, Error>;
 pub async fn run(cli: Cli) -> Result {
     let dir = DataDir::resolve(cli.data_dir)?;
     let store = Store::open(&dir).await?;
-    let outcome = match cli.command {
+    let db = store.path().to_owned();
+    // A damaged page that opening did not read surfaces on a query: name the file all the same.
+    dispatch(&dir, store, cli.command)
+        .await
+        .map_err(|e| e.in_database(&db))
+}
+
+async fn dispatch(dir: &DataDir, store: Store, command: Command) -> Result {
+    let outcome = match command {
         Command::Account(AccountCommand::Add(a)) => account_add(&store, a).await,
         Command::Account(AccountCommand::List { json }) => account_list(&store, json).await,
         Command::Account(AccountCommand::Remove { id }) => account_remove(&store, id).await,
         Command::Autorecover { mode } => autorecover(&store, mode).await,
         Command::Export(a) => export(&store, a).await,
         Command::Secret(c) => secret(&store, c).await,
-        Command::Status { json } => status(&dir, &store, json).await,
-        Command::Policy(c) => policy(&dir, &store, c).await,
-        Command::Link { id, phone } => return crate::link::link(&dir, store, id, phone).await,
-        Command::Serve(a) => return crate::serve::serve(&dir, store, a).await,
-        Command::Start(t) => start_stop(&dir, &store, t, true).await,
-        Command::Stop(t) => start_stop(&dir, &store, t, false).await,
-        Command::Retry { id } => retry(&dir, &store, id).await,
-        Command::Reset(t) => reset(&dir, &store, t).await,
-        Command::Health { json } => return health(&dir, &store, json).await,
+        Command::Status { json } => status(dir, &store, json).await,
+        Command::Policy(c) => policy(dir, &store, c).await,
+        Command::Link { id, phone } => return crate::link::link(dir, store, id, phone).await,
+        Command::Serve(a) => return crate::serve::serve(dir, store, a).await,
+        Command::Start(t) => start_stop(dir, &store, t, true).await,
+        Command::Stop(t) => start_stop(dir, &store, t, false).await,
+        Command::Retry { id } => retry(dir, &store, id).await,
+        Command::Reset(t) => reset(dir, &store, t).await,
+        Command::Health { json } => return health(dir, &store, json).await,
     };
     store.close().await;
     outcome
