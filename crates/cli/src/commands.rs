@@ -303,12 +303,12 @@ async fn status(dir: &DataDir, store: &Store, as_json: bool) -> Result {
 }
 
 async fn policy(dir: &DataDir, store: &Store, c: PolicyCommand) -> Result {
-    let mut cfg = store.policy().await?;
-    match c {
-        PolicyCommand::Show => return print_json(&cfg),
-        PolicyCommand::Reset => cfg = PolicyConfig::default(),
-        PolicyCommand::Set { assignment } => cfg = assign(&cfg, &assignment)?,
-    }
+    let cfg = match c {
+        PolicyCommand::Show => return print_json(&store.policy().await?),
+        // Never reads the stored values: reset is the way out when they are unusable.
+        PolicyCommand::Reset => PolicyConfig::default(),
+        PolicyCommand::Set { assignment } => assign(&store.policy().await?, &assignment)?,
+    };
     store.set_policy(&cfg).await?;
     let note = if dir.supervisor().is_some() {
         " Restart the running supervisor to apply it."

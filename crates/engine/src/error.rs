@@ -68,6 +68,10 @@ pub enum InputError {
     InvertedRange { since: String, until: String },
     #[error("Invalid policy value: {0}.")]
     InvalidPolicy(String),
+    #[error(
+        "The stored policy values cannot be used ({0}). Run `lifeline policy reset` to go back to the defaults, then set your values again."
+    )]
+    StoredPolicy(String),
     #[error("Setting '{key}' has an invalid value '{value}': {why}")]
     InvalidSetting {
         key: String,
