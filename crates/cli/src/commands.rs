@@ -331,17 +331,26 @@ fn assign(cfg: &PolicyConfig, assignment: &str) -> Result<PolicyConfig> {
         .ok_or_else(|| bad("write it as section.key=value, e.g. pacing.rate_per_s=3".into()))?;
     let mut json = serde_json::to_value(cfg).map_err(|e| Error::Decode(e.to_string()))?;
     let mut slot = &mut json;
+    let mut path: Vec<&str> = Vec::new();
     for part in key.trim().split('.') {
-        let keys: Vec<String> = slot
+        let Some(keys) = slot
             .as_object()
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default();
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        else {
+            return Err(bad(format!(
+                "'{}' is a value, not a section; write {}=VALUE",
+                path.join("."),
+                path.join(".")
+            ))
+            .into());
+        };
         slot = slot.get_mut(part).ok_or_else(|| {
             bad(format!(
                 "unknown key '{part}'; known here: {}",
                 keys.join(", ")
             ))
         })?;
+        path.push(part);
     }
     if slot.is_object() {
         return Err(bad(format!("'{key}' is a section; name one of its values")).into());
@@ -520,5 +529,67 @@ fn stdout_err(e: std::io::Error) -> Error {
     Error::Write {
         path: "standard output".into(),
         source: e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every `section.key` of the policy, as `policy show` prints them.
+    fn leaves() -> Vec<(String, serde_json::Value)> {
+        let json = serde_json::to_value(PolicyConfig::default()).expect("json");
+        let mut out = Vec::new();
+        for (section, values) in json.as_object().expect("sections") {
+            for (key, value) in values.as_object().expect("values") {
+                out.push((format!("{section}.{key}"), value.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_value_is_not_a_section() {
+        let err = assign(&PolicyConfig::default(), "pacing.rate_per_s.x=1").expect_err("bad");
+        assert!(
+            err.to_string().contains("'pacing.rate_per_s' is a value"),
+            "{err}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever is typed: a validated policy or an input error, never a panic.
+        #[test]
+        fn any_assignment_gives_a_valid_policy_or_an_input_error(
+            key in prop_oneof![
+                prop::sample::select(leaves()).prop_map(|(k, _)| k),
+                "[a-z_.]{0,24}",
+                any::<String>(),
+            ],
+            value in prop_oneof![
+                any::<i64>().prop_map(|v| v.to_string()),
+                any::<f64>().prop_map(|v| v.to_string()),
+                Just("true".to_owned()),
+                "[ -~]{0,12}",
+                any::<String>(),
+            ],
+            sep in prop::sample::select(vec!["=", " = ", "==", ""]),
+        ) {
+            match assign(&PolicyConfig::default(), &format!("{key}{sep}{value}")) {
+                Ok(cfg) => prop_assert!(cfg.validate().is_ok()),
+                Err(e) => prop_assert!(e.is_input(), "{e}"),
+            }
+        }
+
+        /// Writing back what `policy show` prints changes nothing, for every key.
+        #[test]
+        fn shown_values_assign_back_unchanged(leaf in prop::sample::select(leaves())) {
+            let (key, value) = leaf;
+            let cfg = PolicyConfig::default();
+            prop_assert_eq!(assign(&cfg, &format!("{key}={value}")).ok(), Some(cfg));
+        }
     }
 }
