@@ -16,10 +16,12 @@ use lifeline_engine::InputError;
 use lifeline_engine::country;
 use lifeline_engine::export::neutralize;
 use lifeline_engine::metrics::classic_text;
+use lifeline_engine::model::AccountId;
 use lifeline_engine::model::{
     AccountKind, HeaderRef, MAX_NAME_CHARS, NewAccount, SecretName, normalize_phone, validate_name,
 };
 use lifeline_engine::policy::PolicyConfig;
+use lifeline_engine::policy::alerts::{Alert, AlertConfig, Alerter};
 use lifeline_engine::policy::backoff::{Backoff, ErrorClass};
 use lifeline_engine::policy::breaker::{Admission, Breaker, BreakerConfig};
 use lifeline_engine::policy::jitter::Jitter;
@@ -1040,6 +1042,138 @@ proptest! {
         let now = tokio::time::Instant::now();
         for _ in 0..4 {
             prop_assert!(pacer.reserve(now) >= now);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum AlertEvent {
+    /// Account `id` moves from one state to another.
+    Moves { id: i64, from: StateKind, to: State },
+    /// The supervisor asks what is due.
+    Due,
+}
+
+fn any_alert_event() -> impl Strategy<Value = (AlertEvent, i64)> {
+    let from = prop::sample::select(StateKind::ALL.to_vec());
+    let to = prop_oneof![
+        Just(State::Connected),
+        Just(State::Stopped { reason: None }),
+        Just(State::Linking),
+        Just(State::Connecting),
+        Just(State::Backoff {
+            attempt: 1,
+            retry_at: t0(),
+            reason: Reason::Stalled,
+        }),
+        Just(State::Paused {
+            until: None,
+            reason: Reason::BreakerOpen,
+        }),
+        Just(State::NeedsOperator {
+            reason: Reason::LoggedOut,
+        }),
+    ];
+    let moves = (0i64..12, from, to).prop_map(|(id, from, to)| AlertEvent::Moves { id, from, to });
+    let event = prop_oneof![3 => moves, 1 => Just(AlertEvent::Due)];
+    (event, prop_oneof![Just(0i64), 0i64..150])
+}
+
+fn alert_name(id: i64) -> String {
+    format!("acct {id:02}")
+}
+
+/// Every fourth account is muted.
+fn muted(id: i64) -> bool {
+    id % 4 == 3
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    /// A drop alerts only if still down after the grace period, and once; needs-operator alerts
+    /// at the next check; many due together become one summary; muted accounts never alert.
+    #[test]
+    fn alerts_follow_their_rule(
+        grace_s in 0u64..120,
+        summary_threshold in 2u32..6,
+        events in vec(any_alert_event(), 1..150),
+    ) {
+        let cfg = AlertConfig { grace_s, summary_threshold };
+        prop_assert!(cfg.validate().is_ok());
+        let mut alerter = Alerter::new(cfg);
+        // account → (needs operator, due at)
+        let mut pending: std::collections::BTreeMap<i64, (bool, Timestamp)> = Default::default();
+        let mut now = t0();
+        for (event, step) in events {
+            now += chrono::Duration::seconds(step);
+            match event {
+                AlertEvent::Moves { id, from, to } => {
+                    alerter.observe(AccountId(id), &alert_name(id), muted(id), from, &to, now);
+                    match to {
+                        State::Connected | State::Stopped { .. } | State::Linking => {
+                            pending.remove(&id);
+                        }
+                        _ if muted(id) => {
+                            pending.remove(&id);
+                        }
+                        State::NeedsOperator { .. } => {
+                            pending.insert(id, (true, now));
+                        }
+                        _ if from == StateKind::Connected => {
+                            pending.insert(id, (false, now + chrono::Duration::seconds(grace_s as i64)));
+                        }
+                        _ => {}
+                    }
+                }
+                AlertEvent::Due => {
+                    let got = alerter.due(now);
+                    let due: Vec<(i64, bool)> = pending
+                        .iter()
+                        .filter(|(_, (_, at))| *at <= now)
+                        .map(|(id, (needs, _))| (*id, *needs))
+                        .collect();
+                    for (id, _) in &due {
+                        pending.remove(id);
+                    }
+                    for a in &got {
+                        let names: Vec<&String> = match a {
+                            Alert::Down { name, .. } | Alert::NeedsOperator { name, .. } => vec![name],
+                            Alert::Summary { examples, .. } => examples.iter().collect(),
+                        };
+                        for n in names {
+                            prop_assert!(
+                                !(0..12).any(|id| muted(id) && *n == alert_name(id)),
+                                "muted {n} alerted"
+                            );
+                        }
+                    }
+                    if due.len() < summary_threshold as usize {
+                        let got: Vec<(i64, bool)> = got
+                            .iter()
+                            .map(|a| match a {
+                                Alert::Down { account, .. } => (account.0, false),
+                                Alert::NeedsOperator { account, .. } => (account.0, true),
+                                Alert::Summary { .. } => (-1, false),
+                            })
+                            .collect();
+                        prop_assert_eq!(got, due);
+                    } else {
+                        let needs_operator = due.iter().filter(|(_, n)| *n).count();
+                        let mut examples: Vec<String> =
+                            due.iter().map(|(id, _)| alert_name(*id)).collect();
+                        examples.truncate(3);
+                        prop_assert_eq!(
+                            got,
+                            vec![Alert::Summary {
+                                down: due.len() - needs_operator,
+                                needs_operator,
+                                examples,
+                            }]
+                        );
+                    }
+                }
+            }
         }
     }
 }
