@@ -641,6 +641,39 @@ fn urls_secrets_and_phone_numbers_that_cannot_work_are_refused_naming_them() {
     assert_eq!(stored(d), before, "refusals stored nothing");
 }
 
+#[test]
+fn unusable_data_dirs_and_serve_options_are_refused_before_anything_starts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"not a directory").expect("write");
+    let f = file.to_str().expect("utf-8");
+    let msg = fails(tmp.path(), 1, &["--data-dir", f, "status"]);
+    assert!(msg.contains(f) && msg.contains("--data-dir"), "{msg}");
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(d.join("lifeline.db")).expect("a directory where the file goes");
+    let msg = fails(&d, 1, &["status"]);
+    assert!(
+        msg.contains(&d.join("lifeline.db").display().to_string()),
+        "{msg}"
+    );
+
+    let d = tmp.path().join("serve");
+    add_ws(&d, "Shop A", "ws://127.0.0.1:9/a", &["--stopped"]);
+    for (args, says) in [
+        (&["serve", "--http", "0.0.0.0:7700"][..], "loopback"),
+        (&["serve", "--http", "192.168.1.10:7700"], "loopback"),
+        (&["serve", "--http", "localhost:7700"], "'localhost:7700'"),
+        (&["serve", "--http", "127.0.0.1:99999"], "'127.0.0.1:99999'"),
+        (&["serve", "--http", "127.0.0.1"], "'127.0.0.1'"),
+        (&["serve", "--token-secret", "bad name"], "'bad name'"),
+    ] {
+        let msg = bad_input(&d, args);
+        assert!(msg.contains(says), "{args:?}: {msg}");
+    }
+    let status = json(&ok(&d, &["status", "--json"]));
+    assert_eq!(status["last_run"], Value::Null, "no run was started");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The HTTP API
 // ---------------------------------------------------------------------------------------------
