@@ -28,22 +28,30 @@ type Result<T = ()> = std::result::Result<T, Error>;
 pub async fn run(cli: Cli) -> Result {
     let dir = DataDir::resolve(cli.data_dir)?;
     let store = Store::open(&dir).await?;
-    let outcome = match cli.command {
+    let db = store.path().to_owned();
+    // A damaged page that opening did not read surfaces on a query: name the file all the same.
+    dispatch(&dir, store, cli.command)
+        .await
+        .map_err(|e| e.in_database(&db))
+}
+
+async fn dispatch(dir: &DataDir, store: Store, command: Command) -> Result {
+    let outcome = match command {
         Command::Account(AccountCommand::Add(a)) => account_add(&store, a).await,
         Command::Account(AccountCommand::List { json }) => account_list(&store, json).await,
         Command::Account(AccountCommand::Remove { id }) => account_remove(&store, id).await,
         Command::Autorecover { mode } => autorecover(&store, mode).await,
         Command::Export(a) => export(&store, a).await,
         Command::Secret(c) => secret(&store, c).await,
-        Command::Status { json } => status(&dir, &store, json).await,
-        Command::Policy(c) => policy(&dir, &store, c).await,
-        Command::Link { id, phone } => return crate::link::link(&dir, store, id, phone).await,
-        Command::Serve(a) => return crate::serve::serve(&dir, store, a).await,
-        Command::Start(t) => start_stop(&dir, &store, t, true).await,
-        Command::Stop(t) => start_stop(&dir, &store, t, false).await,
-        Command::Retry { id } => retry(&dir, &store, id).await,
-        Command::Reset(t) => reset(&dir, &store, t).await,
-        Command::Health { json } => return health(&dir, &store, json).await,
+        Command::Status { json } => status(dir, &store, json).await,
+        Command::Policy(c) => policy(dir, &store, c).await,
+        Command::Link { id, phone } => return crate::link::link(dir, store, id, phone).await,
+        Command::Serve(a) => return crate::serve::serve(dir, store, a).await,
+        Command::Start(t) => start_stop(dir, &store, t, true).await,
+        Command::Stop(t) => start_stop(dir, &store, t, false).await,
+        Command::Retry { id } => retry(dir, &store, id).await,
+        Command::Reset(t) => reset(dir, &store, t).await,
+        Command::Health { json } => return health(dir, &store, json).await,
     };
     store.close().await;
     outcome
@@ -295,12 +303,12 @@ async fn status(dir: &DataDir, store: &Store, as_json: bool) -> Result {
 }
 
 async fn policy(dir: &DataDir, store: &Store, c: PolicyCommand) -> Result {
-    let mut cfg = store.policy().await?;
-    match c {
-        PolicyCommand::Show => return print_json(&cfg),
-        PolicyCommand::Reset => cfg = PolicyConfig::default(),
-        PolicyCommand::Set { assignment } => cfg = assign(&cfg, &assignment)?,
-    }
+    let cfg = match c {
+        PolicyCommand::Show => return print_json(&store.policy().await?),
+        // Never reads the stored values: reset is the way out when they are unusable.
+        PolicyCommand::Reset => PolicyConfig::default(),
+        PolicyCommand::Set { assignment } => assign(&store.policy().await?, &assignment)?,
+    };
     store.set_policy(&cfg).await?;
     let note = if dir.supervisor().is_some() {
         " Restart the running supervisor to apply it."
@@ -323,17 +331,26 @@ fn assign(cfg: &PolicyConfig, assignment: &str) -> Result<PolicyConfig> {
         .ok_or_else(|| bad("write it as section.key=value, e.g. pacing.rate_per_s=3".into()))?;
     let mut json = serde_json::to_value(cfg).map_err(|e| Error::Decode(e.to_string()))?;
     let mut slot = &mut json;
+    let mut path: Vec<&str> = Vec::new();
     for part in key.trim().split('.') {
-        let keys: Vec<String> = slot
+        let Some(keys) = slot
             .as_object()
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default();
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        else {
+            return Err(bad(format!(
+                "'{}' is a value, not a section; write {}=VALUE",
+                path.join("."),
+                path.join(".")
+            ))
+            .into());
+        };
         slot = slot.get_mut(part).ok_or_else(|| {
             bad(format!(
                 "unknown key '{part}'; known here: {}",
                 keys.join(", ")
             ))
         })?;
+        path.push(part);
     }
     if slot.is_object() {
         return Err(bad(format!("'{key}' is a section; name one of its values")).into());
@@ -512,5 +529,67 @@ fn stdout_err(e: std::io::Error) -> Error {
     Error::Write {
         path: "standard output".into(),
         source: e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every `section.key` of the policy, as `policy show` prints them.
+    fn leaves() -> Vec<(String, serde_json::Value)> {
+        let json = serde_json::to_value(PolicyConfig::default()).expect("json");
+        let mut out = Vec::new();
+        for (section, values) in json.as_object().expect("sections") {
+            for (key, value) in values.as_object().expect("values") {
+                out.push((format!("{section}.{key}"), value.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_value_is_not_a_section() {
+        let err = assign(&PolicyConfig::default(), "pacing.rate_per_s.x=1").expect_err("bad");
+        assert!(
+            err.to_string().contains("'pacing.rate_per_s' is a value"),
+            "{err}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever is typed: a validated policy or an input error, never a panic.
+        #[test]
+        fn any_assignment_gives_a_valid_policy_or_an_input_error(
+            key in prop_oneof![
+                prop::sample::select(leaves()).prop_map(|(k, _)| k),
+                "[a-z_.]{0,24}",
+                any::<String>(),
+            ],
+            value in prop_oneof![
+                any::<i64>().prop_map(|v| v.to_string()),
+                any::<f64>().prop_map(|v| v.to_string()),
+                Just("true".to_owned()),
+                "[ -~]{0,12}",
+                any::<String>(),
+            ],
+            sep in prop::sample::select(vec!["=", " = ", "==", ""]),
+        ) {
+            match assign(&PolicyConfig::default(), &format!("{key}{sep}{value}")) {
+                Ok(cfg) => prop_assert!(cfg.validate().is_ok()),
+                Err(e) => prop_assert!(e.is_input(), "{e}"),
+            }
+        }
+
+        /// Writing back what `policy show` prints changes nothing, for every key.
+        #[test]
+        fn shown_values_assign_back_unchanged(leaf in prop::sample::select(leaves())) {
+            let (key, value) = leaf;
+            let cfg = PolicyConfig::default();
+            prop_assert_eq!(assign(&cfg, &format!("{key}={value}")).ok(), Some(cfg));
+        }
     }
 }

@@ -160,3 +160,37 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_loopback;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn only_loopback_addresses_are_accepted(
+            raw in prop_oneof![
+                any::<String>(),
+                "[0-9.:\\[\\]a-f]{0,24}",
+                (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| {
+                    format!("{}.{}.{}.{}:{port}", ip[0], ip[1], ip[2], ip[3])
+                }),
+            ],
+            port in any::<u16>(),
+        ) {
+            match parse_loopback(&raw) {
+                Ok(addr) => prop_assert!(addr.ip().is_loopback(), "{raw:?} → {addr}"),
+                Err(e) => {
+                    prop_assert!(e.is_input());
+                    prop_assert!(e.to_string().contains("--http"), "{e}");
+                }
+            }
+            prop_assert_eq!(parse_loopback(&format!("127.0.0.1:{port}")).map(|a| a.port()).ok(), Some(port));
+            prop_assert_eq!(parse_loopback(&format!("[::1]:{port}")).map(|a| a.port()).ok(), Some(port));
+            let any_ip = format!("0.0.0.0:{port}");
+            prop_assert!(parse_loopback(&any_ip).is_err());
+        }
+    }
+}

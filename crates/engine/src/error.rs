@@ -16,7 +16,9 @@ pub enum InputError {
         max = crate::model::MAX_NAME_CHARS
     )]
     NameTooLong { chars: usize },
-    #[error("Account name contains control characters. Use printable text only.")]
+    #[error(
+        "Account name contains control characters (line breaks, NUL, terminal escapes or text-direction overrides). Use printable text only."
+    )]
     NameHasControlChars,
     #[error(
         "An account named '{0}' already exists. Pick another name or remove the old account first."
@@ -66,6 +68,10 @@ pub enum InputError {
     InvertedRange { since: String, until: String },
     #[error("Invalid policy value: {0}.")]
     InvalidPolicy(String),
+    #[error(
+        "The stored policy values cannot be used ({0}). Run `lifeline policy reset` to go back to the defaults, then set your values again."
+    )]
+    StoredPolicy(String),
     #[error("Setting '{key}' has an invalid value '{value}': {why}")]
     InvalidSetting {
         key: String,
@@ -86,10 +92,15 @@ pub enum Error {
     DatabaseCorrupt { path: PathBuf, detail: String },
 
     #[error(
-        "The database {path} was written by a newer Lifeline (schema version {version}). \
-         Install that newer Lifeline, or use another --data-dir. The file was left untouched."
+        "The database {path} was written by a newer Lifeline (schema version {version}; this one \
+         knows up to {known}). Upgrade Lifeline to open it, or use another --data-dir. The file was \
+         left untouched."
     )]
-    DatabaseTooNew { path: PathBuf, version: i64 },
+    DatabaseTooNew {
+        path: PathBuf,
+        version: i64,
+        known: i64,
+    },
 
     #[error(
         "Cannot open the database {path}: {detail}. Check that the file and its folder are readable and writable."
@@ -161,5 +172,14 @@ impl Error {
     /// True when the operator can fix the problem by changing what they typed.
     pub fn is_input(&self) -> bool {
         matches!(self, Error::Input(_))
+    }
+
+    /// Names the database file in a damage report that surfaced only on a query (a damaged page
+    /// that opening did not touch), so it reads like one found on open: which file, what to do.
+    pub fn in_database(self, path: &std::path::Path) -> Self {
+        match self {
+            Error::Database(e) => crate::store::damaged(path, &e).unwrap_or(Error::Database(e)),
+            other => other,
+        }
     }
 }

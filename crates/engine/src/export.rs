@@ -116,7 +116,16 @@ fn stream_rows<W: Write>(
     mut progress: impl FnMut(u64),
 ) -> Result<(u64, W)> {
     use rusqlite::OpenFlags;
-    let sql_err = |e: rusqlite::Error| Error::Export(e.to_string());
+    // A damaged page met while streaming is reported like one met on open: which file, what to do.
+    let sql_err = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            Error::DatabaseCorrupt {
+                path: db.to_owned(),
+                detail: e.to_string(),
+            }
+        }
+        _ => Error::Export(e.to_string()),
+    };
     let conn = rusqlite::Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -249,21 +249,49 @@ pub fn normalize_phone(raw: &str) -> Result<String, InputError> {
     Ok(format!("+{digits}"))
 }
 
-/// Trims and checks an account name: non-empty, at most [`MAX_NAME_CHARS`] characters, no
-/// control characters (NUL, newlines, bidi overrides are allowed only as printable text).
+/// Trims and checks an account name: something visible, at most [`MAX_NAME_CHARS`] characters,
+/// no control characters (NUL, newlines, terminal escapes) and no bidi embedding, override or
+/// isolate controls, which would reorder the name — and the columns after it — wherever it is
+/// shown. Right-to-left text itself, emoji and the plain LRM/RLM marks are fine.
 pub fn validate_name(raw: &str) -> Result<String, InputError> {
     let name = raw.trim();
-    if name.is_empty() {
+    if name.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
         return Err(InputError::EmptyName);
     }
     let chars = name.chars().count();
     if chars > MAX_NAME_CHARS {
         return Err(InputError::NameTooLong { chars });
     }
-    if name.chars().any(char::is_control) {
+    if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Err(InputError::NameHasControlChars);
     }
     Ok(name.to_owned())
+}
+
+/// Explicit directional embeddings, overrides and isolates (LRE, RLE, PDF, LRO, RLO, LRI, RLI,
+/// FSI, PDI).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Format characters that draw nothing: a name made only of these looks empty in every list.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+    )
 }
 
 fn validate_ws_url(raw: &str) -> Result<String, InputError> {
@@ -328,6 +356,32 @@ mod tests {
             Err(InputError::NameTooLong { chars: 10 * 1024 })
         );
         assert!(validate_name(&"é".repeat(MAX_NAME_CHARS)).is_ok());
+    }
+
+    #[test]
+    fn names_cannot_reorder_what_follows_them_or_be_invisible() {
+        for spoof in [
+            "Shop \u{202E}A gnikaerB",
+            "\u{2067}متجر",
+            "a\u{202A}b\u{202C}",
+        ] {
+            assert_eq!(
+                validate_name(spoof),
+                Err(InputError::NameHasControlChars),
+                "{spoof:?}"
+            );
+        }
+        for blank in ["\u{200B}", " \u{200B}\u{FEFF} ", "\u{200E}", "\u{3164}"] {
+            assert_eq!(
+                validate_name(blank),
+                Err(InputError::EmptyName),
+                "{blank:?}"
+            );
+        }
+        // Right-to-left text with its ordinary marks, and emoji sequences joined by ZWJ, stay.
+        for ok in ["\u{200F}متجر الورد", "👩\u{200D}👩\u{200D}👧", "a\u{200B}b"] {
+            assert_eq!(validate_name(ok).as_deref(), Ok(ok), "{ok:?}");
+        }
     }
 
     #[test]

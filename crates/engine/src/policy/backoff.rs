@@ -95,17 +95,19 @@ impl Backoff {
             ));
         }
         let day = 86_400_000;
-        let floors = [
-            self.floor_timeout_ms,
-            self.floor_refused_ms,
-            self.floor_closed_ms,
-            self.floor_network_ms,
-            self.floor_rate_limited_ms,
+        let delays = [
+            ("cap_ms", self.cap_ms),
+            ("floor_timeout_ms", self.floor_timeout_ms),
+            ("floor_refused_ms", self.floor_refused_ms),
+            ("floor_closed_ms", self.floor_closed_ms),
+            ("floor_network_ms", self.floor_network_ms),
+            ("floor_rate_limited_ms", self.floor_rate_limited_ms),
         ];
-        if self.cap_ms > day || floors.iter().any(|f| *f > day) {
-            return Err(super::invalid(
-                "backoff delays must be at most one day (86400000 ms)",
-            ));
+        // Name the offending key: "backoff delays" left the operator guessing which of six it was.
+        if let Some((key, _)) = delays.iter().find(|(_, v)| *v > day) {
+            return Err(super::invalid(&format!(
+                "backoff.{key} must be at most 86400000 (one day)"
+            )));
         }
         Ok(())
     }
@@ -173,5 +175,14 @@ mod tests {
         };
         assert!(b.validate().is_err());
         assert!(Backoff::default().validate().is_ok());
+        let b = Backoff {
+            floor_network_ms: 86_400_001,
+            ..Backoff::default()
+        };
+        let err = b.validate().expect_err("over a day");
+        assert!(
+            err.to_string().contains("backoff.floor_network_ms"),
+            "names the key: {err}"
+        );
     }
 }

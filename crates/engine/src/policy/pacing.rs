@@ -28,10 +28,12 @@ impl Default for PacingConfig {
     }
 }
 
+const MIN_RATE_PER_S: f64 = 0.01;
+const MAX_RATE_PER_S: f64 = 10_000.0;
+
 impl PacingConfig {
     pub fn validate(&self) -> Result<(), InputError> {
-        if !(self.rate_per_s.is_finite() && self.rate_per_s >= 0.01 && self.rate_per_s <= 10_000.0)
-        {
+        if !(MIN_RATE_PER_S..=MAX_RATE_PER_S).contains(&self.rate_per_s) {
             return Err(super::invalid(
                 "pacing.rate_per_s must be between 0.01 and 10000",
             ));
@@ -53,8 +55,15 @@ pub struct Pacer {
 }
 
 impl Pacer {
+    /// Values outside the validated range (a config that skipped validation) are clamped into
+    /// it rather than trusted: a rate of 0 or NaN would otherwise panic here.
     pub fn new(cfg: &PacingConfig) -> Self {
-        let interval = Duration::from_secs_f64(1.0 / cfg.rate_per_s);
+        let rate = if cfg.rate_per_s.is_nan() {
+            PacingConfig::default().rate_per_s
+        } else {
+            cfg.rate_per_s.clamp(MIN_RATE_PER_S, MAX_RATE_PER_S)
+        };
+        let interval = Duration::from_secs_f64(1.0 / rate);
         Self {
             enabled: cfg.enabled,
             interval,
@@ -137,6 +146,20 @@ mod tests {
         });
         let now = Instant::now();
         assert!((0..1000).all(|_| p.reserve(now) == now));
+    }
+
+    #[test]
+    fn a_pacer_from_unvalidated_values_clamps_instead_of_panicking() {
+        let now = Instant::now();
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300] {
+            let mut p = Pacer::new(&PacingConfig {
+                enabled: true,
+                rate_per_s: rate,
+                burst: 1,
+            });
+            assert_eq!(p.reserve(now), now, "{rate}");
+            assert!(p.reserve(now) > now, "{rate}: still paced");
+        }
     }
 
     #[test]

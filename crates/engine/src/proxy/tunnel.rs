@@ -329,7 +329,13 @@ async fn http_connect(
         }
         head.push(byte[0]);
     }
-    let status_line = String::from_utf8_lossy(&head);
+    connect_answer(&head, secret).map(|()| stream)
+}
+
+/// What the head of a CONNECT answer (status line and headers) means for the tunnel: any 2xx
+/// opens it; anything else, including bytes that are not HTTP, is a typed failure.
+fn connect_answer(head: &[u8], secret: Option<String>) -> Result<(), Failure> {
+    let status_line = String::from_utf8_lossy(head);
     let status_line = status_line.lines().next().unwrap_or_default();
     let status = status_line
         .split_whitespace()
@@ -337,7 +343,7 @@ async fn http_connect(
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| Failure::Protocol(status_line.chars().take(80).collect()))?;
     match status {
-        200..=299 => Ok(stream),
+        200..=299 => Ok(()),
         407 => Err(Failure::Auth(secret)),
         502..=504 => Err(Failure::Target(format!("HTTP {status}"))),
         _ => Err(Failure::Target(status_line.chars().take(80).collect())),
@@ -347,6 +353,44 @@ async fn http_connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever a proxy sends back, the answer is read without panicking and short.
+        #[test]
+        fn any_connect_answer_is_a_tunnel_or_a_typed_failure(
+            head in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                "[ -~\r\n]{0,120}".prop_map(String::into_bytes),
+            ],
+        ) {
+            match connect_answer(&head, None) {
+                Ok(()) => {}
+                Err(Failure::Protocol(s) | Failure::Target(s)) => prop_assert!(s.chars().count() <= 80),
+                Err(Failure::Auth(None)) => {}
+                Err(other) => prop_assert!(false, "{other:?}"),
+            }
+        }
+
+        #[test]
+        fn connect_status_codes_decide_the_tunnel(
+            code in 100u16..1000,
+            version in prop::sample::select(vec!["HTTP/1.1", "HTTP/1.0"]),
+            reason in "[A-Za-z ]{0,30}",
+            headers in "([A-Za-z-]{1,12}: [ -~]{0,20}\r\n){0,4}",
+        ) {
+            let head = format!("{version} {code} {reason}\r\n{headers}\r\n");
+            let got = connect_answer(head.as_bytes(), Some("p".into()));
+            match code {
+                200..=299 => prop_assert_eq!(got, Ok(())),
+                407 => prop_assert_eq!(got, Err(Failure::Auth(Some("p".into())))),
+                502..=504 => prop_assert_eq!(got, Err(Failure::Target(format!("HTTP {code}")))),
+                _ => prop_assert!(matches!(got, Err(Failure::Target(ref s)) if s.contains(&code.to_string()))),
+            }
+        }
+    }
 
     #[test]
     fn targets_come_from_urls_with_default_ports_and_bare_ipv6() {

@@ -58,19 +58,25 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| classify_open_error(path, e))?;
-        MIGRATOR.run(&pool).await.map_err(|e| match e {
-            MigrateError::VersionMissing(version) => Error::DatabaseTooNew {
-                path: path.to_owned(),
-                version,
-            },
-            MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => {
-                classify_open_error(path, e)
-            }
-            other => Error::DatabaseOpen {
-                path: path.to_owned(),
-                detail: other.to_string(),
-            },
-        })?;
+        if let Err(e) = MIGRATOR.run(&pool).await {
+            // Closing (rather than dropping) the pool removes the -wal and -shm files SQLite
+            // created on connect, so a refused database is left exactly as it was found.
+            pool.close().await;
+            return Err(match e {
+                MigrateError::VersionMissing(version) => Error::DatabaseTooNew {
+                    path: path.to_owned(),
+                    version,
+                    known: MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0),
+                },
+                MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => {
+                    classify_open_error(path, e)
+                }
+                other => Error::DatabaseOpen {
+                    path: path.to_owned(),
+                    detail: other.to_string(),
+                },
+            });
+        }
         Ok(Self {
             pool,
             path: path.to_owned(),
@@ -131,23 +137,27 @@ fn check_header(path: &Path) -> Result<()> {
 }
 
 fn classify_open_error(path: &Path, e: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(db) = &e {
-        // SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), including extended codes.
-        let primary = db
-            .code()
-            .and_then(|c| c.parse::<i64>().ok())
-            .map(|c| c & 0xff);
-        if matches!(primary, Some(11) | Some(26)) {
-            return Error::DatabaseCorrupt {
-                path: path.to_owned(),
-                detail: db.message().to_owned(),
-            };
-        }
-    }
-    Error::DatabaseOpen {
+    damaged(path, &e).unwrap_or_else(|| Error::DatabaseOpen {
         path: path.to_owned(),
         detail: e.to_string(),
-    }
+    })
+}
+
+/// SQLite's "damaged" answers (SQLITE_CORRUPT, SQLITE_NOTADB) as [`Error::DatabaseCorrupt`]
+/// naming the file.
+pub(crate) fn damaged(path: &Path, e: &sqlx::Error) -> Option<Error> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    // SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), including extended codes.
+    let primary = db
+        .code()
+        .and_then(|c| c.parse::<i64>().ok())
+        .map(|c| c & 0xff);
+    matches!(primary, Some(11) | Some(26)).then(|| Error::DatabaseCorrupt {
+        path: path.to_owned(),
+        detail: db.message().to_owned(),
+    })
 }
 
 fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
@@ -243,16 +253,78 @@ pub(crate) mod tests {
         .await
         .expect("insert");
         store.close().await;
+        let before = std::fs::read(&path).expect("read");
         let err = Store::open_path(&path).await.expect_err("must refuse");
+        let known = MIGRATOR
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .expect("migrations");
         assert!(
             matches!(
                 err,
                 Error::DatabaseTooNew {
                     version: 99990101000000,
+                    known: k,
                     ..
-                }
+                } if k == known
             ),
             "{err:?}"
         );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("newer Lifeline") && msg.contains("99990101000000"),
+            "{msg}"
+        );
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            before,
+            "left untouched"
+        );
+        for side in ["t.db-wal", "t.db-shm"] {
+            assert!(!tmp.path().join(side).exists(), "{side} left behind");
+        }
+    }
+
+    #[tokio::test]
+    async fn damage_found_by_a_query_names_the_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("t.db");
+        let store = Store::open_path(&path).await.expect("fresh");
+        sqlx::query("CREATE TABLE filler (x TEXT)")
+            .execute(store.pool())
+            .await
+            .expect("create");
+        for _ in 0..64 {
+            sqlx::query("INSERT INTO filler VALUES (?)")
+                .bind("x".repeat(2000))
+                .execute(store.pool())
+                .await
+                .expect("insert");
+        }
+        store.close().await;
+        // Trash a page near the end: filler rows, away from the schema that opening reads.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let page = 4096;
+        let at = bytes.len() - 3 * page;
+        bytes[at..at + page].fill(0xA5);
+        std::fs::write(&path, &bytes).expect("write");
+        let store = Store::open_path(&path)
+            .await
+            .expect("opening reads only the schema");
+        let e = sqlx::query("SELECT COUNT(*), SUM(LENGTH(x)) FROM filler")
+            .fetch_one(store.pool())
+            .await
+            .expect_err("damaged page");
+        store.close().await;
+        let err = Error::from(e).in_database(&path);
+        assert!(matches!(err, Error::DatabaseCorrupt { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        // Other errors keep their own kind.
+        let other = Error::from(sqlx::Error::RowNotFound).in_database(&path);
+        assert!(matches!(other, Error::Database(_)), "{other:?}");
     }
 }

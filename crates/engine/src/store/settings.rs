@@ -65,11 +65,15 @@ impl Store {
         }
     }
 
-    /// Policy values; defaults when never set.
+    /// Policy values; defaults when never set. Stored values that no longer validate (edited by
+    /// hand, or written by a newer Lifeline with keys this one does not know) are reported with
+    /// the way out, `lifeline policy reset`, which works without reading them.
     pub async fn policy(&self) -> Result<crate::policy::PolicyConfig> {
         match self.setting(crate::policy::config::SETTING_KEY).await? {
             None => Ok(crate::policy::PolicyConfig::default()),
-            Some(json) => Ok(crate::policy::PolicyConfig::from_json(&json)?),
+            Some(json) => crate::policy::PolicyConfig::from_json(&json).map_err(|e| {
+                InputError::StoredPolicy(e.to_string().trim_end_matches('.').to_owned()).into()
+            }),
         }
     }
 
@@ -228,6 +232,32 @@ mod tests {
         assert_eq!(
             prev.ended_at,
             Some(from_ms(to_ms(t0 + Duration::seconds(9))))
+        );
+    }
+
+    #[tokio::test]
+    async fn unusable_stored_policy_says_how_to_get_back_to_the_defaults() {
+        let (_tmp, store) = temp_store().await;
+        for stored in [
+            r#"{"pacing":{"rate_per_s":0}}"#,
+            r#"{"pacing":{"from_a_newer_lifeline":1}}"#,
+            "not json",
+        ] {
+            store.set_setting("policy", stored).await.expect("set");
+            let err = store.policy().await.expect_err("unusable");
+            assert!(err.is_input(), "{err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains("lifeline policy reset"), "{msg}");
+        }
+        let msg = store.policy().await.expect_err("bad").to_string();
+        assert!(msg.contains("not json"), "says what is wrong: {msg}");
+        store
+            .set_policy(&crate::policy::PolicyConfig::default())
+            .await
+            .expect("reset");
+        assert_eq!(
+            store.policy().await.expect("usable again"),
+            crate::policy::PolicyConfig::default()
         );
     }
 
