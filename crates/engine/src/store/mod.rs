@@ -58,6 +58,22 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| classify_open_error(path, e))?;
+        // sqlx takes no lock around SQLite migrations: two processes upgrading one database at
+        // once (the autostarted app and a CLI command, right after a package upgrade) would both
+        // apply the next migration and one would fail. Upgrades are serialised by a lock file
+        // beside the database, taken only when something is to be applied, so opening an
+        // up-to-date (or a refused, newer) database creates nothing.
+        let _upgrade_lock = if pending_migrations(&pool).await {
+            match upgrade_lock(path).await {
+                Ok(lock) => Some(lock),
+                Err(e) => {
+                    pool.close().await;
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         if let Err(e) = MIGRATOR.run(&pool).await {
             // Closing (rather than dropping) the pool removes the -wal and -shm files SQLite
             // created on connect, so a refused database is left exactly as it was found.
@@ -96,6 +112,46 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Whether this binary has migrations the database has not applied (a missing or unreadable
+/// migrations table counts as pending: `MIGRATOR.run` then says what is wrong).
+async fn pending_migrations(pool: &SqlitePool) -> bool {
+    let applied: std::result::Result<Vec<i64>, _> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await;
+    match applied {
+        Ok(applied) => MIGRATOR.iter().any(|m| !applied.contains(&m.version)),
+        Err(_) => true,
+    }
+}
+
+/// Waits for the exclusive upgrade lock of the database at `db` (released on drop, or by the
+/// OS if the process dies).
+async fn upgrade_lock(db: &Path) -> Result<std::fs::File> {
+    let mut name = db.file_name().unwrap_or_default().to_owned();
+    name.push("-upgrade.lock");
+    let lock_path = db.with_file_name(name);
+    let err = |detail: String| Error::DatabaseOpen {
+        path: db.to_owned(),
+        detail,
+    };
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        file.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| err(format!("the upgrade lock task stopped: {e}")))?
+    .map_err(err)
 }
 
 /// Refuses files whose first bytes are not SQLite's header before SQLite can touch them.
@@ -178,6 +234,51 @@ pub(crate) mod tests {
             .await
             .expect("open");
         (tmp, store)
+    }
+
+    /// An upgrade's first start: the desktop app (autostarted) and a `lifeline` command open a
+    /// previous-schema database at the same moment. sqlx takes no lock around SQLite migrations,
+    /// so both used to apply the next one and one failed ("duplicate column").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_processes_upgrading_one_database_at_once_both_open_it() {
+        for round in 0..20 {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let path = tmp.path().join("old.db");
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal);
+            let pool = SqlitePoolOptions::new()
+                .connect_with(options)
+                .await
+                .expect("create");
+            let first = MIGRATOR
+                .iter()
+                .map(|m| m.version)
+                .min()
+                .expect("a migration");
+            MIGRATOR
+                .run_to(first, &pool)
+                .await
+                .expect("previous schema");
+            pool.close().await;
+            let (a, b) = tokio::join!(
+                tokio::spawn({
+                    let p = path.clone();
+                    async move { Store::open_path(&p).await }
+                }),
+                tokio::spawn({
+                    let p = path.clone();
+                    async move { Store::open_path(&p).await }
+                }),
+            );
+            for (who, r) in [("first", a), ("second", b)] {
+                let store = r
+                    .expect("task")
+                    .unwrap_or_else(|e| panic!("round {round}: the {who} opener failed: {e}"));
+                store.close().await;
+            }
+        }
     }
 
     #[tokio::test]
