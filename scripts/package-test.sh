@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lifeline/target}"
+# Tools (cargo, tauri-driver) stay found after HOME moves to the operator's home below.
+export PATH="$HOME/.cargo/bin:$PATH"
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
 for p in xdotool desktop-file-utils; do
@@ -183,6 +185,11 @@ dbus-run-session -- bash -c '
   wait $app || true
 ' "$work" || fail "the installed app did not open its window"
 painted_ms=$(cat "$work/painted_ms")
+# About and start at login, through the installed app's own window (WebDriver).
+LIFELINE_INSTALLED_APP=/usr/bin/lifeline-desktop dbus-run-session -- \
+  bash -c 'cd ui && node --test --test-concurrency=1 e2e/installed.test.mjs' >"$work/installed.log" 2>&1 ||
+  fail "the installed app's About or start at login: $(grep -E "not ok|Error|error" "$work/installed.log" | head -10)"
+grep -q "^# pass 1" "$work/installed.log" || fail "the installed-app test did not run: $(tail -5 "$work/installed.log")"
 lifeline status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["last_run"]["clean"] else 1)' ||
   fail "quitting the installed app did not mark the run clean"
 
@@ -195,8 +202,8 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get remove -y -q "$name" >/dev/null
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$deb" >/dev/null
 DEBIAN_FRONTEND=noninteractive $sudo apt-get purge -y -q "$name" >/dev/null
 ! dpkg-query -W "$name" >/dev/null 2>&1 || fail "purge left the package registered"
-[ -f "$db" ] && [ "$(sqlite3 "$db" "SELECT COUNT(*) FROM events")" = "$events_after" ] ||
-  fail "purge touched the data dir"
+[ -f "$db" ] && [ "$(sqlite3 "$db" "SELECT COUNT(*) FROM events")" -ge "$events_after" ] &&
+  [ "$(sqlite3 "$db" "PRAGMA integrity_check")" = ok ] || fail "purge touched the data dir"
 
 install_ms=$(( (t_installed - t0) / 1000000 ))
 echo "package: $(basename "$deb"), $(( $(stat -c %s "$deb") / 1024 )) KiB; installed size $(dpkg-deb -f "$deb" Installed-Size) KiB"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything needed, then runs every check: formatting, clippy (warnings are errors),
 # all tests, the quick benchmark harness with its chaos soak (SKIP_BENCH=1 skips it) and the
-# desktop suite (SKIP_DESKTOP=1 skips it). The tests run inside a private D-Bus session with an
+# desktop suite (SKIP_DESKTOP=1 skips it), then the Debian package's build, install and upgrade
+# test (SKIP_PACKAGE=1 skips it). The tests run inside a private D-Bus session with an
 # unlocked gnome-keyring, so they use a real Secret Service and never the operator's keyring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,5 +49,9 @@ if [ "$status" = 0 ] && [ "${SKIP_DESKTOP:-0}" != 1 ]; then
   echo "== desktop app: vitest, shell tests, end to end under Xvfb (scripts/desktop-test.sh)"
   bash scripts/desktop-test.sh || status=$?
   echo "desktop: $([ "$status" = 0 ] && echo passed || echo FAILED)"
+fi
+if [ "$status" = 0 ] && [ "${SKIP_PACKAGE:-0}" != 1 ]; then
+  echo "== Debian package: build, contents, upgrade, installed app, remove (scripts/package-test.sh)"
+  bash scripts/package-test.sh || status=$?
 fi
 exit "$status"

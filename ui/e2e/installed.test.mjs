@@ -1,0 +1,84 @@
+// The installed package, driven like the operator would: run by scripts/package-test.sh with
+// LIFELINE_INSTALLED_APP=/usr/bin/lifeline-desktop under Xvfb (skipped otherwise). Settings →
+// About shows the version `lifeline --version` prints; the start-at-login switch writes and
+// removes the desktop's autostart entry for the installed binary; it is off by default.
+
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+
+import { remote } from "webdriverio";
+
+const APP = process.env.LIFELINE_INSTALLED_APP;
+const skip = APP ? false : "set LIFELINE_INSTALLED_APP (scripts/package-test.sh)";
+const DRIVER_PORT = 4446;
+const AUTOSTART = join(process.env.XDG_CONFIG_HOME ?? join(homedir(), ".config"), "autostart", "Lifeline.desktop");
+let driver = null;
+let browser = null;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(what, f, ms = 20_000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await f();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+before(async () => {
+  if (skip) return;
+  process.env.LIFELINE_DATA_DIR ??= mkdtempSync(join(tmpdir(), "lifeline-installed-"));
+  driver = spawn("tauri-driver", ["--port", String(DRIVER_PORT), "--native-port", String(DRIVER_PORT + 1)], { stdio: "ignore" });
+  await until("tauri-driver", async () => (await fetch(`http://127.0.0.1:${DRIVER_PORT}/status`)).ok);
+  browser = await remote({
+    hostname: "127.0.0.1",
+    port: DRIVER_PORT,
+    logLevel: "error",
+    connectionRetryCount: 0,
+    capabilities: {
+      browserName: "wry",
+      "wdio:enforceWebDriverClassic": true,
+      "tauri:options": { application: APP },
+    },
+  });
+  await until("the main window", async () => (await browser.$("[data-testid=autorecover]")).isExisting());
+});
+
+after(async () => {
+  try {
+    await browser?.deleteSession();
+  } catch {
+    // The app may already be gone.
+  }
+  driver?.kill();
+});
+
+test("the installed app shows its version and starts at login only when asked", { skip }, async () => {
+  const version = execFileSync("lifeline", ["--version"], { encoding: "utf8" }).trim();
+  await browser.$("button=Settings").click();
+  const about = await until("the About section", async () => {
+    const el = await browser.$("[data-testid=about]");
+    return (await el.isExisting()) && (await el.getText());
+  });
+  assert.ok(about.includes(version.replace(/^lifeline/, "Lifeline")), `About says: ${about}`);
+
+  const toggle = await browser.$("input[name=start_at_login]");
+  assert.equal(await toggle.isSelected(), false, "start at login is off by default");
+  assert.ok(!existsSync(AUTOSTART), `${AUTOSTART} exists before it was asked for`);
+  await toggle.click();
+  await until("the autostart entry", () => existsSync(AUTOSTART));
+  const entry = readFileSync(AUTOSTART, "utf8");
+  assert.match(entry, new RegExp(`^Exec=.*${APP.replace(/[/.]/g, "\\$&")}`, "m"), entry);
+  await toggle.click();
+  await until("the autostart entry to go", () => !existsSync(AUTOSTART));
+});
