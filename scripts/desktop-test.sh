@@ -17,6 +17,7 @@ desktop_packages=(
   xvfb xauth dbus-x11 at-spi2-core webkit2gtk-driver   # e2e: a display and the WebDriver
   dunst imagemagick sqlite3 curl                        # e2e: notifications, screenshots, bulk data
   zbar-tools                                            # e2e: read the QR off a screenshot
+  xdotool desktop-file-utils python3                    # package test: window, desktop entry, JSON
   nodejs npm
 )
 sudo=""

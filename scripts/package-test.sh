@@ -12,11 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lifeline/target}"
 export PATH="$HOME/.cargo/bin:$PATH"
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-for p in xdotool desktop-file-utils; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "$p" >/dev/null
-done
-
+# package.sh installs what building and this test need (scripts/desktop-test.sh --install-only).
 deb=$(bash scripts/package.sh)
 version=$(dpkg-deb -f "$deb" Version)
 name=$(dpkg-deb -f "$deb" Package)

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -277,6 +277,12 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
         return;
     };
+    // A client that gave up on a slow handshake has closed its end already (its FIN is queued
+    // behind the request just read): the upgrade reached no one, so it is not a live socket.
+    let mut probe = [0u8; 1];
+    if let Some(Ok(0)) = ws.get_ref().peek(&mut probe).now_or_never() {
+        return;
+    }
     let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
     {
         let mut control = inner.control();
