@@ -153,7 +153,9 @@ sum_kept=$(sqlite3 "$db" "SELECT group_concat(id || at || to_state, ',') FROM (S
 [ "$(sqlite3 "$db" "PRAGMA integrity_check")" = ok ] || fail "integrity check failed"
 
 step "the installed app opens its window, once"
-export DISPLAY=:97
+n=97
+while [ -e "/tmp/.X$n-lock" ]; do n=$((n + 1)); done
+export DISPLAY=":$n"
 Xvfb "$DISPLAY" -screen 0 1280x800x24 >/dev/null 2>&1 &
 xvfb_pid=$!
 for _ in $(seq 50); do xdotool getdisplaygeometry >/dev/null 2>&1 && break; sleep 0.1; done
@@ -167,11 +169,16 @@ dbus-run-session -- bash -c '
   for _ in $(seq 300); do kill -0 $finder 2>/dev/null || break; sleep 0.1; done
   kill -0 $finder 2>/dev/null && { echo "no Lifeline window within 30 s: $(tail -5 "$0/app.log")" >&2; exit 1; }
   # Painted: the screen is no longer one flat colour (the cards and header are drawn).
+  painted=""
   for _ in $(seq 300); do
-    import -window root "$0/shot.png" 2>/dev/null &&
-      [ "$(convert "$0/shot.png" -format "%[fx:standard_deviation>0.02]" info:)" = 1 ] && break
+    if import -window root "$0/shot.png" 2>/dev/null &&
+      [ "$(convert "$0/shot.png" -format "%[fx:standard_deviation>0.02]" info:)" = 1 ]; then
+      painted=1
+      break
+    fi
     sleep 0.1
   done
+  [ -n "$painted" ] || { echo "the window stayed blank for 30 s" >&2; exit 1; }
   t_painted=$(date +%s%N)
   echo $(( (t_painted - t_launch) / 1000000 )) >"$0/painted_ms"
   # A second launch only brings the first forward and exits.

@@ -394,11 +394,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
             "soak: most attempts in any 1 s",
             busiest as f64,
             "",
-            if pacing_limit == 120 {
-                "<= 120 (100/s + burst 20)"
-            } else {
-                "<= rate + burst"
-            },
+            format!(
+                "<= {pacing_limit} ({}/s + burst {})",
+                policy.pacing.rate_per_s, policy.pacing.burst
+            ),
         ),
         Row::value("soak: breaker opens", breaker.opens as f64, "", ""),
         Row::value(

@@ -9,7 +9,7 @@ pub struct Row {
     pub value: f64,
     pub baseline: Option<f64>,
     pub unit: &'static str,
-    pub target: &'static str,
+    pub target: String,
 }
 
 impl Row {
@@ -19,14 +19,14 @@ impl Row {
         value: f64,
         baseline: f64,
         unit: &'static str,
-        target: &'static str,
+        target: impl Into<String>,
     ) -> Self {
         Self {
             measure: measure.into(),
             value,
             baseline: Some(baseline),
             unit,
-            target,
+            target: target.into(),
         }
     }
 
@@ -35,14 +35,14 @@ impl Row {
         measure: impl Into<String>,
         value: f64,
         unit: &'static str,
-        target: &'static str,
+        target: impl Into<String>,
     ) -> Self {
         Self {
             measure: measure.into(),
             value,
             baseline: None,
             unit,
-            target,
+            target: target.into(),
         }
     }
 }
