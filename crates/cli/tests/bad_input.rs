@@ -6,29 +6,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{lifeline, ok};
+use common::{bad_input, db_facts, fails, http, ok, serve, split_response, until};
 use serde_json::Value;
-
-/// Runs a command that must fail with `code` and one `lifeline: …` line; returns that line.
-fn fails(dir: &Path, code: i32, args: &[&str]) -> String {
-    let out = lifeline(dir, args);
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
-    let err = String::from_utf8(out.stderr).expect("utf-8 stderr");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
-    assert!(err.starts_with("lifeline: "), "{err:?}");
-    err
-}
-
-fn bad_input(dir: &Path, args: &[&str]) -> String {
-    fails(dir, 2, args)
-}
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text).expect("json")
@@ -66,32 +51,6 @@ fn add_ws(dir: &Path, name: &str, url: &str, extra: &[&str]) -> String {
     ok(dir, &args).trim().to_owned()
 }
 
-/// Opens a database file the way an operator's own tool would and reads what it holds.
-fn read_db(rt: &tokio::runtime::Runtime, db: &Path) -> (String, i64, i64, i64) {
-    rt.block_on(async {
-        use sqlx::Connection;
-        let url = format!("sqlite://{}", db.display());
-        let mut c = sqlx::SqliteConnection::connect(&url)
-            .await
-            .expect("open db");
-        let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_one(&mut c)
-            .await
-            .expect("integrity");
-        let (events, max_id): (i64, i64) =
-            sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM events")
-                .fetch_one(&mut c)
-                .await
-                .expect("events");
-        let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
-            .fetch_one(&mut c)
-            .await
-            .expect("accounts");
-        c.close().await.expect("close");
-        (integrity, events, max_id, accounts)
-    })
-}
-
 fn write_db(rt: &tokio::runtime::Runtime, db: &Path, sql: &str, binds: &[&str]) {
     rt.block_on(async {
         use sqlx::Connection;
@@ -118,78 +77,6 @@ fn runtime() -> tokio::runtime::Runtime {
 // ---------------------------------------------------------------------------------------------
 // `lifeline serve` as a child process
 // ---------------------------------------------------------------------------------------------
-
-struct Serve {
-    child: Child,
-    http: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path, extra: &[&str]) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
-        .args(["serve", "--http", "127.0.0.1:0"])
-        .args(extra)
-        .env("LIFELINE_DATA_DIR", dir)
-        .env("LIFELINE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let stderr = child.stderr.take().expect("stderr");
-    // Owned by the guard from here on, so a failed start still kills and reaps the child.
-    let mut s = Serve {
-        child,
-        http: String::new(),
-    };
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut early = Vec::new();
-    while s.http.is_empty() {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("serve printed no HTTP address: {early:?}"));
-        if let Some(http) = line
-            .strip_prefix("lifeline: HTTP on http://")
-            .and_then(|rest| rest.split_whitespace().next())
-        {
-            s.http = http.to_owned();
-        }
-        early.push(line);
-    }
-    s
-}
-
-/// Polls `lifeline health --json` until `cond` holds.
-fn until(dir: &Path, what: &str, cond: impl Fn(&Value) -> bool) {
-    let start = Instant::now();
-    loop {
-        let h = json(&String::from_utf8_lossy(
-            &lifeline(dir, &["health", "--json"]).stdout,
-        ));
-        if cond(&h) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}: {h}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Damaged and foreign databases
@@ -226,7 +113,9 @@ fn a_wal_torn_after_kill_9_opens_with_every_checkpointed_row_and_integrity_ok() 
     ok(dir, &["policy", "set", "autorecover.start_delay_ms=0"]);
     let accounts_before = json(&ok(dir, &["account", "list", "--json"]));
     let mut s = serve(dir, &[]);
-    until(dir, "3 connected", |h| h["desired_connected"] == 3);
+    until(dir, Duration::from_secs(30), "3 connected", |h| {
+        h["desired_connected"] == 3
+    });
     s.child.kill().expect("SIGKILL");
     s.child.wait().expect("reaped");
 
@@ -259,7 +148,12 @@ fn a_wal_torn_after_kill_9_opens_with_every_checkpointed_row_and_integrity_ok() 
                 .map(|a| a.iter().map(|a| a["name"].clone()).collect::<Vec<_>>()),
             "cut at {cut}: accounts checkpointed before the run are all there"
         );
-        let (integrity, events, max_id, accounts) = read_db(&rt, &copy.path().join("lifeline.db"));
+        let common::DbFacts {
+            integrity,
+            events,
+            max_event_id: max_id,
+            accounts,
+        } = db_facts(&rt, &copy.path().join("lifeline.db"));
         assert_eq!(integrity, "ok", "cut at {cut}");
         assert_eq!(accounts, 3, "cut at {cut}");
         // A longer WAL prefix never holds fewer committed rows than a shorter one.
@@ -274,9 +168,12 @@ fn a_wal_torn_after_kill_9_opens_with_every_checkpointed_row_and_integrity_ok() 
     // The next start on a torn WAL restores the fleet as usual.
     let torn = copy_with_torn_wal(dir, Some(32 + frames / 2 * frame + frame / 2));
     let _s = serve(torn.path(), &[]);
-    until(torn.path(), "restored after a torn WAL", |h| {
-        h["desired_connected"] == 3
-    });
+    until(
+        torn.path(),
+        Duration::from_secs(30),
+        "restored after a torn WAL",
+        |h| h["desired_connected"] == 3,
+    );
 }
 
 #[test]
@@ -680,36 +577,6 @@ fn unusable_data_dirs_and_serve_options_are_refused_before_anything_starts() {
 
 /// One HTTP/1.1 exchange over a fresh connection; `(status, body)`, status 0 when the server
 /// closed without answering.
-fn http(addr: &str, method: &str, path: &str, headers: &[&str], body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for h in headers {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(head.as_bytes()).expect("write");
-    // The server may answer (and close) before reading a body it refuses.
-    let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    split_response(&raw)
-}
-
-fn split_response(raw: &[u8]) -> (u16, String) {
-    let text = String::from_utf8_lossy(raw);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 /// Asserts the one error shape every face uses, `{code, message}`; returns the message.
 fn error_json(status: u16, body: &str, code: &str) -> String {
     let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{status} {body:?}: {e}"));

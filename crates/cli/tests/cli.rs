@@ -2,23 +2,8 @@
 
 mod common;
 
-use common::{lifeline, ok};
-use std::path::Path;
+use common::{bad_input, lifeline, ok};
 use std::process::{Command, Stdio};
-
-/// Asserts exit code 2 and a single-line message on stderr; returns the message.
-fn bad_input(dir: &Path, args: &[&str]) -> String {
-    let out = lifeline(dir, args);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {:?}", out);
-    let err = String::from_utf8(out.stderr).expect("utf-8 stderr");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected: {err:?}"
-    );
-    assert!(err.starts_with("lifeline: "), "{err:?}");
-    err
-}
 
 #[test]
 fn accounts_round_trip_through_the_cli_with_odd_names() {

@@ -3,113 +3,12 @@
 
 mod common;
 
-use common::{lifeline, ok};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use common::{db_facts, health, http, lifeline, ok, serve, until};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lifeline_sim::Sim;
-
-struct Serve {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    http: Option<String>,
-    /// What serve printed up to its HTTP address (startup notes).
-    early: Vec<String>,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
-        .args(["serve", "--http", "127.0.0.1:0"])
-        .env("LIFELINE_DATA_DIR", dir)
-        .env("LIFELINE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut s = Serve {
-        child,
-        lines,
-        http: None,
-        early: Vec::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s.http.is_none() {
-        let line = s
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("serve prints its HTTP address");
-        if let Some(rest) = line.strip_prefix("lifeline: HTTP on http://") {
-            s.http = rest.split_whitespace().next().map(str::to_owned);
-        }
-        s.early.push(line);
-    }
-    s
-}
-
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
-        .expect("write");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read");
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn health(dir: &Path) -> serde_json::Value {
-    let out = lifeline(dir, &["health", "--json"]);
-    serde_json::from_slice(&out.stdout).expect("health json")
-}
-
-/// Polls until `cond` holds on the health report; returns how long it took.
-fn until(
-    dir: &Path,
-    limit: Duration,
-    what: &str,
-    cond: impl Fn(&serde_json::Value) -> bool,
-) -> Duration {
-    let start = Instant::now();
-    loop {
-        let h = health(dir);
-        if cond(&h) {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}: {h}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn state_of(h: &serde_json::Value, id: i64) -> String {
     h["accounts"]
@@ -149,7 +48,7 @@ fn serve_restores_the_fleet_and_applies_cli_commands_within_a_second() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     add(dir, &sim, 3);
-    let s = serve(dir);
+    let s = serve(dir, &[]);
     until(dir, Duration::from_secs(20), "all connected", |h| {
         h["healthy"] == true && h["desired_connected"] == 3
     });
@@ -217,12 +116,12 @@ fn serve_restores_the_fleet_and_applies_cli_commands_within_a_second() {
     });
 
     // HTTP: health JSON, Prometheus metrics, control needs a token.
-    let addr = s.http.clone().expect("http");
-    let (status, body) = http(&addr, "GET", "/health", None);
+    let addr = s.http.clone();
+    let (status, body) = http(&addr, "GET", "/health", &[], b"");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["by_state"]["connected"], 4);
-    let (status, metrics) = http(&addr, "GET", "/metrics", None);
+    let (status, metrics) = http(&addr, "GET", "/metrics", &[], b"");
     assert_eq!(status, 200);
     assert!(
         metrics.contains("lifeline_accounts{state=\"connected\"} 4"),
@@ -230,7 +129,13 @@ fn serve_restores_the_fleet_and_applies_cli_commands_within_a_second() {
     );
     assert!(metrics.contains("lifeline_connect_attempts_total"));
     promtool_accepts(&metrics);
-    let (status, _) = http(&addr, "POST", "/accounts/1/stop", Some("wrong"));
+    let (status, _) = http(
+        &addr,
+        "POST",
+        "/accounts/1/stop",
+        &["Authorization: Bearer wrong"],
+        b"",
+    );
     assert!(
         status == 401 || status == 503,
         "mutations need the keyring token, got {status}"
@@ -250,7 +155,7 @@ fn kill_9_then_restart_records_the_crash_and_restores() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     add(dir, &sim, 2);
-    let mut s = serve(dir);
+    let mut s = serve(dir, &[]);
     until(dir, Duration::from_secs(20), "connected", |h| {
         h["desired_connected"] == 2
     });
@@ -261,7 +166,7 @@ fn kill_9_then_restart_records_the_crash_and_restores() {
     assert_eq!(status["supervisor"]["running"], false);
     assert_eq!(status["last_run"]["clean"], false);
 
-    let _s2 = serve(dir);
+    let _s2 = serve(dir, &[]);
     until(dir, Duration::from_secs(20), "restored", |h| {
         h["desired_connected"] == 2
     });
@@ -279,7 +184,7 @@ fn sigterm_stops_cleanly_and_the_next_start_knows() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     add(dir, &sim, 2);
-    let mut s = serve(dir);
+    let mut s = serve(dir, &[]);
     until(dir, Duration::from_secs(20), "connected", |h| {
         h["desired_connected"] == 2
     });
@@ -347,27 +252,6 @@ fn promtool_accepts(metrics: &str) {
     );
 }
 
-/// Committed rows, read by a separate connection the way an operator's tool would.
-fn committed(rt: &tokio::runtime::Runtime, db: &Path) -> (String, i64, i64) {
-    rt.block_on(async {
-        use sqlx::Connection;
-        let url = format!("sqlite://{}?mode=ro", db.display());
-        let mut c = sqlx::SqliteConnection::connect(&url)
-            .await
-            .expect("open db");
-        let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_one(&mut c)
-            .await
-            .expect("integrity");
-        let (events, max_id): (i64, i64) =
-            sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM events")
-                .fetch_one(&mut c)
-                .await
-                .expect("count");
-        (integrity, events, max_id)
-    })
-}
-
 #[test]
 fn kill_9_under_churn_never_loses_a_committed_row_and_the_next_start_recovers() {
     let rounds: usize = std::env::var("LIFELINE_KILL_ROUNDS")
@@ -406,7 +290,7 @@ fn kill_9_under_churn_never_loses_a_committed_row_and_the_next_start_recovers() 
     let mut seed: u64 = 0x5eed_1fe1_17e5;
     let mut last_max = 0;
     for round in 0..rounds {
-        let mut s = serve(dir);
+        let mut s = serve(dir, &[]);
         if round > 0 {
             assert!(
                 s.early.iter().any(|l| l.contains("did not stop cleanly")),
@@ -418,26 +302,28 @@ fn kill_9_under_churn_never_loses_a_committed_row_and_the_next_start_recovers() 
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         std::thread::sleep(Duration::from_millis(100 + (seed >> 33) % 800));
-        let (_, before, max_before) = committed(&rt, &db);
+        let before = db_facts(&rt, &db);
         s.child.kill().expect("SIGKILL");
         let _ = s.child.wait();
-        let (integrity, after, max_after) = committed(&rt, &db);
-        assert_eq!(integrity, "ok", "round {round}");
+        let after = db_facts(&rt, &db);
+        assert_eq!(after.integrity, "ok", "round {round}");
         assert!(
-            after >= before && max_after >= max_before,
-            "round {round}: rows lost ({before} → {after})"
+            after.events >= before.events && after.max_event_id >= before.max_event_id,
+            "round {round}: rows lost ({} → {})",
+            before.events,
+            after.events
         );
         assert!(
-            max_after >= last_max,
+            after.max_event_id >= last_max,
             "round {round}: rows from earlier runs lost"
         );
-        last_max = max_after;
+        last_max = after.max_event_id;
     }
     churn.0.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = churn.1.join();
     // A last start: the crash is closed out and autorecover brings the fleet back; breakers the
     // churn opened stay open across the crash (they persist), until the operator resets them.
-    let _s = serve(dir);
+    let _s = serve(dir, &[]);
     until(
         dir,
         Duration::from_secs(30),

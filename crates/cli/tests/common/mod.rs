@@ -1,7 +1,14 @@
-//! Running the `lifeline` binary from tests: one process per call, its own data dir.
+//! Running the `lifeline` binary from tests: one process per call, its own data dir; `serve` as
+//! a child, its HTTP API, and the database as an outside reader sees it.
+// Each test binary includes this module and uses only part of it.
+#![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 pub fn lifeline(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lifeline"))
@@ -22,4 +29,171 @@ pub fn ok(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Runs a command that must fail with `code` and one `lifeline: …` line on stderr; returns it.
+pub fn fails(dir: &Path, code: i32, args: &[&str]) -> String {
+    let out = lifeline(dir, args);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+    let err = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("lifeline: "), "{err:?}");
+    err
+}
+
+/// Bad input: exit code 2 and a single-line message; returns the message.
+pub fn bad_input(dir: &Path, args: &[&str]) -> String {
+    fails(dir, 2, args)
+}
+
+pub fn health(dir: &Path) -> serde_json::Value {
+    let out = lifeline(dir, &["health", "--json"]);
+    serde_json::from_slice(&out.stdout).expect("health json")
+}
+
+/// Polls until `cond` holds on the health report; returns how long it took.
+pub fn until(
+    dir: &Path,
+    limit: Duration,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let h = health(dir);
+        if cond(&h) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}: {h}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `lifeline serve` as a child process, killed and reaped when dropped.
+pub struct Serve {
+    pub child: Child,
+    /// The loopback address of its HTTP API.
+    pub http: String,
+    /// What serve printed up to its HTTP address (startup notes).
+    pub early: Vec<String>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `lifeline serve --http 127.0.0.1:0 EXTRA…` and waits (20 s at most) for its address.
+pub fn serve(dir: &Path, extra: &[&str]) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .args(extra)
+        .env("LIFELINE_DATA_DIR", dir)
+        .env("LIFELINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    // Owned by the guard from here on, so a failed start still kills and reaps the child.
+    let mut s = Serve {
+        child,
+        http: String::new(),
+        early: Vec::new(),
+    };
+    let (tx, lines) = mpsc::channel();
+    // Reads stderr to the end, also after nobody listens: a closed pipe would make serve's own
+    // later messages (its shutdown lines) fail.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.http.is_empty() {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("serve printed no HTTP address: {:?}", s.early));
+        if let Some(http) = line
+            .strip_prefix("lifeline: HTTP on http://")
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            s.http = http.to_owned();
+        }
+        s.early.push(line);
+    }
+    s
+}
+
+/// One HTTP/1.1 request with these extra header lines and body; returns status and body.
+pub fn http(addr: &str, method: &str, path: &str, headers: &[&str], body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(head.as_bytes()).expect("write");
+    // The server may answer (and close) before reading a body it refuses.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    split_response(&raw)
+}
+
+pub fn split_response(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// What a database file holds, read by a separate read-only connection the way an operator's
+/// own tool would: integrity check, event count and highest event id, account count.
+pub struct DbFacts {
+    pub integrity: String,
+    pub events: i64,
+    pub max_event_id: i64,
+    pub accounts: i64,
+}
+
+pub fn db_facts(rt: &tokio::runtime::Runtime, db: &Path) -> DbFacts {
+    rt.block_on(async {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}?mode=ro", db.display());
+        let mut c = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("open db");
+        let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&mut c)
+            .await
+            .expect("integrity");
+        let (events, max_event_id): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM events")
+                .fetch_one(&mut c)
+                .await
+                .expect("events");
+        let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&mut c)
+            .await
+            .expect("accounts");
+        c.close().await.expect("close");
+        DbFacts {
+            integrity,
+            events,
+            max_event_id,
+            accounts,
+        }
+    })
 }
