@@ -414,7 +414,7 @@ proptest! {
         if let Some(t) = TriggeredBy::parse(&raw) {
             prop_assert_eq!(t.as_str(), raw.as_str());
         }
-        for q in all_queued() {
+        for q in Queued::ALL {
             prop_assert_eq!(Queued::parse(q.as_str()), Some(q));
         }
         if let Some(q) = Queued::parse(&raw) {
@@ -466,39 +466,6 @@ proptest! {
         };
         prop_assert_eq!(samples(&out), samples(&text));
     }
-}
-
-fn all_queued() -> [Queued; 11] {
-    // A match, so a new variant cannot be forgotten here.
-    let all = [
-        Queued::Start,
-        Queued::Stop,
-        Queued::Retry,
-        Queued::Reset,
-        Queued::StartAll,
-        Queued::StopAll,
-        Queued::ResetAll,
-        Queued::CheckAll,
-        Queued::Add,
-        Queued::Remove,
-        Queued::Reload,
-    ];
-    for q in all {
-        match q {
-            Queued::Start
-            | Queued::Stop
-            | Queued::Retry
-            | Queued::Reset
-            | Queued::StartAll
-            | Queued::StopAll
-            | Queued::ResetAll
-            | Queued::CheckAll
-            | Queued::Add
-            | Queued::Remove
-            | Queued::Reload => {}
-        }
-    }
-    all
 }
 
 fn any_timestamp() -> impl Strategy<Value = Timestamp> {

@@ -34,7 +34,8 @@ pub enum Queued {
 }
 
 impl Queued {
-    const ALL: [Queued; 11] = [
+    /// Every command (a test checks none is missing).
+    pub const ALL: [Queued; 11] = [
         Queued::Start,
         Queued::Stop,
         Queued::Retry,
@@ -144,6 +145,29 @@ async fn apply(sup: &Supervisor, c: &QueuedCommand) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::Queued;
+
+    #[test]
+    fn all_lists_every_command() {
+        // A match, so a new variant cannot be forgotten in ALL.
+        for q in Queued::ALL {
+            match q {
+                Queued::Start
+                | Queued::Stop
+                | Queued::Retry
+                | Queued::Reset
+                | Queued::StartAll
+                | Queued::StopAll
+                | Queued::ResetAll
+                | Queued::CheckAll
+                | Queued::Add
+                | Queued::Remove
+                | Queued::Reload => {}
+            }
+        }
+        let distinct: std::collections::HashSet<_> =
+            Queued::ALL.iter().map(|q| q.as_str()).collect();
+        assert_eq!(distinct.len(), Queued::ALL.len());
+    }
 
     #[test]
     fn names_round_trip() {
