@@ -15,6 +15,8 @@ import assert from "node:assert/strict";
 
 import { remote } from "webdriverio";
 
+import { sleep, until } from "./wait.mjs";
+
 const env = (name) => {
   const v = process.env[name];
   if (!v) throw new Error(`${name} is not set (run scripts/desktop-test.sh)`);
@@ -39,24 +41,6 @@ process.env.LIFELINE_LOG ??= "warn";
 
 const children = [];
 let browser = null;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `f` until it returns a truthy value or `ms` pass. */
-async function until(what, f, ms = 20_000) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await f();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
 
 function cli(...args) {
   return execFileSync(CLI, args, { env: process.env, encoding: "utf8" });

@@ -12,28 +12,14 @@ import assert from "node:assert/strict";
 
 import { remote } from "webdriverio";
 
+import { until } from "./wait.mjs";
+
 const APP = process.env.LIFELINE_INSTALLED_APP;
 const skip = APP ? false : "set LIFELINE_INSTALLED_APP (scripts/package-test.sh)";
-const DRIVER_PORT = 4446;
+const DRIVER_PORT = 4448;
 const AUTOSTART = join(process.env.XDG_CONFIG_HOME ?? join(homedir(), ".config"), "autostart", "Lifeline.desktop");
 let driver = null;
 let browser = null;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function until(what, f, ms = 20_000) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await f();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
 
 before(async () => {
   if (skip) return;

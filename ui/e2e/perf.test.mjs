@@ -11,6 +11,8 @@ import assert from "node:assert/strict";
 
 import { remote } from "webdriverio";
 
+import { until as waitUntil } from "./wait.mjs";
+
 const run = process.env.PERF === "1";
 const N = Number(process.env.PERF_ACCOUNTS ?? 1000);
 const APP = process.env.LIFELINE_DESKTOP_BIN;
@@ -22,21 +24,9 @@ const CONTROL_PORT = SIM_PORT + 1000;
 const DRIVER_PORT = 4446;
 const children = [];
 let browser = null;
+// Perf waits cover 1000 accounts: two minutes by default.
+const until = (what, f, ms = 120_000) => waitUntil(what, f, ms);
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function until(what, f, ms = 120_000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch {
-      // not yet
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 const env = { ...process.env, LIFELINE_DATA_DIR: DATA };
 const cli = (...a) => execFileSync(CLI, a, { env, encoding: "utf8" });
 
