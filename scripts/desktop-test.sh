@@ -11,34 +11,15 @@ source scripts/deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lifeline/target}"
 
+# Beyond what scripts/deps.sh installs (the build's Tauri libraries among them):
 desktop_packages=(
-  libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev librsvg2-dev libayatana-appindicator3-dev
-  libxdo-dev                                            # build: Tauri on Linux
   xvfb xauth dbus-x11 at-spi2-core webkit2gtk-driver   # e2e: a display and the WebDriver
-  dunst imagemagick sqlite3 curl                        # e2e: notifications, screenshots, bulk data
+  dunst imagemagick curl                                # e2e: notifications, screenshots, HTTP
   zbar-tools                                            # e2e: read the QR off a screenshot
   xdotool desktop-file-utils python3                    # package test: window, desktop entry, JSON
   nodejs npm
 )
-sudo=""
-if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-missing=()
-for p in "${desktop_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  # nodejs/npm may come from elsewhere (nodesource, nvm): only install them if absent.
-  if command -v node >/dev/null && command -v npm >/dev/null; then
-    filtered=()
-    for p in "${missing[@]}"; do [[ "$p" == nodejs || "$p" == npm ]] || filtered+=("$p"); done
-    missing=("${filtered[@]}")
-  fi
-fi
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "Installing system packages: ${missing[*]}"
-  $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+install_missing "${desktop_packages[@]}"
 if [ "${1:-}" = --install-only ]; then exit 0; fi
 command -v tauri-driver >/dev/null || cargo install --locked tauri-driver --version '^2'
 
