@@ -14,6 +14,16 @@ use tokio_util::sync::CancellationToken;
 use crate::args::ServeArgs;
 use crate::http;
 
+/// A line for the operator on stderr. Serve outlives whoever reads its stderr (`| head`, a log
+/// collector that went away): a failed write is dropped rather than panicking (as `eprintln!`
+/// does), which would skip closing the connections and the clean-run marker.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), Error> {
     let http_addr = args.http.as_deref().map(parse_loopback).transpose()?;
     let token_secret = SecretName::parse(&args.token_secret)?;
@@ -23,7 +33,7 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
     let log_task = tokio::spawn(log_updates(sup.clone(), stop.clone()));
     let report = runtime.start().await?;
     match runtime.previous_run() {
-        Some(p) if !p.clean => eprintln!(
+        Some(p) if !p.clean => say!(
             "lifeline: the previous run (started {}) did not stop cleanly{}; its open sessions were closed as crashed.",
             rfc3339(p.started_at),
             runtime
@@ -41,7 +51,7 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
     } else {
         String::new()
     };
-    eprintln!(
+    say!(
         "lifeline: supervising {} accounts from {} — restoring {}{held}. Ctrl-C stops.",
         sup.views().len(),
         dir.root().display(),
@@ -61,7 +71,7 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
                 }
             };
             let bound = listener.local_addr().map_err(listen_err)?;
-            eprintln!("lifeline: HTTP on http://{bound} (/health, /metrics)");
+            say!("lifeline: HTTP on http://{bound} (/health, /metrics)");
             Some(tokio::spawn(http::serve(
                 listener,
                 sup.clone(),
@@ -73,7 +83,7 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
     };
 
     wait_for_signal().await;
-    eprintln!("lifeline: stopping — closing connections…");
+    say!("lifeline: stopping — closing connections…");
     stop.cancel();
     if let Some(t) = http_task {
         let _ = t.await;
@@ -81,7 +91,7 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
     let _ = log_task.await;
     // Closes every connection, then writes the clean-run marker last.
     runtime.shutdown().await?;
-    eprintln!("lifeline: stopped cleanly.");
+    say!("lifeline: stopped cleanly.");
     Ok(())
 }
 

@@ -348,3 +348,49 @@ fn kill_9_under_churn_never_loses_a_committed_row_and_the_next_start_recovers() 
     assert_eq!(h["desired_connected"], 30, "{h}");
     assert!(last_max > 0, "churn was recorded");
 }
+
+/// An operator's `lifeline serve 2>&1 | head -1`: the reader is gone long before the stop. The
+/// stop messages must not kill serve before it has closed everything and marked the run clean.
+#[test]
+fn serve_stops_cleanly_after_its_stderr_reader_went_away() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let (_rt, sim) = sim();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    add(dir, &sim, 1);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .env("LIFELINE_DATA_DIR", dir)
+        .env("LIFELINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("HTTP on") {
+        line.clear();
+        let n = stderr.read_line(&mut line).expect("read stderr");
+        assert!(n > 0, "serve ended before printing its HTTP address");
+    }
+    until(dir, Duration::from_secs(20), "connected", |h| {
+        h["desired_connected"] == 1
+    });
+    drop(stderr);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let code = child.wait().expect("exit");
+    assert!(code.success(), "{code:?}");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(dir, &["status", "--json"])).expect("json");
+    assert_eq!(status["last_run"]["clean"], true);
+    assert_eq!(sim.total_live(), 0, "connections closed");
+}
