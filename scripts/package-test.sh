@@ -58,7 +58,7 @@ $sudo apt-get purge -y -q "$name" >/dev/null 2>&1 || true
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$work/${name}_0.0.1.deb" >/dev/null
 [ "$(dpkg-query -W -f='${Version}' "$name")" = 0.0.1 ] || fail "the older package did not install"
 
-cargo build --release --locked -q -p lifeline-sim
+# lifeline-sim comes from the same release build as the package (scripts/release-build.sh).
 "$CARGO_TARGET_DIR/release/lifeline-sim" --listen 127.0.0.1:0 --control 127.0.0.1:0 >"$work/sim.out" 2>"$work/sim.err" &
 sim_pid=$!
 for _ in $(seq 100); do grep -q "control at" "$work/sim.out" && break; sleep 0.1; done

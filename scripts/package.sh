@@ -11,9 +11,11 @@ source scripts/deps.sh
 bash scripts/desktop-test.sh --install-only
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lifeline/target}"
-(cd ui && npm ci --no-audit --no-fund --loglevel=error)
-# The before-commands in tauri.conf.json run in the frontend dir, ui/.
-TAURI_APP_PATH=src-tauri TAURI_FRONTEND_PATH=ui npx --yes @tauri-apps/cli@2 build --bundles deb --ci
+# The binaries come from the one release build the benchmarks use too (built once, shared
+# dependencies); the bundler then only packs them. Its before-bundle command (stage-cli.sh,
+# run in the frontend dir, ui/) stages the CLI.
+bash scripts/release-build.sh
+TAURI_APP_PATH=src-tauri TAURI_FRONTEND_PATH=ui npx --yes @tauri-apps/cli@2 bundle --bundles deb --ci
 version=$(cargo metadata --format-version 1 --no-deps --locked |
   python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "lifeline"))')
 deb="$CARGO_TARGET_DIR/release/bundle/deb/Lifeline_${version}_$(dpkg --print-architecture).deb"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything needed, then runs every check: formatting, clippy (warnings are errors),
-# all tests, the quick benchmark harness with its chaos soak (SKIP_BENCH=1 skips it) and the
-# desktop suite (SKIP_DESKTOP=1 skips it), then the Debian package's build, install and upgrade
-# test (SKIP_PACKAGE=1 skips it). The tests run inside a private D-Bus session with an
+# all tests, the one release build (scripts/release-build.sh) and with it the quick benchmark
+# harness with its chaos soak (SKIP_BENCH=1 skips it), the desktop suite (SKIP_DESKTOP=1 skips
+# it), then the Debian package's build, install and upgrade test (SKIP_PACKAGE=1 skips it). The tests run inside a private D-Bus session with an
 # unlocked gnome-keyring, so they use a real Secret Service and never the operator's keyring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lifeline/target}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -42,12 +43,17 @@ summary=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i == "passed;"
 echo
 echo "tests: $summary"
 if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
+  echo "== release build (scripts/release-build.sh: app, CLI, benchmarks, simulator, built once)"
+  bash scripts/release-build.sh || status=$?
+fi
+if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
   echo "== benchmarks and chaos soak, quick sizes (fails on any soak invariant violation)"
-  cargo run --release --locked -q -p lifeline-bench -- --quick || status=$?
+  "$CARGO_TARGET_DIR/release/lifeline-bench" --quick || status=$?
 fi
 if [ "$status" = 0 ] && [ "${SKIP_DESKTOP:-0}" != 1 ]; then
   echo "== desktop app: vitest, shell tests, end to end under Xvfb (scripts/desktop-test.sh)"
-  bash scripts/desktop-test.sh || status=$?
+  # The shell's and runtime's Rust tests already ran with the workspace's.
+  LIFELINE_WORKSPACE_TESTED=1 bash scripts/desktop-test.sh || status=$?
   echo "desktop: $([ "$status" = 0 ] && echo passed || echo FAILED)"
 fi
 if [ "$status" = 0 ] && [ "${SKIP_PACKAGE:-0}" != 1 ]; then

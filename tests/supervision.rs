@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use lifeline_engine::clock::Clock;
 use lifeline_engine::connector::Connectors;
 use lifeline_engine::model::{AccountId, AccountKind, NewAccount};
+use lifeline_engine::ops::{Action, Control, Target};
 use lifeline_engine::policy::PolicyConfig;
 use lifeline_engine::secrets::MemorySecretStore;
 use lifeline_engine::state::{Reason, State, StateKind};
@@ -242,7 +243,7 @@ async fn two_hundred_accounts_under_random_faults_never_hold_two_sockets_on_a_pa
     }
     w.sim.stop_refusing();
     w.sim.set_handshake_delay(Duration::ZERO);
-    w.sup.reset_all().await.expect("reset");
+    w.sup.act(Action::Reset, Target::All).await.expect("reset");
     until(Duration::from_secs(60), "all recovered", || {
         all_connected(&w)
     })
@@ -256,6 +257,6 @@ async fn two_hundred_accounts_under_random_faults_never_hold_two_sockets_on_a_pa
         "faults caused reconnects"
     );
     let counts = w.sup.counts();
-    assert!(counts.contains(&(StateKind::Connected, 200)), "{counts:?}");
+    assert_eq!(counts.by_state[&StateKind::Connected], 200, "{counts:?}");
     w.sup.shutdown().await;
 }

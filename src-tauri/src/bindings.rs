@@ -26,6 +26,8 @@ fn decls() -> Vec<String> {
         LinkInfo::decl(),
         AlertKind::decl(),
         AlertInfo::decl(),
+        NotificationText::decl(),
+        TrayLabels::decl(),
         IntervalInfo::decl(),
         EventInfo::decl(),
         HistoryInfo::decl(),

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use lifeline_engine::ops::{Action, Control, Target};
 use lifeline_engine::secrets::{self, KeyringSecretStore};
-use lifeline_engine::{AccountId, TriggeredBy, export};
-use lifeline_runtime::history;
+use lifeline_engine::{AccountId, export};
 use tauri::{AppHandle, Emitter, State};
 use tauri_plugin_autostart::ManagerExt as _;
 use tauri_plugin_dialog::DialogExt as _;
@@ -18,15 +18,18 @@ use crate::{input, names};
 
 type Sh<'a> = State<'a, Arc<Shell>>;
 
+/// Start, stop, retry, reset or check, through the operations layer.
+async fn act(state: &Sh<'_>, action: Action, target: Target) -> CommandResult<()> {
+    state.live()?.sup.act(action, target).await?;
+    Ok(())
+}
+
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn fleet_snapshot(state: Sh<'_>) -> CommandResult<Snapshot> {
     let live = state.live()?;
-    let views = live.sup.views();
-    state.learn(live, views.iter().map(|v| v.id)).await;
     state.refresh_health(live).await?;
-    let mut cards = state.cards(&views);
-    sort_cards(&mut cards);
+    let cards = state.cards(&live.sup.views());
     Ok(Snapshot {
         cards,
         autorecover: live.store.autorecover().await?,
@@ -54,81 +57,73 @@ pub async fn watch_fleet(
 pub async fn add_account(state: Sh<'_>, input: NewAccountInput) -> CommandResult<Card> {
     let (live, new) = (state.live()?, input::new_account(&input)?);
     let link = input.link.as_ref().map(input::link_mode).transpose()?;
-    let account = live.store.add_account(new).await?;
-    live.sup.add_account(account.id).await?;
+    let account = live.sup.add(new).await?;
     if let Some(mode) = link {
-        live.sup.request_link(account.id, mode).await?;
+        live.sup.link(account.id, mode).await?;
     }
-    state.card(live, account.id).await
+    state.card(live, account.id)
 }
 
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn remove_account(state: Sh<'_>, id: i64) -> CommandResult<()> {
-    let live = state.live()?;
-    live.store
-        .remove_account(AccountId(id), TriggeredBy::Operator)
-        .await?;
-    live.sup.remove_account(AccountId(id)).await?;
+    state.live()?.sup.remove(AccountId(id)).await?;
     Ok(())
 }
 
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn start_account(state: Sh<'_>, id: i64) -> CommandResult<()> {
-    Ok(state.live()?.sup.start(AccountId(id)).await?)
+    act(&state, Action::Start, Target::One(AccountId(id))).await
 }
 
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn stop_account(state: Sh<'_>, id: i64) -> CommandResult<()> {
-    Ok(state.live()?.sup.stop(AccountId(id)).await?)
+    act(&state, Action::Stop, Target::One(AccountId(id))).await
 }
 
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn retry_account(state: Sh<'_>, id: i64) -> CommandResult<()> {
-    Ok(state.live()?.sup.force_retry(AccountId(id)).await?)
+    act(&state, Action::Retry, Target::One(AccountId(id))).await
 }
 
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn reset_breaker(state: Sh<'_>, id: i64) -> CommandResult<()> {
-    Ok(state.live()?.sup.reset_breaker(AccountId(id)).await?)
+    act(&state, Action::Reset, Target::One(AccountId(id))).await
 }
 
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn set_muted(state: Sh<'_>, id: i64, muted: bool) -> CommandResult<()> {
-    let live = state.live()?;
-    live.store.set_muted(AccountId(id), muted).await?;
-    Ok(live.sup.reload_account(AccountId(id)).await?)
+    Ok(state.live()?.sup.set_muted(AccountId(id), muted).await?)
 }
 
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn relink_account(state: Sh<'_>, id: i64, link: LinkRequest) -> CommandResult<()> {
     let (live, mode) = (state.live()?, input::link_mode(&link)?);
-    Ok(live.sup.request_link(AccountId(id), mode).await?)
+    Ok(live.sup.link(AccountId(id), mode).await?)
 }
 
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn start_all(state: Sh<'_>) -> CommandResult<()> {
-    Ok(state.live()?.sup.start_all().await?)
+    act(&state, Action::Start, Target::All).await
 }
 
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn stop_all(state: Sh<'_>) -> CommandResult<()> {
-    Ok(state.live()?.sup.stop_all().await?)
+    act(&state, Action::Stop, Target::All).await
 }
 
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn check_all(state: Sh<'_>) -> CommandResult<()> {
-    state.live()?.sup.check_all();
-    Ok(())
+    act(&state, Action::Check, Target::All).await
 }
 
 #[tauri::command]
@@ -142,9 +137,12 @@ pub async fn set_autorecover(state: Sh<'_>, on: bool) -> CommandResult<bool> {
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn account_history(state: Sh<'_>, id: i64, window: String) -> CommandResult<HistoryInfo> {
-    let (live, span) = (state.live()?, history::window(&window)?);
+    let (live, span) = (state.live()?, input::window(&window)?);
     let now = live.sup.clock().now();
-    let h = history::account_history(&live.store, AccountId(id), now - span).await?;
+    let h = live
+        .store
+        .account_history(AccountId(id), now - span)
+        .await?;
     Ok(history_info(&h, now))
 }
 
@@ -159,7 +157,7 @@ pub async fn get_policy(state: Sh<'_>) -> CommandResult<PolicyValues> {
 #[tracing::instrument(skip(state), err)]
 pub async fn set_policy(state: Sh<'_>, values: PolicyValues) -> CommandResult<PolicyValues> {
     let (live, cfg) = (state.live()?, input::policy(&values)?);
-    live.store.set_policy(&cfg).await?;
+    live.sup.set_policy(cfg).await?;
     Ok(input::policy_values(&cfg)?)
 }
 
@@ -266,6 +264,25 @@ pub async fn set_prefs(state: Sh<'_>, app: AppHandle, prefs: Prefs) -> CommandRe
     state.set_prefs(prefs);
     crate::set_start_at_login(&app, prefs.start_at_login)?;
     Ok(prefs)
+}
+
+/// Shows an alert as a desktop notification, in the words the UI chose, unless the operator
+/// turned notifications off.
+#[tauri::command]
+#[tracing::instrument(skip(state, text), err)]
+pub async fn notify(state: Sh<'_>, text: NotificationText) -> CommandResult<()> {
+    if state.prefs().notifications {
+        crate::forward::notify(text);
+    }
+    Ok(())
+}
+
+/// The tray's words in the operator's language; the first call puts the tray up.
+#[tauri::command]
+#[tracing::instrument(skip(app, labels), err)]
+pub async fn set_tray_labels(app: AppHandle, labels: TrayLabels) -> CommandResult<()> {
+    crate::set_tray_labels(&app, labels);
+    Ok(())
 }
 
 /// Graceful quit: closes every connection and writes the clean-run marker before exiting.

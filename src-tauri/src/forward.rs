@@ -1,7 +1,8 @@
 //! Carries the supervisor's updates to the window, the tray and the desktop's notifications.
 //! Transitions are coalesced: changed accounts are collected and sent as one fleet delta (on the
 //! window's `watch_fleet` channel) per [`FLUSH_EVERY`], so a 1000-account mass drop costs the UI a few messages, not
-//! thousands. Alerts follow the engine's decisions (grace period, summaries, mute) as they are.
+//! thousands. Alerts follow the engine's decisions (grace period, summaries, mute) as they are;
+//! the UI words them and asks for the desktop notification.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -11,12 +12,12 @@ use lifeline_engine::AccountId;
 use lifeline_engine::supervisor::Update;
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AlertInfo, Card, FleetDelta, SettingsChanged};
+use crate::api::{self, AlertInfo, Card, FleetDelta, NotificationText, SettingsChanged};
 use crate::names;
 use crate::shell::{Live, Shell};
-use crate::tray::{Counts, Tray};
+use crate::tray::Tray;
+use lifeline_engine::fleet::Counts;
 
 /// Longest a transition waits before the UI hears of it.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -25,7 +26,8 @@ pub const HEALTH_EVERY: Duration = Duration::from_secs(15);
 /// …and at most this often while transitions keep arriving.
 pub const HEALTH_AFTER_CHANGE: Duration = Duration::from_secs(2);
 
-pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live, stop: CancellationToken) {
+pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live) {
+    let stop = live.sup.stopping();
     let mut updates = live.sup.subscribe();
     let mut pending: HashSet<AccountId> = HashSet::new();
     let mut sent = Sent {
@@ -38,20 +40,16 @@ pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live, stop: Cancellati
     let mut health = tokio::time::interval(HEALTH_EVERY);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut autorecover = live.store.autorecover().await.ok();
-    update_tray(&app, &shell, &live);
+    update_tray(&app, &live);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             u = updates.recv() => match u {
                 Ok(Update::Transitions(events)) => pending.extend(events.iter().map(|e| e.account_id)),
                 Ok(Update::Alerts(alerts)) => {
-                    let prefs = shell.prefs();
                     for a in &alerts {
-                        let info = api::alert_info(a, prefs.language);
+                        let info = AlertInfo::from(a);
                         tracing::info!(kind = ?info.kind, account = ?info.account, "alert");
-                        if prefs.notifications {
-                            notify(&info);
-                        }
                         let _ = app.emit(names::EVENT_ALERT, info);
                     }
                 }
@@ -76,7 +74,7 @@ pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live, stop: Cancellati
                     }
                 }
                 emit_delta(&shell, &live, (!all).then_some(&ids), &mut sent).await;
-                update_tray(&app, &shell, &live);
+                update_tray(&app, &live);
             }
             _ = health.tick() => {
                 last_health = tokio::time::Instant::now();
@@ -85,7 +83,7 @@ pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live, stop: Cancellati
                     continue;
                 }
                 emit_delta(&shell, &live, None, &mut sent).await;
-                update_tray(&app, &shell, &live);
+                update_tray(&app, &live);
                 let now = live.store.autorecover().await.ok();
                 if now.is_some() && now != autorecover {
                     autorecover = now;
@@ -114,9 +112,6 @@ async fn emit_delta(shell: &Shell, live: &Live, ids: Option<&HashSet<AccountId>>
         shell.forget(AccountId(*id));
         sent.cards.remove(id);
     }
-    shell
-        .learn(live, now.difference(&sent.known).copied())
-        .await;
     let changed = views
         .iter()
         .filter(|v| ids.is_none_or(|ids| ids.contains(&v.id) || !sent.known.contains(&v.id)));
@@ -135,17 +130,17 @@ async fn emit_delta(shell: &Shell, live: &Live, ids: Option<&HashSet<AccountId>>
     shell.send_fleet(FleetDelta { cards, removed });
 }
 
-fn update_tray(app: &AppHandle, shell: &Shell, live: &Live) {
+fn update_tray(app: &AppHandle, live: &Live) {
     if let Some(tray) = app.try_state::<Tray>() {
         let views = live.sup.views();
-        tray.update(&Counts::of(&views), shell.prefs().language);
+        tray.update(&Counts::of(&views));
     }
 }
 
 /// A desktop notification (freedesktop D-Bus on Linux). Shown off the async runtime: the call
 /// waits for the notification daemon.
-fn notify(info: &AlertInfo) {
-    let (title, body) = (info.title.clone(), info.body.clone());
+pub fn notify(text: NotificationText) {
+    let NotificationText { title, body } = text;
     tokio::task::spawn_blocking(move || {
         let shown = notify_rust::Notification::new()
             .appname("Lifeline")

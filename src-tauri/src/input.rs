@@ -28,10 +28,6 @@ pub fn new_account(input: &NewAccountInput) -> Result<NewAccount, InputError> {
         (Some(h), None) => return Err(InputError::InvalidSecretName(format!("(none for {h})"))),
         (None, Some(_)) => return Err(InputError::InvalidHeaderName(String::new())),
     }
-    // A WhatsApp account starts once it is linked; linking starts it.
-    if kind == AccountKind::Whatsapp {
-        new.desired_running = false;
-    }
     new.validate()
 }
 
@@ -70,6 +66,19 @@ pub fn policy_values(cfg: &PolicyConfig) -> Result<PolicyValues, InputError> {
     serde_json::to_value(cfg)
         .and_then(serde_json::from_value)
         .map_err(|e| InputError::InvalidPolicy(e.to_string()))
+}
+
+/// Parses a history window name as the UI sends it.
+pub fn window(name: &str) -> Result<chrono::Duration, InputError> {
+    match name {
+        "24h" => Ok(chrono::Duration::hours(24)),
+        "7d" => Ok(chrono::Duration::days(7)),
+        other => Err(InputError::InvalidSetting {
+            key: "window".into(),
+            value: other.into(),
+            why: "use 24h or 7d".into(),
+        }),
+    }
 }
 
 pub fn secret_name(s: &str) -> Result<SecretName, InputError> {
@@ -149,6 +158,11 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn history_windows_are_a_day_or_a_week() {
+        assert!(window("24h").is_ok() && window("7d").is_ok() && window("1y").is_err());
     }
 
     #[test]

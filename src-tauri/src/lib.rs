@@ -14,18 +14,13 @@ mod shell;
 pub mod tray;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
+use lifeline_engine::ops::{Action, Control, Target};
 use tauri::{AppHandle, Manager, RunEvent};
 use tauri_plugin_autostart::ManagerExt as _;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::{CommandError, ErrorCode};
-use crate::shell::Shell;
-
-/// Set once the graceful shutdown has finished and the process may really exit.
-static STOPPED: AtomicBool = AtomicBool::new(false);
-static STOPPING: AtomicBool = AtomicBool::new(false);
+use crate::shell::{ExitStep, Shell};
 
 /// Builds and runs the app until it quits; returns the process exit code.
 pub fn run() -> i32 {
@@ -47,7 +42,6 @@ pub fn run() -> i32 {
         }
     };
     tauri::async_runtime::set(runtime.handle().clone());
-    let stop = CancellationToken::new();
     let app = tauri::Builder::default()
         // First: a second launch only brings this window forward (and never takes the lock).
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
@@ -82,24 +76,18 @@ pub fn run() -> i32 {
             commands::get_prefs,
             commands::set_prefs,
             commands::quit,
+            commands::notify,
+            commands::set_tray_labels,
         ])
         .setup({
-            let stop = stop.clone();
             move |app| {
                 let shell = tauri::async_runtime::block_on(Shell::start());
                 app.manage(shell.clone());
-                match tray::Tray::build(app.handle()) {
-                    Ok(t) => {
-                        app.manage(t);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "no tray icon"),
-                }
                 if let Ok(live) = shell.live() {
                     tauri::async_runtime::spawn(forward::run(
                         app.handle().clone(),
                         shell.clone(),
                         live.clone(),
-                        stop.clone(),
                     ));
                 }
                 tauri::async_runtime::spawn(exit_on_signal(app.handle().clone()));
@@ -114,26 +102,27 @@ pub fn run() -> i32 {
             return 1;
         }
     };
+    // One owner of the way out: the shell. The first exit request (Quit, the last window, a
+    // signal) starts its graceful stop; the process exits once that is done.
     app.run_return(move |handle, event| {
         if let RunEvent::ExitRequested { api, code, .. } = event {
-            if STOPPED.load(Ordering::SeqCst) {
+            let Some(shell) = handle.try_state::<Arc<Shell>>() else {
                 return;
-            }
-            api.prevent_exit();
-            let code = code.unwrap_or(0);
-            if STOPPING.swap(true, Ordering::SeqCst) {
-                return;
-            }
-            let handle = handle.clone();
-            let stop = stop.clone();
-            tauri::async_runtime::spawn(async move {
-                stop.cancel();
-                if let Some(shell) = handle.try_state::<Arc<Shell>>() {
-                    shell.shutdown().await;
+            };
+            let shell = shell.inner().clone();
+            match shell.exit_step() {
+                ExitStep::Go => {}
+                ExitStep::Wait => api.prevent_exit(),
+                ExitStep::Stop => {
+                    api.prevent_exit();
+                    let handle = handle.clone();
+                    let code = code.unwrap_or(0);
+                    tauri::async_runtime::spawn(async move {
+                        shell.shutdown().await;
+                        handle.exit(code);
+                    });
                 }
-                STOPPED.store(true, Ordering::SeqCst);
-                handle.exit(code);
-            });
+            }
         }
     })
 }
@@ -155,20 +144,38 @@ pub(crate) fn on_tray_menu(app: &AppHandle, id: &str) {
         tray::MENU_SHOW => tray::toggle_main(app),
         tray::MENU_QUIT => app.exit(0),
         tray::MENU_START_ALL | tray::MENU_STOP_ALL => {
-            let start = id == tray::MENU_START_ALL;
+            let action = if id == tray::MENU_START_ALL {
+                Action::Start
+            } else {
+                Action::Stop
+            };
             tauri::async_runtime::spawn(async move {
                 let Ok(live) = shell.live() else { return };
-                let done = if start {
-                    live.sup.start_all().await
-                } else {
-                    live.sup.stop_all().await
-                };
-                if let Err(e) = done {
-                    tracing::warn!(error = %e, start, "tray action failed");
+                if let Err(e) = live.sup.act(action, Target::All).await {
+                    tracing::warn!(error = %e, action = action.as_str(), "tray action failed");
                 }
             });
         }
         _ => {}
+    }
+}
+
+/// Puts the tray up with the UI's words, or gives it new ones.
+pub(crate) fn set_tray_labels(app: &AppHandle, labels: api::TrayLabels) {
+    if let Some(tray) = app.try_state::<tray::Tray>() {
+        tray.relabel(labels);
+        return;
+    }
+    match tray::Tray::build(app, labels) {
+        Ok(t) => {
+            if let Some(shell) = app.try_state::<Arc<Shell>>()
+                && let Ok(live) = shell.live()
+            {
+                t.update(&lifeline_engine::fleet::Counts::of(&live.sup.views()));
+            }
+            app.manage(t);
+        }
+        Err(e) => tracing::warn!(error = %e, "no tray icon"),
     }
 }
 

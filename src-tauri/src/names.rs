@@ -33,11 +33,13 @@ pub const COMMANDS: &[&str] = &[
     "get_prefs",
     "set_prefs",
     "quit",
+    "notify",
+    "set_tray_labels",
 ];
 
 /// A QR or pair code to show while linking (never logged).
 pub const EVENT_LINK: &str = "lifeline://link";
-/// An alert the engine decided on (also shown as a desktop notification unless muted).
+/// An alert the engine decided on; the UI words it and asks for the desktop notification.
 pub const EVENT_ALERT: &str = "lifeline://alert";
 /// Rows written so far by a running CSV export.
 pub const EVENT_EXPORT_PROGRESS: &str = "lifeline://export-progress";

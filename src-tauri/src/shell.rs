@@ -1,10 +1,9 @@
-//! The shell's state: the running [`Runtime`] (or why it could not start), plus the little the
-//! UI needs that the supervisor's live views do not carry (endpoint, priority, the last health
-//! pass). Commands reach the engine through here.
+//! The shell's state: the running [`Runtime`] (or why it could not start) and the last health
+//! pass's numbers (uptime, score move slowly; the live views carry everything else). Commands
+//! reach the engine through here.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use lifeline_engine::report;
@@ -12,7 +11,7 @@ use lifeline_engine::supervisor::{AccountView, StartupReport, Supervisor};
 use lifeline_engine::{AccountId, DataDir, Error, Store};
 use lifeline_runtime::{Parts, Runtime};
 
-use crate::api::{self, Card, FleetDelta, HealthBits, Info, Prefs};
+use crate::api::{self, Card, FleetDelta, HealthBits, Prefs};
 use crate::error::{CommandError, CommandResult, ErrorCode};
 
 /// What a running shell has.
@@ -24,21 +23,35 @@ pub struct Live {
     pub data_dir: PathBuf,
 }
 
-#[derive(Debug, Default)]
-struct Cache {
-    info: HashMap<AccountId, Info>,
-    health: HashMap<AccountId, HealthBits>,
-}
-
 #[derive(Debug)]
 pub struct Shell {
     live: Result<Live, CommandError>,
     runtime: tokio::sync::Mutex<Option<Runtime>>,
-    cache: Mutex<Cache>,
+    /// The last health pass's numbers (uptime, score), by account.
+    health: Mutex<HashMap<AccountId, HealthBits>>,
     prefs: RwLock<Prefs>,
-    stopping: AtomicBool,
+    /// Where the process is on its way out (the one record of it in the shell).
+    exit: Mutex<Exit>,
     /// Where card changes go (the window's `watch_fleet` channel; a reload replaces it).
     fleet: Mutex<Option<FleetChannel>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Running,
+    Stopping,
+    Done,
+}
+
+/// What an exit request should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStep {
+    /// Stop gracefully first, then exit.
+    Stop,
+    /// The graceful stop is under way.
+    Wait,
+    /// Stopped: exit now.
+    Go,
 }
 
 struct FleetChannel(tauri::ipc::Channel<FleetDelta>);
@@ -58,9 +71,9 @@ impl Shell {
             Ok((runtime, live, prefs)) => Arc::new(Self {
                 live: Ok(live),
                 runtime: tokio::sync::Mutex::new(Some(runtime)),
-                cache: Mutex::new(Cache::default()),
+                health: Mutex::default(),
                 prefs: RwLock::new(prefs),
-                stopping: AtomicBool::new(false),
+                exit: Mutex::new(Exit::Running),
                 fleet: Mutex::new(None),
             }),
             Err(e) => {
@@ -68,9 +81,9 @@ impl Shell {
                 Arc::new(Self {
                     live: Err(e.into()),
                     runtime: tokio::sync::Mutex::new(None),
-                    cache: Mutex::new(Cache::default()),
+                    health: Mutex::default(),
                     prefs: RwLock::new(Prefs::default()),
-                    stopping: AtomicBool::new(false),
+                    exit: Mutex::new(Exit::Running),
                     fleet: Mutex::new(None),
                 })
             }
@@ -94,13 +107,14 @@ impl Shell {
     }
 
     pub fn live(&self) -> CommandResult<&Live> {
-        if self.stopping.load(Ordering::SeqCst) {
+        let live = self.live.as_ref().map_err(Clone::clone)?;
+        if live.sup.stopping().is_cancelled() {
             return Err(CommandError::new(
                 ErrorCode::Unavailable,
                 "Lifeline is shutting down.",
             ));
         }
-        self.live.as_ref().map_err(Clone::clone)
+        Ok(live)
     }
 
     pub fn prefs(&self) -> Prefs {
@@ -125,65 +139,42 @@ impl Shell {
         }
     }
 
-    /// Graceful stop, once: connections closed, clean-run marker written last.
+    /// Asked on every request to exit: whether the process may go now, or must first stop
+    /// gracefully (the first request starts that; later ones wait for it).
+    pub fn exit_step(&self) -> ExitStep {
+        let mut exit = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+        match *exit {
+            Exit::Done => ExitStep::Go,
+            Exit::Stopping => ExitStep::Wait,
+            Exit::Running => {
+                *exit = Exit::Stopping;
+                ExitStep::Stop
+            }
+        }
+    }
+
+    /// Graceful stop: connections closed, clean-run marker written last. Afterwards every exit
+    /// request goes through.
     pub async fn shutdown(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
         let runtime = self.runtime.lock().await.take();
         if let Some(rt) = runtime
             && let Err(e) = rt.shutdown().await
         {
             tracing::error!(error = %e, "shutdown did not complete");
         }
+        *self.exit.lock().unwrap_or_else(|p| p.into_inner()) = Exit::Done;
     }
 
-    /// Loads endpoint and priority of accounts the cache has not seen (added by the CLI, say).
-    pub async fn learn(&self, live: &Live, ids: impl IntoIterator<Item = AccountId>) {
-        let missing: Vec<AccountId> = {
-            let cache = self.cache();
-            ids.into_iter()
-                .filter(|id| !cache.info.contains_key(id))
-                .collect()
-        };
-        if missing.is_empty() {
-            return;
-        }
-        let accounts = if missing.len() > 8 {
-            live.store.accounts().await.map_err(Some)
-        } else {
-            let mut v = Vec::new();
-            for id in missing {
-                match live.store.account(id).await {
-                    Ok(a) => v.push(a),
-                    // Removed meanwhile: nothing to learn.
-                    Err(Error::Input(_)) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read account");
-                    }
-                }
-            }
-            Ok(v)
-        };
-        if let Ok(accounts) = accounts {
-            let mut cache = self.cache();
-            for a in &accounts {
-                cache.info.insert(a.id, Info::from(a));
-            }
-        }
-    }
-
-    /// Forgets cached settings so the next card reads them again.
+    /// Forgets an account's health numbers (it was removed).
     pub fn forget(&self, id: AccountId) {
-        let mut cache = self.cache();
-        cache.info.remove(&id);
-        cache.health.remove(&id);
+        self.health().remove(&id);
     }
 
     /// Runs the health report (uptime, score) for every account and keeps the numbers.
     pub async fn refresh_health(&self, live: &Live) -> Result<(), Error> {
         let views = live.sup.views();
-        let r = report::fleet_health(&live.store, live.sup.clock().now(), Some(&views)).await?;
-        let mut cache = self.cache();
-        cache.health = r
+        let r = report::fleet_health(&live.store, live.sup.clock().now(), &views).await?;
+        *self.health() = r
             .accounts
             .iter()
             .map(|a| (a.id, HealthBits::from(a)))
@@ -191,30 +182,26 @@ impl Shell {
         Ok(())
     }
 
-    /// Cards for the given views (accounts whose settings are unknown are skipped).
+    /// Cards for the given views, with the last health pass's numbers.
     pub fn cards<'a>(&self, views: impl IntoIterator<Item = &'a AccountView>) -> Vec<Card> {
-        let cache = self.cache();
+        let health = self.health();
         views
             .into_iter()
-            .filter_map(|v| {
-                let info = cache.info.get(&v.id)?;
-                Some(api::card(v, info, cache.health.get(&v.id)))
-            })
+            .map(|v| api::card(v, health.get(&v.id)))
             .collect()
     }
 
-    /// The card of one account, after learning its settings if needed.
-    pub async fn card(&self, live: &Live, id: AccountId) -> CommandResult<Card> {
-        self.learn(live, [id]).await;
-        let views = live.sup.views();
-        let view = views.iter().find(|v| v.id == id);
-        self.cards(view)
-            .pop()
-            .ok_or_else(|| lifeline_engine::InputError::UnknownAccount(id.0).into())
+    /// The card of one account.
+    pub fn card(&self, live: &Live, id: AccountId) -> CommandResult<Card> {
+        let view = live
+            .sup
+            .view(id)
+            .ok_or(lifeline_engine::InputError::UnknownAccount(id.0))?;
+        Ok(self.cards([&view]).remove(0))
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    fn health(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, HealthBits>> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -1,73 +1,22 @@
-//! The tray: an icon whose colour and shape follow fleet health, a counts line, show/hide,
-//! start all / stop all, quit. The decisions (level, text, pixels) are pure and tested; the rest
-//! is Tauri plumbing.
+//! The tray: an icon whose colour and shape follow the fleet's health level (decided in the
+//! engine, `fleet::Counts::level`), a counts line, show/hide, start all / stop all, quit. The
+//! words and pixels are pure and tested; the rest is Tauri plumbing.
 
-use lifeline_engine::state::StateKind;
-use lifeline_engine::supervisor::AccountView;
+use lifeline_engine::fleet::{Counts, Level};
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, Wry};
 
-use crate::api::Language;
+use crate::api::TrayLabels;
 
-/// Fleet counts for the tray and its icon.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub total: usize,
-    pub connected: usize,
-    /// Desired running but not connected (connecting, backoff, paused, linking).
-    pub down: usize,
-    pub needs_operator: usize,
-}
-
-impl Counts {
-    pub fn of<'a>(views: impl IntoIterator<Item = &'a AccountView>) -> Self {
-        let mut c = Counts::default();
-        for v in views {
-            c.total += 1;
-            match v.state.kind() {
-                StateKind::Connected => c.connected += 1,
-                StateKind::NeedsOperator => c.needs_operator += 1,
-                _ if v.desired_running => c.down += 1,
-                _ => {}
-            }
-        }
-        c
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// Every desired account is connected.
-    Healthy,
-    /// Some are recovering.
-    Degraded,
-    /// A person is needed, or most of the fleet is down.
-    Critical,
-}
-
-pub fn level(c: &Counts) -> Level {
-    if c.needs_operator > 0 || (c.down > 0 && c.down * 2 >= c.down + c.connected) {
-        Level::Critical
-    } else if c.down > 0 {
-        Level::Degraded
-    } else {
-        Level::Healthy
-    }
-}
-
-pub fn summary(c: &Counts, lang: Language) -> String {
-    match lang {
-        Language::En => format!(
-            "{} connected · {} recovering · {} need you · {} accounts",
-            c.connected, c.down, c.needs_operator, c.total
-        ),
-        Language::Id => format!(
-            "{} terhubung · {} memulihkan · {} perlu tindakan · {} akun",
-            c.connected, c.down, c.needs_operator, c.total
-        ),
-    }
+/// Fills the UI's counts template (slots `{connected}`, `{recovering}`, `{needs}`, `{total}`).
+pub fn summary(template: &str, c: &Counts) -> String {
+    template
+        .replace("{connected}", &c.desired_connected.to_string())
+        .replace("{recovering}", &c.recovering.to_string())
+        .replace("{needs}", &c.needs_operator.to_string())
+        .replace("{total}", &c.total.to_string())
 }
 
 pub const ICON_SIZE: u32 = 32;
@@ -110,11 +59,12 @@ pub const MENU_START_ALL: &str = "start-all";
 pub const MENU_STOP_ALL: &str = "stop-all";
 pub const MENU_QUIT: &str = "quit";
 
-/// The tray and the menu line that shows the counts.
+/// The tray, its menu items and the words the UI gave it.
 pub struct Tray {
     icon: TrayIcon<Wry>,
     counts: MenuItem<Wry>,
-    level: std::sync::Mutex<Option<Level>>,
+    items: [MenuItem<Wry>; 4],
+    state: std::sync::Mutex<(Option<Level>, TrayLabels, Counts)>,
 }
 
 impl std::fmt::Debug for Tray {
@@ -124,18 +74,26 @@ impl std::fmt::Debug for Tray {
 }
 
 impl Tray {
-    pub fn build(app: &AppHandle) -> tauri::Result<Self> {
+    /// Builds the tray once the UI has sent its words (it has none of its own).
+    pub fn build(app: &AppHandle, labels: TrayLabels) -> tauri::Result<Self> {
         let counts = MenuItem::with_id(app, "counts", "…", false, None::<&str>)?;
+        let item = |id: &str, text: &str| MenuItem::with_id(app, id, text, true, None::<&str>);
+        let items = [
+            item(MENU_SHOW, &labels.show_hide)?,
+            item(MENU_START_ALL, &labels.start_all)?,
+            item(MENU_STOP_ALL, &labels.stop_all)?,
+            item(MENU_QUIT, &labels.quit)?,
+        ];
         let menu = Menu::with_items(
             app,
             &[
                 &counts,
                 &PredefinedMenuItem::separator(app)?,
-                &MenuItem::with_id(app, MENU_SHOW, "Show / hide", true, None::<&str>)?,
-                &MenuItem::with_id(app, MENU_START_ALL, "Start all", true, None::<&str>)?,
-                &MenuItem::with_id(app, MENU_STOP_ALL, "Stop all", true, None::<&str>)?,
+                &items[0],
+                &items[1],
+                &items[2],
                 &PredefinedMenuItem::separator(app)?,
-                &MenuItem::with_id(app, MENU_QUIT, "Quit Lifeline", true, None::<&str>)?,
+                &items[3],
             ],
         )?;
         let icon = TrayIconBuilder::with_id("lifeline")
@@ -148,25 +106,47 @@ impl Tray {
             .menu(&menu)
             .on_menu_event(|app, event| crate::on_tray_menu(app, event.id().as_ref()))
             .build(app)?;
+        let empty = Counts::of_states([]);
         Ok(Self {
             icon,
             counts,
-            level: std::sync::Mutex::new(None),
+            items,
+            state: std::sync::Mutex::new((None, labels, empty)),
         })
     }
 
-    pub fn update(&self, counts: &Counts, lang: Language) {
-        let text = summary(counts, lang);
+    /// New words (the operator changed the language).
+    pub fn relabel(&self, labels: TrayLabels) {
+        let texts = [
+            &labels.show_hide,
+            &labels.start_all,
+            &labels.stop_all,
+            &labels.quit,
+        ];
+        for (item, text) in self.items.iter().zip(texts) {
+            let _ = item.set_text(text);
+        }
+        let counts = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.1 = labels;
+            state.2.clone()
+        };
+        self.update(&counts);
+    }
+
+    pub fn update(&self, counts: &Counts) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let text = summary(&state.1.summary, counts);
         let _ = self.counts.set_text(&text);
         let _ = self.icon.set_tooltip(Some(format!("Lifeline — {text}")));
-        let now = level(counts);
-        let mut last = self.level.lock().unwrap_or_else(|p| p.into_inner());
-        if *last != Some(now) {
+        let now = counts.level();
+        if state.0 != Some(now) {
             let _ =
                 self.icon
                     .set_icon(Some(Image::new_owned(icon_rgba(now), ICON_SIZE, ICON_SIZE)));
-            *last = Some(now);
+            state.0 = Some(now);
         }
+        state.2 = counts.clone();
     }
 }
 
@@ -188,29 +168,14 @@ mod tests {
     use super::*;
 
     fn counts(connected: usize, down: usize, needs_operator: usize) -> Counts {
-        Counts {
-            total: connected + down + needs_operator,
-            connected,
-            down,
-            needs_operator,
-        }
-    }
-
-    #[test]
-    fn level_follows_the_fleet() {
-        assert_eq!(level(&counts(10, 0, 0)), Level::Healthy);
-        assert_eq!(level(&Counts::default()), Level::Healthy);
-        assert_eq!(level(&counts(9, 1, 0)), Level::Degraded);
-        assert_eq!(
-            level(&counts(5, 5, 0)),
-            Level::Critical,
-            "half the fleet down"
-        );
-        assert_eq!(
-            level(&counts(10, 0, 1)),
-            Level::Critical,
-            "a person is needed"
-        );
+        use lifeline_engine::state::StateKind;
+        let items = std::iter::repeat_n((StateKind::Connected, true), connected)
+            .chain(std::iter::repeat_n((StateKind::Backoff, true), down))
+            .chain(std::iter::repeat_n(
+                (StateKind::NeedsOperator, true),
+                needs_operator,
+            ));
+        Counts::of_states(items)
     }
 
     #[test]
@@ -234,12 +199,14 @@ mod tests {
     }
 
     #[test]
-    fn summary_counts_in_both_languages() {
+    fn the_ui_s_counts_template_is_filled_in() {
         let c = counts(3, 1, 1);
         assert_eq!(
-            summary(&c, Language::En),
-            "3 connected · 1 recovering · 1 need you · 5 accounts"
+            summary(
+                "{connected} up · {recovering} recovering · {needs} need you · {total}",
+                &c
+            ),
+            "3 up · 1 recovering · 1 need you · 5"
         );
-        assert!(summary(&c, Language::Id).starts_with("3 terhubung"));
     }
 }

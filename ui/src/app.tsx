@@ -1,15 +1,18 @@
 // The main window: fleet header, card grid, and the detail / settings views and dialogs.
 // State comes from one snapshot, then only from events (no polling).
 
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { type Backend, BackendError } from "./backend";
 import { type CardAction, CardGrid } from "./card";
 import { AddAccount, ConfirmRemove, ExportDialog, LinkModal } from "./dialogs";
 import { Fleet, STATES, filterCards } from "./fleet";
 import type { AlertInfo, Card, LinkInfo, LinkRequest, Prefs, Snapshot, StateName } from "./generated/api";
-import { I18n, stateLabel, translator, useI18n } from "./i18n";
+import { I18n, alertText, stateLabel, trayLabels, translator, useI18n } from "./i18n";
 import { Detail, Settings } from "./views";
+
+/** An alert as the banner shows it. */
+type Alert = { kind: AlertInfo["kind"]; title: string; body: string };
 
 type View = { name: "fleet" } | { name: "detail"; id: number } | { name: "settings" };
 type Dialog =
@@ -41,7 +44,9 @@ export function App({ backend }: { backend: Backend }) {
     start_at_login: false,
   });
   const [autorecover, setAutorecover] = useState(true);
-  const [alerts, setAlerts] = useState<AlertInfo[]>([]);
+  const [alerts, setAlerts] = useState<Alert[]>([]);
+  // Alerts are worded when they arrive, in the language of that moment.
+  const words = useRef({ t: translator(prefs.language), lang: prefs.language });
   // Link codes can arrive before the QR modal opens, so they are collected from the start.
   const [links, setLinks] = useState<Record<number, LinkInfo>>({});
   useEffect(() => {
@@ -54,7 +59,11 @@ export function App({ backend }: { backend: Backend }) {
         queueMicrotask(() => performance.measure("lifeline:delta", { start, detail: d.cards.length }));
       }),
       backend.onSettings((s) => setAutorecover(s.autorecover)),
-      backend.onAlert((a) => setAlerts((list) => [a, ...list].slice(0, 3))),
+      backend.onAlert((a) => {
+        const text = alertText(a, words.current.t, words.current.lang);
+        setAlerts((list) => [{ kind: a.kind, ...text }, ...list].slice(0, 3));
+        void backend.notify(text).catch(() => undefined);
+      }),
     ];
     backend.snapshot().then(
       (s) => {
@@ -74,6 +83,10 @@ export function App({ backend }: { backend: Backend }) {
     document.documentElement.lang = prefs.language;
   }, [prefs.language]);
   const i18n = useMemo(() => ({ t: translator(prefs.language), lang: prefs.language }), [prefs.language]);
+  words.current = i18n;
+  useEffect(() => {
+    void backend.setTrayLabels(trayLabels(i18n.t)).catch(() => undefined);
+  }, [backend, i18n]);
   return (
     <I18n.Provider value={i18n}>
       {fatal ? (
@@ -108,7 +121,7 @@ function Main(props: {
   setAutorecover: (on: boolean) => void;
   prefs: Prefs;
   setPrefs: (p: Prefs) => void;
-  alerts: AlertInfo[];
+  alerts: Alert[];
   links: Record<number, LinkInfo>;
   forgetLink: (id: number) => void;
   dismissAlert: (i: number) => void;

@@ -15,10 +15,12 @@ import type {
   LinkInfo,
   LinkRequest,
   NewAccountInput,
+  NotificationText,
   PolicyValues,
   Prefs,
   SettingsChanged,
   Snapshot,
+  TrayLabels,
 } from "./generated/api";
 
 export type * from "./generated/api";
@@ -51,6 +53,10 @@ export interface Backend {
   getPrefs(): Promise<Prefs>;
   setPrefs(prefs: Prefs): Promise<Prefs>;
   quit(): Promise<void>;
+  /** A desktop notification in the UI's words (the shell honours the notifications switch). */
+  notify(text: NotificationText): Promise<void>;
+  /** The tray's words; the first call puts the tray up. */
+  setTrayLabels(labels: TrayLabels): Promise<void>;
 
   onFleet(cb: (delta: FleetDelta) => void): Unsubscribe;
   onLink(cb: (link: LinkInfo) => void): Unsubscribe;

@@ -9,11 +9,13 @@ import type {
   FleetDelta,
   HistoryInfo,
   LinkInfo,
+  NotificationText,
   PolicyValues,
   Prefs,
   SettingsChanged,
   Snapshot,
   StateName,
+  TrayLabels,
 } from "./generated/api";
 
 type Listener<T> = Set<(v: T) => void>;
@@ -168,7 +170,7 @@ export class FakeBackend implements Backend {
       this.set(id, {
         desired: false,
         state: "stopped",
-        reason: { code: "operator", text: "by the operator" },
+        reason: { code: "operator", status: null, close_code: null, until: null },
       }),
     );
   }
@@ -260,6 +262,12 @@ export class FakeBackend implements Backend {
   }
   quit() {
     return this.act("quit", [], () => undefined);
+  }
+  notify(text: NotificationText) {
+    return this.act("notify", [text], () => undefined);
+  }
+  setTrayLabels(labels: TrayLabels) {
+    return this.act("setTrayLabels", [labels], () => undefined);
   }
 
   private sub<T>(set: Listener<T>, cb: (v: T) => void): Unsubscribe {

@@ -1,11 +1,12 @@
-// English and Bahasa Indonesia. Keys are English-ish identifiers; `t()` fills `{name}` slots.
-// Reason codes come from the engine (`Reason::code`); the engine's English sentence is the
-// fallback for codes not translated here.
+// Every word the desktop shows, in English and Bahasa Indonesia: the window, the alerts (and
+// their desktop notifications) and the tray. The engine sends codes and parameters (reasons,
+// alerts, counts); they become words only here. Keys are English-ish identifiers; `t()` fills
+// `{name}` slots.
 
 import { createContext } from "preact";
 import { useContext } from "preact/hooks";
 
-import type { Language, ReasonInfo, StateName } from "./generated/api";
+import type { AlertInfo, Language, ReasonInfo, StateName, TrayLabels } from "./generated/api";
 
 const en = {
   appTitle: "Lifeline",
@@ -137,6 +138,17 @@ const en = {
   notANumber: "{key} must be a number.",
   unavailable: "Lifeline cannot supervise",
   alertTitle: "Alert",
+  alertDownTitle: "{name} is down",
+  alertDownBody: "Not recovered since {at} ({why}). Lifeline keeps retrying.",
+  alertNeedsTitle: "{name} needs you",
+  alertSummaryTitle: "{n} accounts need attention",
+  alertSummaryBody: "{down} down, {needs} need the operator: {names}…",
+  unknownReason: "unknown",
+  trayShowHide: "Show / hide",
+  trayStartAll: "Start all",
+  trayStopAll: "Stop all",
+  trayQuit: "Quit Lifeline",
+  traySummary: "{connected} connected · {recovering} recovering · {needs} need you · {total} accounts",
   dismiss: "Dismiss",
 } as const;
 
@@ -267,19 +279,64 @@ const id: Record<Key, string> = {
   notANumber: "{key} harus berupa angka.",
   unavailable: "Lifeline tidak dapat mengawasi",
   alertTitle: "Peringatan",
+  alertDownTitle: "{name} terputus",
+  alertDownBody: "Belum pulih sejak {at} ({why}). Lifeline terus mencoba.",
+  alertNeedsTitle: "{name} perlu tindakan Anda",
+  alertSummaryTitle: "{n} akun bermasalah",
+  alertSummaryBody: "{down} terputus, {needs} perlu tindakan: {names}…",
+  unknownReason: "tidak diketahui",
+  trayShowHide: "Tampilkan / sembunyikan",
+  trayStartAll: "Mulai semua",
+  trayStopAll: "Hentikan semua",
+  trayQuit: "Keluar dari Lifeline",
+  traySummary: "{connected} terhubung · {recovering} memulihkan · {needs} perlu tindakan · {total} akun",
   dismiss: "Tutup",
+};
+
+// Reasons in words. `code.status`, `code.code` and `code.until` are the variants with a
+// parameter: the HTTP status of a refusal, the close code of a server-side close, a ban's end.
+const reasonsEn: Record<string, string> = {
+  timeout: "timed out",
+  refused: "connection refused",
+  "refused.status": "refused by the server (HTTP {status})",
+  "closed-by-peer": "closed by the server",
+  "closed-by-peer.code": "closed by the server (code {code})",
+  stalled: "server stopped answering keepalives",
+  network: "network error",
+  stale: "shown connected but the connection was dead",
+  "logged-out": "logged out on the phone — scan a new QR code to link it again",
+  replaced: "another device took over this number — relink here only if that was not intended",
+  banned: "temporarily banned",
+  "banned.until": "temporarily banned until {until}",
+  outdated: "this Lifeline version is refused — update Lifeline",
+  "credentials-missing": "a secret it needs is missing — set it in the keyring",
+  "rate-limited": "rate limited by the server",
+  "breaker-open": "too many failures — waiting before trying again",
+  "qr-expired": "QR expired — request a new one",
+  "pairing-failed": "linking failed — request a new QR or pair code",
+  operator: "by the operator",
+  "autorecover-off": "autorecover is off — start it by hand",
+  shutdown: "Lifeline was shut down",
+  removed: "account removed",
+  crashed: "Lifeline stopped unexpectedly",
+  unsupported: "this Lifeline cannot connect accounts of this kind — update Lifeline",
+  "restart-required": "the server asked for a reconnect",
+  "not-linked": "not linked yet — link it with a QR code or a pair code",
 };
 
 const reasonsId: Record<string, string> = {
   timeout: "waktu habis",
   refused: "koneksi ditolak",
+  "refused.status": "ditolak oleh server (HTTP {status})",
   "closed-by-peer": "ditutup oleh server",
+  "closed-by-peer.code": "ditutup oleh server (kode {code})",
   stalled: "server berhenti menjawab keepalive",
   network: "kesalahan jaringan",
   stale: "tampak terhubung tetapi koneksinya mati",
   "logged-out": "keluar di ponsel — pindai kode QR baru untuk menautkan lagi",
-  replaced: "perangkat lain mengambil alih nomor ini",
+  replaced: "perangkat lain mengambil alih nomor ini — tautkan ulang hanya jika itu tidak disengaja",
   banned: "diblokir sementara",
+  "banned.until": "diblokir sementara sampai {until}",
   outdated: "versi Lifeline ini ditolak — perbarui Lifeline",
   "credentials-missing": "rahasia yang dibutuhkan tidak ada — simpan di keyring",
   "rate-limited": "dibatasi oleh server",
@@ -291,8 +348,9 @@ const reasonsId: Record<string, string> = {
   shutdown: "Lifeline dimatikan",
   removed: "akun dihapus",
   crashed: "Lifeline berhenti tiba-tiba",
-  unsupported: "Lifeline ini tidak dapat menghubungkan akun jenis ini",
+  unsupported: "Lifeline ini tidak dapat menghubungkan akun jenis ini — perbarui Lifeline",
   "restart-required": "server meminta sambung ulang",
+  "not-linked": "belum ditautkan — tautkan dengan kode QR atau kode pasangan",
 };
 
 const tables: Record<Language, Record<Key, string>> = { en, id };
@@ -308,9 +366,59 @@ export function translator(lang: Language): T {
   };
 }
 
+function fill(s: string, vars: Record<string, string | number>): string {
+  for (const [k, v] of Object.entries(vars)) s = s.replaceAll(`{${k}}`, String(v));
+  return s;
+}
+
+/** A reason code and its parameter in the operator's language. */
 export function reasonText(reason: ReasonInfo, lang: Language): string {
-  if (lang === "id") return reasonsId[reason.code] ?? reason.text;
-  return reason.text;
+  const table = lang === "id" ? reasonsId : reasonsEn;
+  const [variant, vars]: [string, Record<string, string | number>] =
+    reason.status != null
+      ? ["status", { status: reason.status }]
+      : reason.close_code != null
+        ? ["code", { code: reason.close_code }]
+        : reason.until != null
+          ? ["until", { until: formatUtc(reason.until) }]
+          : ["", {}];
+  const key = variant ? `${reason.code}.${variant}` : reason.code;
+  return fill(table[key] ?? table[reason.code] ?? reasonsEn[key] ?? reason.code, vars);
+}
+
+/** `2026-11-01 08:00 UTC` from an RFC 3339 UTC time. */
+function formatUtc(rfc3339: string): string {
+  return `${rfc3339.slice(0, 10)} ${rfc3339.slice(11, 16)} UTC`;
+}
+
+/** An alert in words, for the banner and the desktop notification. */
+export function alertText(a: AlertInfo, t: T, lang: Language): { title: string; body: string } {
+  const why = a.reason ? reasonText(a.reason, lang) : t("unknownReason");
+  switch (a.kind) {
+    case "down":
+      return {
+        title: t("alertDownTitle", { name: a.name ?? "" }),
+        body: t("alertDownBody", { at: a.since ? `${a.since.slice(11, 16)} UTC` : "", why }),
+      };
+    case "needs_operator":
+      return { title: t("alertNeedsTitle", { name: a.name ?? "" }), body: why };
+    case "summary":
+      return {
+        title: t("alertSummaryTitle", { n: a.down + a.needs_operator }),
+        body: t("alertSummaryBody", { down: a.down, needs: a.needs_operator, names: a.examples.join(", ") }),
+      };
+  }
+}
+
+/** The tray's words. */
+export function trayLabels(t: T): TrayLabels {
+  return {
+    show_hide: t("trayShowHide"),
+    start_all: t("trayStartAll"),
+    stop_all: t("trayStopAll"),
+    quit: t("trayQuit"),
+    summary: t("traySummary"),
+  };
 }
 
 export function stateLabel(t: T, s: StateName): string {

@@ -64,6 +64,8 @@ export function tauriBackend(): Backend {
     getPrefs: () => call(Command.getPrefs),
     setPrefs: (prefs) => call(Command.setPrefs, { prefs }),
     quit: () => call(Command.quit),
+    notify: (text) => call(Command.notify, { text }),
+    setTrayLabels: (labels) => call(Command.setTrayLabels, { labels }),
     onFleet: (cb) => watchFleet(cb),
     onLink: (cb) => on(Event.link, cb),
     onAlert: (cb) => on(Event.alert, cb),

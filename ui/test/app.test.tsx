@@ -23,7 +23,7 @@ describe("fleet view", () => {
       makeCard(2, {
         name: "Shop B",
         state: "backoff",
-        reason: { code: "closed-by-peer", text: "closed by the server (code 1011)" },
+        reason: { code: "closed-by-peer", status: null, close_code: 1011, until: null },
         retry_at: "2026-11-23T10:00:05.000Z",
         breaker: "open",
       }),
@@ -63,7 +63,7 @@ describe("fleet view", () => {
     const b = new FakeBackend([makeCard(1, { name: "Shop A" })]);
     await mount(b);
     act(() =>
-      b.setState(1, "backoff", { code: "network", text: "network error" }),
+      b.setState(1, "backoff", { code: "network", status: null, close_code: null, until: null }),
     );
     expect(card("Shop A").dataset.state).toBe("backoff");
     expect(within(card("Shop A")).getByTestId("reason").textContent).toContain("network error");
@@ -94,7 +94,7 @@ describe("fleet view", () => {
         name: "Held",
         state: "stopped",
         desired: true,
-        reason: { code: "autorecover-off", text: "autorecover is off — start it by hand" },
+        reason: { code: "autorecover-off", status: null, close_code: null, until: null },
       }),
     ]);
     await mount(b);
@@ -156,6 +156,35 @@ describe("fleet view", () => {
     );
     expect(screen.getByTestId("count-backoff").textContent).toContain("1000");
     expect(performance.now() - t0).toBeLessThan(5000);
+  });
+
+  it("words an alert in the chosen language, shows it and asks for the desktop notification", async () => {
+    const b = new FakeBackend([makeCard(1, { name: "Toko" })]);
+    b.prefs = { ...b.prefs, language: "id" };
+    await mount(b);
+    // The tray gets its words in the operator's language once the preferences are read.
+    const lastLabels = () => b.calls.filter(([c]) => c === "setTrayLabels").at(-1)?.[1] as { quit: string };
+    await waitFor(() => expect(lastLabels()?.quit).toBe("Keluar dari Lifeline"));
+    act(() =>
+      b.emitAlert({
+        kind: "needs_operator",
+        account: 1,
+        name: "Toko",
+        reason: { code: "logged-out", status: null, close_code: null, until: null },
+        since: null,
+        down: 0,
+        needs_operator: 0,
+        examples: [],
+      }),
+    );
+    const banner = await screen.findByRole("alert");
+    expect(banner.textContent).toContain("Toko perlu tindakan Anda");
+    expect(banner.textContent).toContain("keluar di ponsel");
+    const [, text] = b.calls.find(([c]) => c === "notify") ?? [];
+    expect(text).toEqual({
+      title: "Toko perlu tindakan Anda",
+      body: "keluar di ponsel — pindai kode QR baru untuk menautkan lagi",
+    });
   });
 
   it("shows why the shell cannot supervise", async () => {
@@ -270,7 +299,7 @@ describe("detail, export and settings", () => {
           at: "2026-11-22T22:00:00.000Z",
           from: "connected",
           to: "backoff",
-          reason: { code: "stalled", text: "server stopped answering keepalives" },
+          reason: { code: "stalled", status: null, close_code: null, until: null },
           detail: "no pong in 10 s",
           by: "engine",
         },
@@ -354,7 +383,7 @@ describe("detail, export and settings", () => {
 
   it("switching to Bahasa Indonesia translates the interface and the reasons", async () => {
     const b = new FakeBackend([
-      makeCard(1, { name: "Toko", state: "backoff", reason: { code: "network", text: "network error" } }),
+      makeCard(1, { name: "Toko", state: "backoff", reason: { code: "network", status: null, close_code: null, until: null } }),
     ]);
     await mount(b);
     fireEvent.click(screen.getByRole("button", { name: "Settings" }));

@@ -6,6 +6,8 @@ import { Fleet, filterCards } from "../src/fleet";
 import { makeCard } from "../src/fake-backend";
 import { pct, spans } from "../src/format";
 import { parsePolicy } from "../src/views";
+import type { AlertInfo, ReasonInfo } from "../src/generated/api";
+import { alertText, reasonText, trayLabels, translator } from "../src/i18n";
 
 describe("fleet store", () => {
   it("keeps restore order and identity of unchanged cards", () => {
@@ -71,5 +73,65 @@ describe("formatting", () => {
       values: { pacing: { rate_per_s: 2.5, enabled: true } },
     });
     expect(parsePolicy({ alerts: { grace_s: "" } })).toEqual({ bad: "alerts.grace_s" });
+  });
+});
+
+describe("words", () => {
+  const reason = (code: string, extra: Partial<ReasonInfo> = {}): ReasonInfo => ({
+    code,
+    status: null,
+    close_code: null,
+    until: null,
+    ...extra,
+  });
+  const codes = [
+    "timeout", "refused", "closed-by-peer", "stalled", "network", "stale", "logged-out", "replaced",
+    "banned", "outdated", "credentials-missing", "rate-limited", "breaker-open", "qr-expired",
+    "pairing-failed", "operator", "autorecover-off", "shutdown", "removed", "crashed",
+    "unsupported", "restart-required", "not-linked",
+  ];
+
+  it("puts every reason code into both languages, with its parameter", () => {
+    for (const code of codes) {
+      const en = reasonText(reason(code), "en");
+      const id = reasonText(reason(code), "id");
+      expect(en, code).not.toBe(code);
+      expect(id, code).not.toBe(en);
+    }
+    expect(reasonText(reason("refused", { status: 503 }), "en")).toBe("refused by the server (HTTP 503)");
+    expect(reasonText(reason("refused", { status: 503 }), "id")).toBe("ditolak oleh server (HTTP 503)");
+    expect(reasonText(reason("closed-by-peer", { close_code: 4000 }), "id")).toContain("4000");
+    expect(reasonText(reason("banned", { until: "2026-11-01T08:30:00.000Z" }), "id")).toBe(
+      "diblokir sementara sampai 2026-11-01 08:30 UTC",
+    );
+    // A code this version does not know still shows something: the code itself.
+    expect(reasonText(reason("from-the-future"), "id")).toBe("from-the-future");
+  });
+
+  it("words alerts and the tray in the chosen language", () => {
+    const down: AlertInfo = {
+      kind: "down",
+      account: 1,
+      name: "Shop A",
+      reason: reason("network"),
+      since: "2026-11-01T08:30:00.000Z",
+      down: 0,
+      needs_operator: 0,
+      examples: [],
+    };
+    expect(alertText(down, translator("en"), "en")).toEqual({
+      title: "Shop A is down",
+      body: "Not recovered since 08:30 UTC (network error). Lifeline keeps retrying.",
+    });
+    expect(alertText(down, translator("id"), "id").body).toContain("kesalahan jaringan");
+    const summary: AlertInfo = { ...down, kind: "summary", name: null, reason: null, since: null, down: 7, needs_operator: 1, examples: ["a", "b"] };
+    expect(alertText(summary, translator("en"), "en").title).toBe("8 accounts need attention");
+    expect(alertText(summary, translator("id"), "id").body).toContain("a, b");
+    const tray = trayLabels(translator("id"));
+    expect(tray.quit).toBe("Keluar dari Lifeline");
+    for (const slot of ["{connected}", "{recovering}", "{needs}", "{total}"]) {
+      expect(tray.summary).toContain(slot);
+      expect(trayLabels(translator("en")).summary).toContain(slot);
+    }
   });
 });

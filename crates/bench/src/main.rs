@@ -1,5 +1,5 @@
 //! lifeline-bench: every performance figure and the chaos soak in one harness, each figure
-//! against a baseline measured in the same run (DESIGN.md, "Performance baselines").
+//! against a baseline measured in the same run and the target it is held to (docs/BENCHMARKS.md).
 //!
 //! - `lifeline-bench --quick`: the CI-sized run (under 3 minutes in release);
 //! - `lifeline-bench all`: the full run (1000 accounts, 1M-row export, a 10-minute soak);

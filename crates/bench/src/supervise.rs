@@ -1,5 +1,5 @@
 //! Restore, drop-detection, stall-detection and memory figures for the supervisor, each against
-//! a baseline measured in the same run (DESIGN.md, "Performance baselines").
+//! a baseline measured in the same run and the target it is held to (docs/BENCHMARKS.md).
 //!
 //! Memory is measured in child processes (this binary re-executed) so the simulator's and the
 //! other measurements' allocations never count: the simulator runs in its own child too.

@@ -38,7 +38,8 @@ pub enum Command {
     #[command(subcommand)]
     Secret(SecretCommand),
     /// Link a WhatsApp account: shows the QR code to scan (refreshed as it rotates), or with
-    /// --phone the 8-character code to type on the phone. Run it while no supervisor runs.
+    /// --phone the 8-character code to type on the phone. A running supervisor links it; with
+    /// none running, one runs just for the link.
     Link {
         /// Account id.
         id: i64,
@@ -48,7 +49,7 @@ pub enum Command {
     },
     /// Run the supervisor headless until SIGINT/SIGTERM.
     Serve(ServeArgs),
-    /// Start an account (or all): marks it desired-running; a running supervisor acts within a second.
+    /// Start an account (or all): marks it desired-running; a running supervisor acts at once.
     Start(Target),
     /// Stop an account (or all).
     Stop(Target),

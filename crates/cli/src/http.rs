@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lifeline_engine::model::{AccountId, SecretName};
+use lifeline_engine::ops::{Action, Control, Target};
 use lifeline_engine::report;
 use lifeline_engine::secrets::{KeyringSecretStore, SecretStore};
 use lifeline_engine::supervisor::Supervisor;
@@ -77,7 +78,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 
 async fn health(State(app): State<App>) -> Response {
     let views = app.sup.views();
-    match report::fleet_health(app.sup.store(), app.sup.clock().now(), Some(&views)).await {
+    match report::fleet_health(app.sup.store(), app.sup.clock().now(), &views).await {
         Ok(r) => {
             let status = if r.healthy {
                 StatusCode::OK
@@ -201,9 +202,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn outcome(result: lifeline_engine::Result<()>) -> Response {
+fn outcome(result: lifeline_engine::Result<usize>) -> Response {
     match result {
-        Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({ "ok": true }))).into_response(),
+        Ok(_) => (StatusCode::ACCEPTED, axum::Json(json!({ "ok": true }))).into_response(),
         Err(e @ Error::Input(InputError::UnknownAccount(_))) => {
             error(StatusCode::NOT_FOUND, "unknown_account", e.to_string())
         }
@@ -235,20 +236,14 @@ async fn account_action(
             format!("'{id}' is not an account id."),
         );
     };
-    let sup = &app.sup;
-    outcome(match action.as_str() {
-        "start" => sup.start(id).await,
-        "stop" => sup.stop(id).await,
-        "retry" => sup.force_retry(id).await,
-        "reset" => sup.reset_breaker(id).await,
-        other => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "unknown_action",
-                format!("Unknown action '{other}': use start, stop, retry or reset."),
-            );
-        }
-    })
+    let Some(action) = Action::for_one(&action) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_action",
+            format!("Unknown action '{action}': use start, stop, retry or reset."),
+        );
+    };
+    outcome(app.sup.act(action, Target::One(id)).await)
 }
 
 async fn fleet_action(
@@ -267,25 +262,14 @@ async fn fleet_action(
     if let Err(r) = no_body(body).await {
         return r;
     }
-    let sup = &app.sup;
-    outcome(match action.as_str() {
-        "start-all" => sup.start_all().await,
-        "stop-all" => sup.stop_all().await,
-        "reset-all" => sup.reset_all().await,
-        "check-all" => {
-            sup.check_all();
-            Ok(())
-        }
-        other => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "unknown_action",
-                format!(
-                    "Unknown action '{other}': use start-all, stop-all, reset-all or check-all."
-                ),
-            );
-        }
-    })
+    let Some(action) = Action::for_all(&action) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_action",
+            format!("Unknown action '{action}': use start-all, stop-all, reset-all or check-all."),
+        );
+    };
+    outcome(app.sup.act(action, Target::All).await)
 }
 
 #[cfg(test)]

@@ -1,22 +1,26 @@
-//! `lifeline link ID [--phone +…]`: links a WhatsApp account from a terminal. Runs the real
-//! connector for that one account (holding the data-dir lock, so no supervisor fights over it),
-//! draws each QR code as it rotates, or prints the pair code, and stops once the phone confirms.
+//! `lifeline link ID [--phone +…]`: links a WhatsApp account from a terminal. The supervisor
+//! links it — the running one, or, when none runs, one started here just for the link (it
+//! restores nothing else and stops once the account is linked). The CLI draws each QR code as it
+//! rotates, or prints the pair code, reading them from the store where the supervisor keeps the
+//! current code while linking (see `supervisor::queue`), and ends when the account connects.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::time::Duration;
 
-use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector, LinkMode};
-use lifeline_engine::model::{AccountId, AccountKind, normalize_phone};
-use lifeline_engine::proxy::{self, ProxyEntry};
-use lifeline_engine::secrets::KeyringSecretStore;
-use lifeline_engine::state::{Reason, State, TriggeredBy};
+use lifeline_engine::connector::LinkMode;
+use lifeline_engine::model::{AccountId, normalize_phone};
+use lifeline_engine::ops::{Control, Queued};
+use lifeline_engine::state::{Reason, State};
+use lifeline_engine::supervisor::queue;
 use lifeline_engine::time::rfc3339;
 use lifeline_engine::{DataDir, Error, InputError, Store};
-use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
+use lifeline_runtime::{Parts, Runtime};
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+
+use crate::words;
+
+const POLL: Duration = Duration::from_millis(200);
 
 pub async fn link(
     dir: &DataDir,
@@ -24,87 +28,120 @@ pub async fn link(
     id: i64,
     phone: Option<String>,
 ) -> Result<(), Error> {
+    let id = AccountId(id);
     let mode = match phone.as_deref() {
         Some(p) => LinkMode::PhoneCode {
             phone: normalize_phone(p)?,
         },
         None => LinkMode::Qr,
     };
-    let account = store.account(AccountId(id)).await?;
-    if account.kind != AccountKind::Whatsapp {
-        return Err(InputError::NotLinkable(id).into());
+    let account = store.account(id).await?;
+    if !account.kind.links() {
+        return Err(InputError::NotLinkable(id.0).into());
     }
-    let _lock = dir.lock()?;
-    let policy = store.policy().await?;
-    let connector = WhatsAppConnector::new(dir.root(), Endpoint::from_env());
-    // Linking goes out through the same proxy chain the supervisor would use.
-    let pool: Vec<ProxyEntry> = store
-        .accounts()
-        .await?
-        .iter()
-        .filter_map(ProxyEntry::of)
-        .collect();
-    let route = proxy::chain(&account, &pool, policy.connection.direct_fallback);
-    let (tx, mut rx) = mpsc::channel(64);
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(connector.run(
-        ConnectRequest {
-            account: account.clone(),
-            config: policy.connection,
-            secrets: Arc::new(KeyringSecretStore),
-            link: Some(mode),
-            route,
-        },
-        tx,
-        cancel.clone(),
-    ));
-    eprintln!(
-        "Connecting '{}' to WhatsApp… (Ctrl-C to give up)",
-        account.name
-    );
-    let outcome = loop {
-        let event = tokio::select! {
-            _ = tokio::signal::ctrl_c() => break Err(Error::LinkFailed("interrupted".into())),
-            e = rx.recv() => e,
-        };
-        match event {
-            None => break Err(Error::LinkFailed("the connection ended".into())),
-            Some(ConnEvent::Link(code)) => show(&code.mode, &code.code, code.expires_at)?,
-            Some(ConnEvent::Connected { .. }) => break Ok(()),
-            // The phone accepted the link; the server closes this first session so the device
-            // logs in afresh, which `serve` does.
-            Some(ConnEvent::Ended {
-                reason: Reason::RestartRequired,
-                ..
-            }) => break Ok(()),
-            Some(ConnEvent::Alive) => {}
-            Some(ConnEvent::Ended { reason, detail }) => {
-                let mut why = reason.describe();
-                if let Some(d) = detail {
-                    why.push_str(&format!(" ({d})"));
-                }
-                break Err(Error::LinkFailed(why));
+    // With no supervisor running, one runs here for the link alone.
+    let mut temporary = None;
+    if dir.supervisor().is_none() {
+        match Runtime::open(dir, store.clone(), Parts::system(dir)).await {
+            Ok(mut rt) => {
+                rt.start_quiet().await?;
+                temporary = Some(rt);
             }
+            // One just started: go through it.
+            Err(Error::DataDirLocked { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let asked_at = chrono::Utc::now();
+    let requested = match &temporary {
+        Some(rt) => {
+            let sup = rt.supervisor().clone();
+            let keep = queue::keep_link_codes(sup.clone(), id);
+            let r = sup.link(id, mode).await;
+            if r.is_ok() {
+                tokio::spawn(keep);
+            }
+            r
+        }
+        None => {
+            Queued::new(dir.clone(), store.clone(), Parts::system(dir).connectors)
+                .link(id, mode)
+                .await
         }
     };
-    cancel.cancel();
-    let _ = task.await;
-    outcome?;
-    store.set_desired_running(account.id, true).await?;
-    store
-        .record_transition(
-            account.id,
-            State::Stopped { reason: None },
-            Some("linked".into()),
-            TriggeredBy::Operator,
-            chrono::Utc::now(),
-        )
-        .await?;
-    println!(
-        "Linked '{}'. Start `lifeline serve` (or the desktop app) to keep it connected.",
+    eprintln!(
+        "Connecting '{}' to WhatsApp… (Ctrl-C to stop)",
         account.name
     );
+    let outcome = match requested {
+        Ok(()) => watch(&store, id, asked_at).await,
+        Err(e) => Err(e),
+    };
+    let keeps_running = temporary.is_none();
+    if let Some(rt) = temporary {
+        rt.shutdown().await?;
+    }
+    outcome?;
+    if keeps_running {
+        println!(
+            "Linked '{}'; the running supervisor keeps it connected.",
+            account.name
+        );
+    } else {
+        println!(
+            "Linked '{}'. Start `lifeline serve` (or the desktop app) to keep it connected.",
+            account.name
+        );
+    }
     Ok(())
+}
+
+/// Shows each new code until the account connects, or linking fails.
+async fn watch(
+    store: &Store,
+    id: AccountId,
+    asked_at: lifeline_engine::Timestamp,
+) -> Result<(), Error> {
+    let mut shown: Option<String> = None;
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Err(Error::LinkFailed("interrupted".into())),
+            _ = tick.tick() => {}
+        }
+        if let Some(code) = store.link_code(id).await?
+            && shown.as_deref() != Some(code.code.as_str())
+        {
+            show(&code.mode, &code.code, code.expires_at)?;
+            shown = Some(code.code);
+        }
+        let account = store.account(id).await?;
+        if account.state_since < asked_at {
+            continue;
+        }
+        match &account.state {
+            State::Connected => return Ok(()),
+            State::NeedsOperator { reason }
+            | State::Stopped {
+                reason: Some(reason),
+            }
+            | State::Paused { reason, .. } => {
+                return Err(Error::LinkFailed(words::reason(reason)));
+            }
+            State::Stopped { reason: None } => {
+                return Err(Error::LinkFailed("the account was stopped".into()));
+            }
+            // The server's "log in again" right after a link: linking worked, it reconnects.
+            State::Backoff {
+                reason: Reason::RestartRequired,
+                ..
+            } => {}
+            // An attempt failed (the supervisor retries on its own schedule): say why now.
+            State::Backoff { reason, .. } => return Err(Error::LinkFailed(words::reason(reason))),
+            State::Linking | State::Connecting => {}
+        }
+    }
 }
 
 /// Draws a QR code (or prints a pair code) with its expiry. The code is shown, never logged.
@@ -130,7 +167,7 @@ fn show(
                 rfc3339(expires_at)
             )
             .map_err(write_err)?;
-            if lifeline_whatsapp::TEST_PEER_BUILD {
+            if lifeline_runtime::TEST_PEER_BUILD {
                 // The offline peer plays the phone: it needs the code as text (POST /scan).
                 writeln!(out, "Test-peer build; code text: {code}").map_err(write_err)?;
             }

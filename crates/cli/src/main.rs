@@ -5,7 +5,9 @@ mod args;
 mod commands;
 mod http;
 mod link;
+mod report;
 mod serve;
+mod words;
 
 use std::process::ExitCode;
 
@@ -43,7 +45,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    if lifeline_whatsapp::TEST_PEER_BUILD {
+    if lifeline_runtime::TEST_PEER_BUILD {
         eprintln!(
             "lifeline: TEST-PEER BUILD — accepts the offline peer's unsigned certificates; never use it with real WhatsApp."
         );

@@ -36,6 +36,27 @@ impl Clock {
         }
     }
 
+    /// Awaits `work` (a store operation). A virtual clock stands still meanwhile: SQLite answers
+    /// from its own threads, and tokio's paused time would otherwise race ahead through every
+    /// pending timer while the database works, so a test would see its backoffs expire during a
+    /// single write. A parked blocking task is what holds paused time (tokio does not advance it
+    /// while one runs). The system clock just awaits.
+    pub async fn hold<F: std::future::Future>(&self, work: F) -> F::Output {
+        match self {
+            Clock::System => work.await,
+            Clock::Virtual { .. } => {
+                let (tx, rx) = std::sync::mpsc::channel::<()>();
+                let guard = tokio::task::spawn_blocking(move || {
+                    let _ = rx.recv();
+                });
+                let out = work.await;
+                drop(tx);
+                let _ = guard.await;
+                out
+            }
+        }
+    }
+
     /// Converts a wall time to the tokio instant at which it falls (for timers).
     pub fn instant_at(&self, at: Timestamp) -> Instant {
         let now_wall = self.now();

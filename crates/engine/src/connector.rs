@@ -89,6 +89,13 @@ pub trait Connector: Send + Sync + fmt::Debug + 'static {
         cancel: CancellationToken,
     ) -> BoxFuture<'static, ()>;
 
+    /// True when the connector keeps no session for the account yet, so connecting without a
+    /// link request cannot succeed (an unlinked WhatsApp number). The engine then asks the
+    /// operator to link it instead of dialling.
+    fn needs_link(&self, _account: &Account) -> bool {
+        false
+    }
+
     /// Called when an account is removed, to delete whatever the connector keeps for it
     /// (e.g. a WhatsApp device store).
     fn forget(&self, _account: &Account) -> crate::Result<()> {

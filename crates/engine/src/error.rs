@@ -72,6 +72,9 @@ pub enum InputError {
         "The stored policy values cannot be used ({0}). Run `lifeline policy reset` to go back to the defaults, then set your values again."
     )]
     StoredPolicy(String),
+    /// The running supervisor refused what was asked, in its own words.
+    #[error("{0}")]
+    Refused(String),
     #[error("Setting '{key}' has an invalid value '{value}': {why}")]
     InvalidSetting {
         key: String,
@@ -160,6 +163,20 @@ pub enum Error {
 
     #[error("Linking did not complete: {0}.")]
     LinkFailed(String),
+
+    #[error("The running supervisor could not do it: {0}")]
+    Supervisor(String),
+
+    #[error(
+        "The running supervisor{pid} did not answer within {waited_s} s; it applies queued commands as soon as it can. Check it with `lifeline status`.",
+        pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    SupervisorSilent { pid: Option<u32>, waited_s: u64 },
+
+    #[error(
+        "This needs a running supervisor on the data dir: start `lifeline serve` (or the desktop app) first."
+    )]
+    NeedsSupervisor,
 
     #[error("Unhealthy: {0}.")]
     Unhealthy(String),

@@ -9,8 +9,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::state::StateKind;
-
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
@@ -79,8 +77,8 @@ impl Metrics {
     }
 
     /// Sets the per-state gauges from current counts and returns the text exposition.
-    pub fn render(&self, counts: &[(StateKind, usize)]) -> String {
-        for (kind, n) in counts {
+    pub fn render(&self, counts: &crate::fleet::Counts) -> String {
+        for (kind, n) in &counts.by_state {
             self.accounts
                 .get_or_create(&vec![("state".to_owned(), kind.as_str().to_owned())])
                 .set(*n as i64);
@@ -131,13 +129,25 @@ pub fn classic_text(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::Counts;
+    use crate::state::StateKind;
+
+    fn counts(n: &[(StateKind, usize)]) -> Counts {
+        Counts::of_states(
+            n.iter()
+                .flat_map(|(k, n)| std::iter::repeat_n((*k, true), *n)),
+        )
+    }
 
     #[test]
     fn renders_prometheus_text_with_states_and_counters() {
         let m = Metrics::new();
         m.reconnects.inc();
         m.recovery_seconds.observe(0.3);
-        let text = m.render(&[(StateKind::Connected, 7), (StateKind::Backoff, 2)]);
+        let text = m.render(&counts(&[
+            (StateKind::Connected, 7),
+            (StateKind::Backoff, 2),
+        ]));
         assert!(
             text.contains("lifeline_accounts{state=\"connected\"} 7"),
             "{text}"
@@ -151,7 +161,7 @@ mod tests {
     fn classic_text_names_counter_samples_in_help_and_type_and_drops_eof() {
         let m = Metrics::new();
         m.reconnects.inc();
-        let text = classic_text(&m.render(&[(StateKind::Connected, 1)]));
+        let text = classic_text(&m.render(&counts(&[(StateKind::Connected, 1)])));
         assert!(
             text.contains("# TYPE lifeline_reconnects_total counter\n"),
             "{text}"

@@ -1,18 +1,17 @@
 //! Health report of the fleet, shared by `lifeline health`, HTTP `/health` and the desktop app:
-//! counts by state, per-account uptime (24 h) and score, breaker states.
+//! the verdict and counts of [`crate::fleet`], per-account uptime (24 h) and score, breakers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::Duration;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::fleet::{AccountView, Counts};
 use crate::model::{AccountId, AccountKind};
-use crate::policy::breaker::Breaker;
 use crate::policy::health;
-use crate::state::{State, StateKind};
+use crate::state::State;
 use crate::store::Store;
-use crate::supervisor::AccountView;
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,68 +32,59 @@ pub struct AccountHealth {
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetHealth {
     pub at: Timestamp,
-    /// True when every desired-running account is connected.
+    /// True when every desired-running account is connected (the verdict of [`Counts`]).
     pub healthy: bool,
     pub accounts_total: usize,
     pub desired_running: usize,
     pub desired_connected: usize,
+    /// Accounts waiting for a person (a new scan, logged out, replaced, …).
+    pub needs_operator: usize,
     pub by_state: BTreeMap<&'static str, usize>,
     pub breakers_open: usize,
     /// Mean score of desired-running accounts (100 when there are none).
     pub fleet_score: u8,
     pub fleet_uptime_24h_pct: f64,
     pub accounts: Vec<AccountHealth>,
+    #[serde(skip)]
+    pub counts: Counts,
 }
 
-/// Builds the report at `now`. With `live` views (inside a running supervisor) states are the
-/// in-memory ones; otherwise the last recorded states are used.
+/// Builds the report at `now` for `views` (live ones inside a supervisor, recorded ones
+/// elsewhere), in the canonical order.
 pub async fn fleet_health(
     store: &Store,
     now: Timestamp,
-    live: Option<&[AccountView]>,
+    views: &[AccountView],
 ) -> Result<FleetHealth> {
-    let accounts = store.accounts().await?;
     let window_start = now - Duration::hours(24);
     let intervals = store.connected_intervals(window_start).await?;
     let failures = store.failures_since(now - Duration::hours(1)).await?;
-    let breakers = store.breakers().await?;
-    let live: HashMap<AccountId, &AccountView> =
-        live.unwrap_or_default().iter().map(|v| (v.id, v)).collect();
-    let mut by_state: BTreeMap<&'static str, usize> =
-        StateKind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
-    let mut out = Vec::with_capacity(accounts.len());
-    for a in accounts {
-        let (state, since, desired) = match live.get(&a.id) {
-            Some(v) => (v.state.clone(), v.since, v.desired_running),
-            None => (a.state.clone(), a.state_since, a.desired_running),
-        };
-        let breaker = breakers.get(&a.id).cloned().unwrap_or_default();
+    let mut views: Vec<&AccountView> = views.iter().collect();
+    views.sort_by_key(|v| crate::fleet::order(v.priority, v.id));
+    let counts = Counts::of(views.iter().copied());
+    let mut out = Vec::with_capacity(views.len());
+    for v in views {
         let uptime = health::uptime_ratio(
-            intervals.get(&a.id).map(Vec::as_slice).unwrap_or_default(),
-            window_start.max(a.created_at),
+            intervals.get(&v.id).map(Vec::as_slice).unwrap_or_default(),
+            window_start.max(v.created_at),
             now,
         );
-        let fails = failures.get(&a.id).copied().unwrap_or(0);
-        let score = health::score(uptime, fails, breaker.is_open(), state.kind());
-        *by_state.entry(state.kind().as_str()).or_default() += 1;
+        let fails = failures.get(&v.id).copied().unwrap_or(0);
+        let score = health::score(uptime, fails, v.breaker == "open", v.state.kind());
         out.push(AccountHealth {
-            id: a.id,
-            name: a.name,
-            kind: a.kind,
-            desired_running: desired,
-            state,
-            since,
+            id: v.id,
+            name: v.name.clone(),
+            kind: v.kind,
+            desired_running: v.desired_running,
+            state: v.state.clone(),
+            since: v.since,
             uptime_24h_pct: (uptime * 1000.0).round() / 10.0,
             score,
-            breaker: breaker_label(&breaker),
+            breaker: v.breaker,
             failures_1h: fails,
         });
     }
     let desired: Vec<&AccountHealth> = out.iter().filter(|a| a.desired_running).collect();
-    let desired_connected = desired
-        .iter()
-        .filter(|a| a.state == State::Connected)
-        .count();
     let fleet_score = if desired.is_empty() {
         100
     } else {
@@ -108,20 +98,18 @@ pub async fn fleet_health(
     };
     Ok(FleetHealth {
         at: now,
-        healthy: desired_connected == desired.len(),
-        accounts_total: out.len(),
-        desired_running: desired.len(),
-        desired_connected,
-        by_state,
+        healthy: counts.unhealthy(true).is_none(),
+        accounts_total: counts.total,
+        desired_running: counts.desired,
+        desired_connected: counts.desired_connected,
+        needs_operator: counts.needs_operator,
+        by_state: counts.by_state_names(),
         breakers_open: out.iter().filter(|a| a.breaker == "open").count(),
         fleet_score,
         fleet_uptime_24h_pct: (fleet_uptime * 10.0).round() / 10.0,
         accounts: out,
+        counts,
     })
-}
-
-fn breaker_label(b: &Breaker) -> &'static str {
-    b.label()
 }
 
 #[cfg(test)]
@@ -130,8 +118,17 @@ mod tests {
 
     use super::*;
     use crate::model::NewAccount;
+    use crate::policy::breaker::Breaker;
     use crate::state::TriggeredBy;
     use crate::store::tests::temp_store;
+
+    async fn stored(store: &Store) -> Vec<AccountView> {
+        let accounts = store.accounts().await.expect("accounts");
+        accounts
+            .iter()
+            .map(|a| AccountView::stored(a, &Breaker::default()))
+            .collect()
+    }
 
     #[tokio::test]
     async fn report_counts_states_and_flags_unhealthy_fleets() {
@@ -157,7 +154,9 @@ mod tests {
             )
             .await
             .expect("t");
-        let r = fleet_health(&store, now, None).await.expect("report");
+        let r = fleet_health(&store, now, &stored(&store).await)
+            .await
+            .expect("report");
         assert!(!r.healthy, "b is desired but not connected");
         assert_eq!(r.desired_running, 2);
         assert_eq!(r.desired_connected, 1);
@@ -179,7 +178,7 @@ mod tests {
             .await
             .expect("t");
         assert!(
-            fleet_health(&store, now, None)
+            fleet_health(&store, now, &stored(&store).await)
                 .await
                 .expect("report")
                 .healthy

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::AccountId;
 use crate::time::Timestamp;
 
-/// Why an account is where it is. Serialized with a stable kebab-case `kind` (also [`Reason::code`]) that the store,
-/// the CSV export and the UI all use.
+/// Why an account is where it is. Serialized with a stable kebab-case `kind` (also
+/// [`Reason::code`]) that the store, the CSV export and every face use; the faces put codes and
+/// their parameters into words (the CLI in English, the desktop in English or Bahasa Indonesia).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Reason {
@@ -66,6 +67,8 @@ pub enum Reason {
     Unsupported,
     /// The server asked the client to reconnect (e.g. right after linking); not a failure.
     RestartRequired,
+    /// A linking kind (WhatsApp) with no session yet: it must be linked before it can connect.
+    NotLinked,
 }
 
 impl Reason {
@@ -94,59 +97,13 @@ impl Reason {
             Reason::Crashed => "crashed",
             Reason::Unsupported => "unsupported",
             Reason::RestartRequired => "restart-required",
-        }
-    }
-
-    /// What the operator should read on the card.
-    pub fn describe(&self) -> String {
-        match self {
-            Reason::Timeout => "timed out".into(),
-            Reason::Refused { status: Some(s) } => format!("refused by the server (HTTP {s})"),
-            Reason::Refused { status: None } => "connection refused".into(),
-            Reason::ClosedByPeer { code: Some(c) } => format!("closed by the server (code {c})"),
-            Reason::ClosedByPeer { code: None } => "closed by the server".into(),
-            Reason::Stalled => "server stopped answering keepalives".into(),
-            Reason::Network => "network error".into(),
-            Reason::Stale => "shown connected but the connection was dead".into(),
-            Reason::LoggedOut => {
-                "logged out on the phone — scan a new QR code to link it again".into()
-            }
-            Reason::Replaced => {
-                "another device took over this number — relink here only if that was not intended"
-                    .into()
-            }
-            Reason::Banned { until: Some(u) } => {
-                format!("temporarily banned until {}", crate::time::rfc3339(*u))
-            }
-            Reason::Banned { until: None } => "temporarily banned".into(),
-            Reason::Outdated => "this Lifeline version is refused — update Lifeline".into(),
-            Reason::CredentialsMissing => {
-                "a secret it needs is missing — set it in the keyring".into()
-            }
-            Reason::RateLimited => "rate limited by the server".into(),
-            Reason::BreakerOpen => "too many failures — waiting before trying again".into(),
-            Reason::QrExpired => "QR expired — request a new one".into(),
-            Reason::PairingFailed => "linking failed — request a new QR or pair code".into(),
-            Reason::Operator => "by the operator".into(),
-            Reason::AutorecoverOff => "autorecover is off — start it by hand".into(),
-            Reason::Shutdown => "Lifeline was shut down".into(),
-            Reason::Removed => "account removed".into(),
-            Reason::Crashed => "Lifeline stopped unexpectedly".into(),
-            Reason::Unsupported => {
-                "this Lifeline cannot connect accounts of this kind — update Lifeline".into()
-            }
-            Reason::RestartRequired => "the server asked for a reconnect".into(),
+            Reason::NotLinked => "not-linked",
         }
     }
 }
 
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.describe())
-    }
-}
-
-/// Actual state of one account (DESIGN.md, "Accounts and their states").
+/// Actual state of one account: stopped, linking, connecting, connected, waiting to retry,
+/// paused by rule, or waiting for a person. Every change is recorded as an [`Event`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum State {
@@ -328,6 +285,7 @@ mod tests {
             Reason::Crashed,
             Reason::Unsupported,
             Reason::RestartRequired,
+            Reason::NotLinked,
         ];
         for r in reasons {
             let v = serde_json::to_value(&r).expect("serializes");

@@ -20,6 +20,7 @@ use lifeline_engine::model::AccountId;
 use lifeline_engine::model::{
     AccountKind, HeaderRef, MAX_NAME_CHARS, NewAccount, SecretName, normalize_phone, validate_name,
 };
+use lifeline_engine::ops::{self, Action};
 use lifeline_engine::policy::PolicyConfig;
 use lifeline_engine::policy::alerts::{Alert, AlertConfig, Alerter};
 use lifeline_engine::policy::backoff::{Backoff, ErrorClass};
@@ -28,7 +29,6 @@ use lifeline_engine::policy::jitter::Jitter;
 use lifeline_engine::policy::pacing::{Pacer, PacingConfig};
 use lifeline_engine::proxy::Target;
 use lifeline_engine::state::{Reason, State, StateKind, TriggeredBy};
-use lifeline_engine::supervisor::queue::Queued;
 use lifeline_engine::time::{
     TimeRange, Timestamp, from_ms, parse_time, rfc3339, to_ms, write_rfc3339_ms,
 };
@@ -414,11 +414,21 @@ proptest! {
         if let Some(t) = TriggeredBy::parse(&raw) {
             prop_assert_eq!(t.as_str(), raw.as_str());
         }
-        for q in Queued::ALL {
-            prop_assert_eq!(Queued::parse(q.as_str()), Some(q));
+        for a in Action::ALL {
+            if let Some(one) = Action::for_one(a.as_str()) {
+                prop_assert_eq!(one, a);
+            }
         }
-        if let Some(q) = Queued::parse(&raw) {
-            prop_assert_eq!(q.as_str(), raw.as_str());
+        if let Some(a) = Action::for_one(&raw) {
+            prop_assert_eq!(a.as_str(), raw.as_str());
+        }
+        if let Some(a) = Action::for_all(&raw) {
+            prop_assert_eq!(format!("{}-all", a.as_str()), raw.clone());
+        }
+        // A queued command this version reads back is one it writes the same way.
+        if let Some(op) = ops::Op::decode(&raw, Some(lifeline_engine::AccountId(1)), None) {
+            let (name, _, _) = op.encode();
+            prop_assert_eq!(name, raw.clone());
         }
         for k in [AccountKind::Websocket, AccountKind::Whatsapp] {
             prop_assert_eq!(k.to_string().parse::<AccountKind>(), Ok(k));

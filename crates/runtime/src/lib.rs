@@ -5,7 +5,9 @@
 //!
 //! Two phases: [`Runtime::open`] builds the supervisor without starting anything, so a face can
 //! subscribe to its updates before the first transition; [`Runtime::start`] runs the startup
-//! sequence and the background tasks. [`Runtime::shutdown`] ends it gracefully.
+//! sequence and the background tasks. [`Runtime::shutdown`] ends it gracefully. One signal ends
+//! everything: the supervisor's [`Runtime::stopping`] token, which every task here and every
+//! face's own task listens to.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +18,16 @@ use lifeline_engine::model::AccountKind;
 use lifeline_engine::secrets::{KeyringSecretStore, SecretStore};
 use lifeline_engine::store::PreviousRun;
 use lifeline_engine::supervisor::{StartupReport, Supervisor, SupervisorDeps, queue};
+
 use lifeline_engine::time::Timestamp;
 use lifeline_engine::{DataDir, Error, Store, SupervisorLock};
 use lifeline_websocket::WebSocketConnector;
+/// True in builds that accept the offline WhatsApp peer's unsigned certificates: such a build
+/// must never talk to real WhatsApp, and every face says so when it starts.
+pub use lifeline_whatsapp::TEST_PEER_BUILD;
 use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-pub mod history;
 
 /// How often the run records that it is alive; a crash is dated by the last one.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -57,7 +61,6 @@ pub struct Runtime {
     run_id: i64,
     previous: Option<PreviousRun>,
     crashed_at: Option<Timestamp>,
-    stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     startup: Option<StartupReport>,
     // Held for the life of the runtime; released when it is dropped (or the process dies).
@@ -68,7 +71,7 @@ impl Runtime {
     /// Takes the supervisor lock, records the start of the run and builds the supervisor. No
     /// account task runs yet: call [`Runtime::start`].
     pub async fn open(dir: &DataDir, store: Store, parts: Parts) -> Result<Self, Error> {
-        let lock = dir.lock()?;
+        let lock = lock(dir).await?;
         let policy = store.policy().await?;
         let run = store.begin_run(chrono::Utc::now()).await?;
         let crashed_at = store.previous_last_seen(run.id).await?;
@@ -86,7 +89,6 @@ impl Runtime {
             run_id: run.id,
             previous: run.previous,
             crashed_at,
-            stop: CancellationToken::new(),
             tasks: Vec::new(),
             startup: None,
             _lock: lock,
@@ -96,18 +98,31 @@ impl Runtime {
     /// Runs the startup sequence (crash cleanup, autorecover restore), then the heartbeat and the
     /// command queue that lets admin commands from other processes reach this supervisor.
     pub async fn start(&mut self) -> Result<StartupReport, Error> {
+        self.start_with(true).await
+    }
+
+    /// Like [`Runtime::start`] but restores nothing: a supervisor run for one operation (a link
+    /// from the CLI while no other supervisor runs). Accounts stay as they are.
+    pub async fn start_quiet(&mut self) -> Result<StartupReport, Error> {
+        self.start_with(false).await
+    }
+
+    async fn start_with(&mut self, restore: bool) -> Result<StartupReport, Error> {
         if let Some(report) = &self.startup {
             return Ok(report.clone());
         }
-        let report = self.sup.startup(self.previous, self.crashed_at).await?;
-        self.tasks.push(tokio::spawn(queue::run(
-            self.sup.clone(),
-            self.stop.clone(),
-        )));
+        let report = if restore {
+            self.sup.startup(self.previous, self.crashed_at).await?
+        } else {
+            self.sup
+                .startup_quiet(self.previous, self.crashed_at)
+                .await?
+        };
+        self.tasks.push(tokio::spawn(queue::run(self.sup.clone())));
         self.tasks.push(tokio::spawn(heartbeat(
             self.store.clone(),
             self.run_id,
-            self.stop.clone(),
+            self.sup.stopping(),
         )));
         self.startup = Some(report.clone());
         Ok(report)
@@ -138,23 +153,40 @@ impl Runtime {
 
     /// Fires when shutdown begins; faces end their own tasks (HTTP, event forwarding) on it.
     pub fn stopping(&self) -> CancellationToken {
-        self.stop.clone()
+        self.sup.stopping()
     }
 
-    /// Graceful stop: background tasks end, every connection is closed and recorded, and the
+    /// Graceful stop: every connection is closed and recorded, background tasks end, and the
     /// clean-run marker is written last, so the next start knows this run did not crash.
     pub async fn shutdown(mut self) -> Result<(), Error> {
-        self.stop.cancel();
+        self.sup.shutdown().await;
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
-        self.sup.shutdown().await;
         self.store.end_run(self.run_id, chrono::Utc::now()).await?;
         self.store.close().await;
         tracing::info!(run = self.run_id, "stopped cleanly");
         Ok(())
     }
 }
+
+/// Takes the data dir's supervisor lock. An admin command with no supervisor to talk to holds it
+/// for the moment it records its change (see `ops::Queued`), so a lock held briefly is waited
+/// for; another supervisor holds it for good, and is reported.
+async fn lock(dir: &DataDir) -> Result<SupervisorLock, Error> {
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match dir.lock() {
+            Err(Error::DataDirLocked { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a start waits for a briefly held lock.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 async fn heartbeat(store: Store, run_id: i64, stop: CancellationToken) {
     let mut tick = tokio::time::interval(HEARTBEAT);

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use lifeline_engine::connector::Connectors;
 use lifeline_engine::model::{AccountKind, NewAccount};
+use lifeline_engine::ops::{Action, Control, Queued, Target};
 use lifeline_engine::policy::PolicyConfig;
 use lifeline_engine::secrets::MemorySecretStore;
 use lifeline_engine::state::{Reason, State, StateKind};
 use lifeline_engine::supervisor::Update;
-use lifeline_engine::supervisor::queue::{self, Queued};
 use lifeline_engine::{AccountId, DataDir, Error, Store};
 use lifeline_sim::Sim;
 use lifeline_websocket::WebSocketConnector;
@@ -133,24 +133,27 @@ async fn accounts_restore_on_start_and_queued_commands_reach_the_supervisor() {
     assert_eq!(report.restoring, 1);
     until_state(&mut updates, restored.id, StateKind::Connected).await;
 
-    // An admin command from another process: add an account, then stop it.
+    // Admin commands from another process: add an account, then stop it. Each call returns
+    // once the running supervisor has answered.
     let other = Store::open(&dir).await.expect("second handle");
-    let added = other
-        .add_account(NewAccount::new(AccountKind::Websocket, "added").with_url(sim.url("b")))
+    let admin = Queued::new(dir.clone(), other.clone(), parts().connectors);
+    let added = admin
+        .add(NewAccount::new(AccountKind::Websocket, "added").with_url(sim.url("b")))
         .await
         .expect("add");
-    queue::enqueue(&other, Queued::Add, Some(added.id))
-        .await
-        .expect("enqueue");
     until_state(&mut updates, added.id, StateKind::Connected).await;
-    other
-        .set_desired_running(added.id, false)
+    admin
+        .act(Action::Stop, Target::One(added.id))
         .await
-        .expect("desired");
-    queue::enqueue(&other, Queued::Stop, Some(added.id))
-        .await
-        .expect("enqueue");
+        .expect("stop");
     until_state(&mut updates, added.id, StateKind::Stopped).await;
+    assert!(
+        !other
+            .account(added.id)
+            .await
+            .expect("account")
+            .desired_running
+    );
     other.close().await;
 
     rt.shutdown().await.expect("shutdown");

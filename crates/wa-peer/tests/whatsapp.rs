@@ -287,8 +287,18 @@ async fn qr_codes_running_out_leave_linking_with_qr_expired() {
         .expect("peer");
     let w = world(peer, 1).await;
     let id = AccountId(1);
+    // A new account waits to be linked (not-linked) until the link is asked for.
+    assert_eq!(
+        state(&w.sup, id),
+        State::NeedsOperator {
+            reason: Reason::NotLinked
+        }
+    );
     w.sup.request_link(id, LinkMode::Qr).await.expect("link");
-    assert_eq!(needs_operator(&w.sup, id, 30).await, Reason::QrExpired);
+    let expired = State::NeedsOperator {
+        reason: Reason::QrExpired,
+    };
+    wait_for(&w.sup, id, Duration::from_secs(30), |s| *s == expired).await;
     w.sup.shutdown().await;
 }
 

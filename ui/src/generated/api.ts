@@ -5,7 +5,19 @@ export type StateName = "stopped" | "linking" | "connecting" | "connected" | "ba
 
 export type Kind = "websocket" | "whatsapp";
 
-export type ReasonInfo = { code: string, text: string, };
+export type ReasonInfo = { code: string, 
+/**
+ * HTTP status of a refusal.
+ */
+status: number | null, 
+/**
+ * WebSocket close code of a server-side close.
+ */
+close_code: number | null, 
+/**
+ * End of a ban (RFC 3339).
+ */
+until: string | null, };
 
 export type Card = { id: number, name: string, kind: Kind, 
 /**
@@ -81,7 +93,23 @@ code: string | null, phone: string | null, expires_at: string, };
 
 export type AlertKind = "down" | "needs_operator" | "summary";
 
-export type AlertInfo = { kind: AlertKind, account: number | null, title: string, body: string, };
+export type AlertInfo = { kind: AlertKind, account: number | null, 
+/**
+ * The account's name (one-account alerts).
+ */
+name: string | null, reason: ReasonInfo | null, 
+/**
+ * Down since (RFC 3339), for a drop not recovered within the grace period.
+ */
+since: string | null, 
+/**
+ * A summary's counts and a few names.
+ */
+down: number, needs_operator: number, examples: Array<string>, };
+
+export type NotificationText = { title: string, body: string, };
+
+export type TrayLabels = { show_hide: string, start_all: string, stop_all: string, quit: string, summary: string, };
 
 export type IntervalInfo = { start: string, end: string | null, };
 

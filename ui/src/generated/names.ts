@@ -27,6 +27,8 @@ export const Command = {
   getPrefs: "get_prefs",
   setPrefs: "set_prefs",
   quit: "quit",
+  notify: "notify",
+  setTrayLabels: "set_tray_labels",
 } as const;
 
 export const Event = {

@@ -1,6 +1,7 @@
-//! Autorecover start sequence (seeds/000): after a restart, desired-running accounts are restored
-//! in priority order when autorecover is on, or held stopped with a reason when it is off. Never
-//! touches history. The supervisor paces the restores (batches, concurrency cap, start delay).
+//! Autorecover: after a restart, desired-running accounts are restored in the canonical order
+//! when autorecover is on, or held stopped with a reason when it is off; accounts not desired
+//! stay as they are. History is never touched. The supervisor paces the restores (a start delay,
+//! at most `concurrency` attempts at once, each through the fleet's pacer).
 
 use crate::error::InputError;
 use serde::{Deserialize, Serialize};
@@ -52,9 +53,12 @@ pub enum StartupAction {
 }
 
 /// The startup plan, restores first in priority order (higher first, then oldest id).
-pub fn plan(accounts: &[Account], autorecover: bool) -> Vec<(AccountId, StartupAction)> {
-    let mut ordered: Vec<&Account> = accounts.iter().collect();
-    ordered.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+pub fn plan<'a>(
+    accounts: impl IntoIterator<Item = &'a Account>,
+    autorecover: bool,
+) -> Vec<(AccountId, StartupAction)> {
+    let mut ordered: Vec<&Account> = accounts.into_iter().collect();
+    ordered.sort_by_key(|a| crate::fleet::order(a.priority, a.id));
     ordered
         .into_iter()
         .map(|a| {

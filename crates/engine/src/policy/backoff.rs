@@ -1,7 +1,7 @@
 //! Backoff with full jitter and a floor per error class:
-//! `delay = floor(class) + rand(0, min(cap, base · 2^attempt))`.
+//! `delay = floor(class) + rand(0, min(cap, base · 2^(attempt-1)))` for the 1-based `attempt`.
 //! The floor is added, not max'ed, so retries after a mass drop stay spread out instead of all
-//! landing on the floor; timeouts and rate limits wait longer than a plain refusal (seeds/003).
+//! landing on the floor; timeouts and rate limits wait longer than a plain refusal.
 
 use crate::error::InputError;
 use std::time::Duration;

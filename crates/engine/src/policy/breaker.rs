@@ -1,4 +1,4 @@
-//! Circuit breaker per account (seeds/003): after `threshold` failures within `window` it opens
+//! Circuit breaker per account: after `threshold` failures within `window` it opens
 //! for a cooldown; then one trial is allowed (half-open). Trial success closes it; trial failure
 //! re-opens it with a doubled cooldown, capped. Manual reset and a fresh link request close it.
 //! Drops of a live connection count as failures too, so a flapping account cannot storm.

@@ -137,9 +137,111 @@ impl PolicyConfig {
     }
 }
 
+impl PolicyConfig {
+    /// Applies one `section.key=value` assignment (as `lifeline policy set` takes it), refusing
+    /// unknown keys and values that do not validate; `self` is left as it was.
+    pub fn assign(&self, assignment: &str) -> Result<Self, InputError> {
+        let bad = |why: String| InputError::InvalidSetting {
+            key: "policy".into(),
+            value: assignment.to_owned(),
+            why,
+        };
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| bad("write it as section.key=value, e.g. pacing.rate_per_s=3".into()))?;
+        let mut json = serde_json::to_value(self).map_err(|e| bad(e.to_string()))?;
+        let mut slot = &mut json;
+        let mut path: Vec<&str> = Vec::new();
+        for part in key.trim().split('.') {
+            let Some(keys) = slot
+                .as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            else {
+                let at = path.join(".");
+                return Err(bad(format!(
+                    "'{at}' is a value, not a section; write {at}=VALUE"
+                )));
+            };
+            slot = slot.get_mut(part).ok_or_else(|| {
+                bad(format!(
+                    "unknown key '{part}'; known here: {}",
+                    keys.join(", ")
+                ))
+            })?;
+            path.push(part);
+        }
+        if slot.is_object() {
+            return Err(bad(format!("'{key}' is a section; name one of its values")));
+        }
+        *slot = serde_json::from_str(value.trim())
+            .map_err(|_| bad(format!("'{}' is not a number or true/false", value.trim())))?;
+        let cfg: PolicyConfig = serde_json::from_value(json).map_err(|e| bad(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every `section.key` of the policy, as `policy show` prints them.
+    fn leaves() -> Vec<(String, serde_json::Value)> {
+        let json = serde_json::to_value(PolicyConfig::default()).expect("json");
+        let mut out = Vec::new();
+        for (section, values) in json.as_object().expect("sections") {
+            for (key, value) in values.as_object().expect("values") {
+                out.push((format!("{section}.{key}"), value.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_value_is_not_a_section() {
+        let err = PolicyConfig::default()
+            .assign("pacing.rate_per_s.x=1")
+            .expect_err("bad");
+        assert!(
+            err.to_string().contains("'pacing.rate_per_s' is a value"),
+            "{err}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever is typed: a validated policy or an input error, never a panic.
+        #[test]
+        fn any_assignment_gives_a_valid_policy_or_an_input_error(
+            key in prop_oneof![
+                prop::sample::select(leaves()).prop_map(|(k, _)| k),
+                "[a-z_.]{0,24}",
+                any::<String>(),
+            ],
+            value in prop_oneof![
+                any::<i64>().prop_map(|v| v.to_string()),
+                any::<f64>().prop_map(|v| v.to_string()),
+                Just("true".to_owned()),
+                "[ -~]{0,12}",
+                any::<String>(),
+            ],
+            sep in prop::sample::select(vec!["=", " = ", "==", ""]),
+        ) {
+            if let Ok(cfg) = PolicyConfig::default().assign(&format!("{key}{sep}{value}")) {
+                prop_assert!(cfg.validate().is_ok());
+            }
+        }
+
+        /// Writing back what `policy show` prints changes nothing, for every key.
+        #[test]
+        fn shown_values_assign_back_unchanged(leaf in prop::sample::select(leaves())) {
+            let (key, value) = leaf;
+            let cfg = PolicyConfig::default();
+            prop_assert_eq!(cfg.assign(&format!("{key}={value}")).ok(), Some(cfg));
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_match_the_design() {

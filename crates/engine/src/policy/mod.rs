@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod config;
 pub mod health;
 pub mod jitter;
+pub mod lifecycle;
 pub mod pacing;
 pub mod reconcile;
 

@@ -1,6 +1,6 @@
 //! Reconcile: level-triggered repair. Connector events update state at once; this periodic pass
 //! compares desired vs recorded state vs the connection's own liveness and names the fix.
-//! "Shown connected but dead" (seeds/001) becomes a recorded recovery, never a silent lie.
+//! "Shown connected but dead" becomes a recorded recovery, never a silent lie.
 
 use std::time::Duration;
 

@@ -7,7 +7,6 @@ use sqlx::sqlite::SqliteRow;
 use super::{Store, decode, encode};
 use crate::error::{Error, InputError, Result};
 use crate::model::{Account, AccountId, AccountKind, HeaderRef, NewAccount, SecretName};
-use crate::state::{Reason, State, TriggeredBy};
 use crate::time::{from_ms, to_ms};
 
 const ACCOUNT_COLUMNS: &str = "id, kind, name, url, priority, country, proxy_url, proxy_secret, \
@@ -24,11 +23,12 @@ impl Store {
         }
         let now = to_ms(Utc::now());
         let headers = encode(&new.headers)?;
-        let state_json = encode(&State::INITIAL)?;
+        let initial = new.initial_state();
+        let state_json = encode(&initial)?;
         let result = sqlx::query(
             "INSERT INTO accounts (kind, name, url, priority, country, proxy_url, proxy_secret, headers, \
              muted, desired_running, state, state_json, state_since, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, ?, ?) RETURNING id",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(new.kind.as_str())
         .bind(&new.name)
@@ -40,6 +40,7 @@ impl Store {
         .bind(headers)
         .bind(new.muted)
         .bind(new.desired_running)
+        .bind(initial.kind().as_str())
         .bind(state_json)
         .bind(now)
         .bind(now)
@@ -110,35 +111,21 @@ impl Store {
         Ok(())
     }
 
-    /// Removes an account from the fleet. A running account is first recorded as stopped
-    /// (closing its open session), so its history stays complete and exportable.
-    pub async fn remove_account(
-        &self,
-        id: AccountId,
-        triggered_by: TriggeredBy,
-    ) -> Result<Account> {
-        let account = self.account(id).await?;
-        if !matches!(account.state, State::Stopped { .. }) {
-            self.record_transition(
-                id,
-                State::Stopped {
-                    reason: Some(Reason::Removed),
-                },
-                None,
-                triggered_by,
-                Utc::now(),
-            )
-            .await?;
-        }
-        sqlx::query(
+    /// Takes an account out of the fleet (its history stays exportable). The supervisor or the
+    /// offline operations record its last transition first.
+    pub(crate) async fn mark_removed(&self, id: AccountId) -> Result<()> {
+        let done = sqlx::query(
             "UPDATE accounts SET removed_at = ?, desired_running = 0 WHERE id = ? AND removed_at IS NULL",
         )
         .bind(to_ms(Utc::now()))
         .bind(id.0)
         .execute(&self.pool)
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(InputError::UnknownAccount(id.0).into());
+        }
         tracing::info!(account = id.0, "account removed");
-        Ok(account)
+        Ok(())
     }
 }
 
@@ -172,6 +159,7 @@ fn account_from_row(row: &SqliteRow) -> Result<Account> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::State;
     use crate::store::tests::temp_store;
 
     fn ws(name: &str) -> NewAccount {
@@ -215,10 +203,7 @@ mod tests {
             matches!(err, Error::Input(InputError::DuplicateName(_))),
             "{err:?}"
         );
-        store
-            .remove_account(a.id, TriggeredBy::Operator)
-            .await
-            .expect("remove");
+        store.mark_removed(a.id).await.expect("remove");
         store
             .add_account(ws("Shop A"))
             .await
@@ -230,10 +215,7 @@ mod tests {
         let (_tmp, store) = temp_store().await;
         for err in [
             store.account(AccountId(42)).await.expect_err("get"),
-            store
-                .remove_account(AccountId(42), TriggeredBy::Operator)
-                .await
-                .expect_err("remove"),
+            store.mark_removed(AccountId(42)).await.expect_err("remove"),
             store
                 .set_desired_running(AccountId(42), true)
                 .await
@@ -265,38 +247,5 @@ mod tests {
             .expect("name");
         let a = store.add_account(n).await.expect("add");
         assert_eq!(a.headers[0].secret.as_str(), "tok");
-    }
-
-    #[tokio::test]
-    async fn removing_a_connected_account_closes_its_session() {
-        let (_tmp, store) = temp_store().await;
-        let a = store.add_account(ws("a")).await.expect("add");
-        store
-            .record_transition(
-                a.id,
-                State::Connected,
-                None,
-                TriggeredBy::Engine,
-                Utc::now(),
-            )
-            .await
-            .expect("connected");
-        store
-            .remove_account(a.id, TriggeredBy::Operator)
-            .await
-            .expect("remove");
-        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL")
-            .fetch_one(store.pool())
-            .await
-            .expect("count");
-        assert_eq!(open, 0);
-        assert!(store.accounts().await.expect("list").is_empty());
-        let reason: Option<String> =
-            sqlx::query_scalar("SELECT end_reason FROM sessions WHERE account_id = ?")
-                .bind(a.id.0)
-                .fetch_one(store.pool())
-                .await
-                .expect("session");
-        assert_eq!(reason.as_deref(), Some("removed"));
     }
 }

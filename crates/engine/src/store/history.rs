@@ -1,129 +1,132 @@
-//! Transitions: each one is an event row, the account's current state, and the opening or
-//! closing of a connected interval — all in one transaction, so history never disagrees with state.
+//! Reading history back: one account's connected intervals and transitions inside a window (the
+//! desktop's detail view), and the facts the health report is computed from. Bulk reads are the
+//! CSV export's job.
 
-use super::{Store, encode};
-use crate::error::{InputError, Result};
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::Store;
+use crate::error::{Error, Result};
 use crate::model::AccountId;
 use crate::state::{Event, State, StateKind, TriggeredBy};
-use crate::time::{Timestamp, to_ms};
+use crate::time::{Timestamp, from_ms, to_ms};
 
-/// One transition to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransitionRecord {
-    pub account_id: AccountId,
-    /// The state being left, when the caller knows it (the account's own task always does);
-    /// `None` reads it from the store first.
-    pub from: Option<StateKind>,
-    pub to: State,
-    pub detail: Option<String>,
-    pub triggered_by: TriggeredBy,
-    pub at: Timestamp,
+/// At most this many events are returned (newest first); a busy account's week can be long.
+pub const MAX_HISTORY_EVENTS: u32 = 500;
+
+/// A connected interval; `end = None` is still connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    pub start: Timestamp,
+    pub end: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountHistory {
+    pub since: Timestamp,
+    /// Oldest first.
+    pub intervals: Vec<Interval>,
+    /// Newest first, at most [`MAX_HISTORY_EVENTS`].
+    pub events: Vec<Event>,
 }
 
 impl Store {
-    /// Records one transition of `id` to `to`.
-    pub async fn record_transition(
-        &self,
-        id: AccountId,
-        to: State,
-        detail: Option<String>,
-        triggered_by: TriggeredBy,
-        at: Timestamp,
-    ) -> Result<Event> {
-        let mut events = self
-            .record_transitions(vec![TransitionRecord {
-                account_id: id,
-                from: None,
-                to,
-                detail,
-                triggered_by,
-                at,
-            }])
-            .await?;
-        Ok(events.remove(0))
-    }
-
-    /// Records many transitions in one transaction (a mass drop is one commit, not a thousand).
-    /// Either all are recorded or none is. Records for the same account apply in order.
-    pub async fn record_transitions(&self, records: Vec<TransitionRecord>) -> Result<Vec<Event>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut events = Vec::with_capacity(records.len());
-        for r in records {
-            let from = match r.from {
-                Some(from) => from,
-                None => {
-                    let from: Option<String> = sqlx::query_scalar(
-                        "SELECT state FROM accounts WHERE id = ? AND removed_at IS NULL",
-                    )
-                    .bind(r.account_id.0)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let from = from.ok_or(InputError::UnknownAccount(r.account_id.0))?;
-                    StateKind::parse(&from).unwrap_or(StateKind::Stopped)
-                }
-            };
-            let to_kind = r.to.kind();
-            let reason = r.to.reason().map(|r| r.code());
-            let state_json = encode(&r.to)?;
-            let at = to_ms(r.at);
-            // The account row first: it also proves the account is still there.
-            let updated = sqlx::query(
-                "UPDATE accounts SET state = ?, state_json = ?, state_since = ? WHERE id = ? AND removed_at IS NULL",
-            )
-            .bind(to_kind.as_str())
-            .bind(&state_json)
-            .bind(at)
-            .bind(r.account_id.0)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() == 0 {
-                return Err(InputError::UnknownAccount(r.account_id.0).into());
-            }
-            let event_id = sqlx::query(
-                "INSERT INTO events (account_id, at, from_state, to_state, reason, state_json, detail, triggered_by) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.account_id.0)
-            .bind(at)
-            .bind(from.as_str())
-            .bind(to_kind.as_str())
-            .bind(reason)
-            .bind(&state_json)
-            .bind(&r.detail)
-            .bind(r.triggered_by.as_str())
-            .execute(&mut *tx)
-            .await?
-            .last_insert_rowid();
-            let was_connected = from == StateKind::Connected;
-            let is_connected = to_kind == StateKind::Connected;
-            if was_connected && !is_connected {
-                sqlx::query(
-                    "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE account_id = ? AND ended_at IS NULL",
-                )
-                .bind(at)
-                .bind(reason.unwrap_or(to_kind.as_str()))
-                .bind(r.account_id.0)
-                .execute(&mut *tx)
-                .await?;
-            } else if is_connected && !was_connected {
-                sqlx::query("INSERT INTO sessions (account_id, started_at) VALUES (?, ?)")
-                    .bind(r.account_id.0)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            events.push(Event {
-                id: event_id,
-                account_id: r.account_id,
-                at: r.at,
-                from,
-                to: r.to,
-                detail: r.detail,
-                triggered_by: r.triggered_by,
+    /// Intervals overlapping `[since, now)` and events at or after `since` for one live account.
+    pub async fn account_history(&self, id: AccountId, since: Timestamp) -> Result<AccountHistory> {
+        self.account(id).await?;
+        let since_ms = to_ms(since);
+        let rows = sqlx::query(
+            "SELECT started_at, ended_at FROM sessions WHERE account_id = ? \
+             AND (ended_at IS NULL OR ended_at > ?) ORDER BY started_at, id",
+        )
+        .bind(id.0)
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut intervals = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let end: Option<i64> = r.try_get(1)?;
+            intervals.push(Interval {
+                start: from_ms(r.try_get(0)?),
+                end: end.map(from_ms),
             });
         }
-        tx.commit().await?;
-        Ok(events)
+        let rows = sqlx::query(
+            "SELECT id, at, from_state, state_json, detail, triggered_by FROM events \
+             WHERE account_id = ? AND at >= ? ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(id.0)
+        .bind(since_ms)
+        .bind(i64::from(MAX_HISTORY_EVENTS))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let from: String = r.try_get(2)?;
+            let state_json: String = r.try_get(3)?;
+            let by: String = r.try_get(5)?;
+            events.push(Event {
+                id: r.try_get(0)?,
+                account_id: id,
+                at: from_ms(r.try_get(1)?),
+                from: StateKind::parse(&from)
+                    .ok_or_else(|| Error::Decode(format!("state '{from}'")))?,
+                to: serde_json::from_str::<State>(&state_json)
+                    .map_err(|e| Error::Decode(e.to_string()))?,
+                detail: r.try_get(4)?,
+                triggered_by: TriggeredBy::parse(&by)
+                    .ok_or_else(|| Error::Decode(format!("triggered_by '{by}'")))?,
+            });
+        }
+        Ok(AccountHistory {
+            since,
+            intervals,
+            events,
+        })
+    }
+
+    /// Connected intervals overlapping `[since, now)`, per live account.
+    pub async fn connected_intervals(
+        &self,
+        since: Timestamp,
+    ) -> Result<HashMap<AccountId, Vec<(Timestamp, Option<Timestamp>)>>> {
+        let rows = sqlx::query(
+            "SELECT s.account_id, s.started_at, s.ended_at FROM sessions s JOIN accounts a ON a.id = s.account_id \
+             WHERE a.removed_at IS NULL AND (s.ended_at IS NULL OR s.ended_at > ?)",
+        )
+        .bind(to_ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut map: HashMap<AccountId, Vec<_>> = HashMap::new();
+        for r in &rows {
+            let id = AccountId(r.try_get(0)?);
+            let end: Option<i64> = r.try_get(2)?;
+            map.entry(id)
+                .or_default()
+                .push((from_ms(r.try_get(1)?), end.map(from_ms)));
+        }
+        Ok(map)
+    }
+
+    /// Failures (transitions into backoff or paused) since `since`, per account.
+    pub async fn failures_since(&self, since: Timestamp) -> Result<HashMap<AccountId, u32>> {
+        let rows = sqlx::query(
+            "SELECT account_id, COUNT(*) FROM events WHERE at >= ? AND to_state IN ('backoff', 'paused') \
+             GROUP BY account_id",
+        )
+        .bind(to_ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.try_get(1)?;
+                Ok((
+                    AccountId(r.try_get(0)?),
+                    u32::try_from(n).unwrap_or(u32::MAX),
+                ))
+            })
+            .collect()
     }
 }
 
@@ -137,89 +140,63 @@ mod tests {
     use crate::store::tests::temp_store;
 
     #[tokio::test]
-    async fn transitions_write_event_state_and_session_together() {
+    async fn history_holds_the_window_newest_events_first_with_reasons_and_causes() {
         let (_tmp, store) = temp_store().await;
         let a = store
             .add_account(NewAccount::new(AccountKind::Websocket, "a").with_url("ws://h/"))
             .await
             .expect("add");
-        let t0 = Utc::now();
+        let now = Utc::now();
+        let t = |h: i64| now - Duration::hours(h);
         let drop = State::Backoff {
             attempt: 1,
-            retry_at: t0 + Duration::seconds(3),
+            retry_at: t(29),
             reason: Reason::ClosedByPeer { code: Some(1011) },
         };
-        store
-            .record_transition(a.id, State::Connecting, None, TriggeredBy::Startup, t0)
+        for (to, by, at) in [
+            (State::Connected, TriggeredBy::Startup, t(48)),
+            (drop.clone(), TriggeredBy::Engine, t(30)),
+            (State::Connected, TriggeredBy::Engine, t(2)),
+            (
+                State::Stopped {
+                    reason: Some(Reason::Operator),
+                },
+                TriggeredBy::Operator,
+                t(1),
+            ),
+        ] {
+            store
+                .record_transition(a.id, to, None, by, at)
+                .await
+                .expect("record");
+        }
+        let h = store
+            .account_history(a.id, now - Duration::hours(24))
             .await
-            .expect("connecting");
-        store
-            .record_transition(
-                a.id,
-                State::Connected,
-                None,
-                TriggeredBy::Engine,
-                t0 + Duration::seconds(1),
-            )
-            .await
-            .expect("connected");
-        let ev = store
-            .record_transition(
-                a.id,
-                drop.clone(),
-                Some("peer went away".into()),
-                TriggeredBy::Engine,
-                t0 + Duration::seconds(61),
-            )
-            .await
-            .expect("drop");
-        assert_eq!(ev.from, StateKind::Connected);
-        assert_eq!(store.account(a.id).await.expect("get").state, drop);
-        let (started, ended, reason): (i64, Option<i64>, Option<String>) = sqlx::query_as(
-            "SELECT started_at, ended_at, end_reason FROM sessions WHERE account_id = ?",
-        )
-        .bind(a.id.0)
-        .fetch_one(store.pool())
-        .await
-        .expect("session");
-        assert_eq!(ended.map(|e| e - started), Some(60_000));
-        assert_eq!(reason.as_deref(), Some("closed-by-peer"));
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE account_id = ?")
-            .bind(a.id.0)
-            .fetch_one(store.pool())
-            .await
-            .expect("count");
-        assert_eq!(n, 3);
-    }
+            .expect("history");
+        assert_eq!(
+            h.intervals.len(),
+            1,
+            "the 48h–30h session ended before the window"
+        );
+        assert_eq!(h.intervals[0].end.map(to_ms), Some(to_ms(t(1))));
+        assert_eq!(h.events.len(), 2);
+        assert_eq!(h.events[0].triggered_by, TriggeredBy::Operator);
+        assert_eq!(h.events[0].to.reason(), Some(&Reason::Operator));
+        assert_eq!(h.events[1].from, StateKind::Backoff);
 
-    #[tokio::test]
-    async fn a_batch_with_an_unknown_account_records_nothing() {
-        let (_tmp, store) = temp_store().await;
-        let a = store
-            .add_account(NewAccount::new(AccountKind::Websocket, "a").with_url("ws://h/"))
+        let week = store
+            .account_history(a.id, now - Duration::days(7))
             .await
-            .expect("add");
-        let rec = |id| TransitionRecord {
-            account_id: id,
-            from: None,
-            to: State::Connected,
-            detail: None,
-            triggered_by: TriggeredBy::Engine,
-            at: Utc::now(),
-        };
+            .expect("history");
+        assert_eq!(week.intervals.len(), 2);
+        assert_eq!(week.events.len(), 4);
+        assert_eq!(week.events[2].to, drop);
+
         let err = store
-            .record_transitions(vec![rec(a.id), rec(AccountId(999))])
+            .account_history(AccountId(99), now)
             .await
             .expect_err("unknown");
         assert!(err.is_input());
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-            .fetch_one(store.pool())
-            .await
-            .expect("count");
-        assert_eq!(n, 0);
-        assert_eq!(
-            store.account(a.id).await.expect("get").state,
-            State::INITIAL
-        );
     }
 }

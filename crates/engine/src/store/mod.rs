@@ -2,9 +2,11 @@
 //! [`Store`] so another backend can be added behind the same methods later.
 
 mod accounts;
+mod commands;
 mod history;
 mod settings;
 mod supervision;
+mod transitions;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,13 +19,17 @@ use sqlx::sqlite::{
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 
-pub use history::TransitionRecord;
+pub use commands::{CommandOutcome, QueuedCommand};
+pub use history::{AccountHistory, Interval, MAX_HISTORY_EVENTS};
 pub use settings::{PreviousRun, RunStart};
-pub use supervision::QueuedCommand;
+pub use transitions::TransitionRecord;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// How long a query waits for a free connection before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -40,6 +46,13 @@ impl Store {
     /// Opens the database at `path`. A file that is not a Lifeline/SQLite database, or that
     /// comes from a newer Lifeline, is reported and left byte-for-byte untouched.
     pub async fn open_path(path: &Path) -> Result<Self> {
+        Self::open_path_with(path, ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`Store::open_path`] with another wait for a free connection. sqlx measures that wait on
+    /// tokio's clock, so a test that moves paused time forward by hand while SQLite works gives
+    /// its stores a wait it never reaches.
+    pub async fn open_path_with(path: &Path, acquire_timeout: Duration) -> Result<Self> {
         check_header(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -48,13 +61,9 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4);
-        // Tests drive a paused tokio clock, which sqlx's acquire timeout runs on: a test's
-        // explicit advance while SQLite works (slow on a loaded machine) fired it spuriously, and
-        // the write it guarded was lost (a flaky breaker/reconcile test under CI load).
-        #[cfg(test)]
-        let pool = pool.acquire_timeout(Duration::from_secs(7 * 24 * 3600));
-        let pool = pool
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|e| classify_open_error(path, e))?;

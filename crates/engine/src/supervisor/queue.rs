@@ -1,87 +1,31 @@
-//! The command queue: admin faces in other processes (`lifeline start 3`, …) write a row to the
-//! `commands` table; the running supervisor (serve or desktop) polls it and applies each command
-//! within a second. The database is already shared, so no socket or token is needed for this.
+//! The command table's reader in the supervising process: operations from faces in other
+//! processes (the CLI) are applied within a moment and answered, so the CLI can report the
+//! outcome. The database is already shared, so no socket or token is needed for this.
 
 use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
-use tokio_util::sync::CancellationToken;
 
-use super::{Supervisor, db};
+use super::{Supervisor, Update};
 use crate::error::Result;
 use crate::model::AccountId;
-use crate::store::{QueuedCommand, Store};
+use crate::ops::{Control, Op};
+use crate::state::StateKind;
+use crate::store::{CommandOutcome, QueuedCommand};
 
 /// How often the running supervisor looks for new commands.
 pub const POLL_EVERY: Duration = Duration::from_millis(250);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Queued {
-    Start,
-    Stop,
-    Retry,
-    Reset,
-    StartAll,
-    StopAll,
-    ResetAll,
-    CheckAll,
-    /// An account was added: pick it up.
-    Add,
-    /// An account was removed: drop its task.
-    Remove,
-    /// An account's settings changed: reload them.
-    Reload,
-}
+/// How long a link asked for from another process may take before its code stops being kept.
+pub const LINK_WATCH: Duration = Duration::from_secs(15 * 60);
 
-impl Queued {
-    /// Every command (a test checks none is missing).
-    pub const ALL: [Queued; 11] = [
-        Queued::Start,
-        Queued::Stop,
-        Queued::Retry,
-        Queued::Reset,
-        Queued::StartAll,
-        Queued::StopAll,
-        Queued::ResetAll,
-        Queued::CheckAll,
-        Queued::Add,
-        Queued::Remove,
-        Queued::Reload,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Queued::Start => "start",
-            Queued::Stop => "stop",
-            Queued::Retry => "retry",
-            Queued::Reset => "reset",
-            Queued::StartAll => "start-all",
-            Queued::StopAll => "stop-all",
-            Queued::ResetAll => "reset-all",
-            Queued::CheckAll => "check-all",
-            Queued::Add => "add",
-            Queued::Remove => "remove",
-            Queued::Reload => "reload",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|q| q.as_str() == s)
-    }
-}
-
-/// Queues a command for whichever supervisor runs on this store.
-pub async fn enqueue(store: &Store, command: Queued, account: Option<AccountId>) -> Result<()> {
-    store
-        .enqueue_command(account, command.as_str(), chrono::Utc::now())
-        .await
-}
-
-/// Applies queued commands until `stop` fires. Commands queued before this started were already
-/// reflected in the store (desired flags, breakers) that startup read, so they are skipped.
-pub async fn run(sup: Supervisor, stop: CancellationToken) {
+/// Applies queued commands until the supervisor stops. Commands queued before it started are
+/// left to the offline path of whoever queued them (see `ops::Queued`).
+pub async fn run(sup: Supervisor) {
+    let stop = sup.stopping();
     let store = sup.store().clone();
-    let mut cursor = match db(store.last_command_id()).await {
+    let clock = sup.clock();
+    let mut cursor = match clock.hold(store.last_command_id()).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "command queue unavailable; CLI commands will not reach this supervisor");
@@ -97,7 +41,7 @@ pub async fn run(sup: Supervisor, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         polls += 1;
-        let commands = match db(store.commands_after(cursor)).await {
+        let commands = match clock.hold(store.commands_after(cursor)).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the command queue");
@@ -106,74 +50,95 @@ pub async fn run(sup: Supervisor, stop: CancellationToken) {
         };
         for c in commands {
             cursor = c.id;
-            if let Err(e) = apply(&sup, &c).await {
-                tracing::warn!(command = %c.command, account = ?c.account.map(|a| a.0), error = %e, "queued command failed");
+            let outcome = match apply(&sup, &c).await {
+                Ok(()) => CommandOutcome::Done,
+                Err(e) => {
+                    tracing::warn!(command = %c.name, error = %e, "queued command failed");
+                    CommandOutcome::Failed {
+                        message: e.to_string(),
+                        input: e.is_input(),
+                    }
+                }
+            };
+            if let Err(e) = clock.hold(store.answer_command(c.id, &outcome)).await {
+                tracing::warn!(command = %c.name, error = %e, "could not answer a queued command");
             }
         }
         // About once a minute, forget commands older than an hour.
         if polls.is_multiple_of(240) {
-            let _ = db(store.prune_commands(chrono::Utc::now() - ChronoDuration::hours(1))).await;
+            let _ = clock
+                .hold(store.prune_commands(chrono::Utc::now() - ChronoDuration::hours(1)))
+                .await;
         }
     }
 }
 
 async fn apply(sup: &Supervisor, c: &QueuedCommand) -> Result<()> {
-    let Some(cmd) = Queued::parse(&c.command) else {
-        tracing::warn!(command = %c.command, "unknown queued command ignored");
+    let Some(op) = &c.op else {
+        tracing::warn!(command = %c.name, "unknown queued command ignored");
         return Ok(());
     };
-    tracing::info!(command = cmd.as_str(), account = ?c.account.map(|a| a.0), "queued command");
-    match (cmd, c.account) {
-        (Queued::StartAll, _) => sup.start_all().await,
-        (Queued::StopAll, _) => sup.stop_all().await,
-        (Queued::ResetAll, _) => sup.reset_all().await,
-        (Queued::CheckAll, _) => {
-            sup.check_all();
+    tracing::info!(command = %c.name, "queued command");
+    match op.clone() {
+        Op::Act(action, target) => sup.act(action, target).await.map(drop),
+        Op::Add(id) => sup.add_account(id).await,
+        Op::Remove(id) => sup.remove(id).await.map(drop),
+        Op::Reload(id) => sup.reload_account(id).await,
+        Op::Link(id, mode) => {
+            // Subscribed first, so the first code is not missed.
+            let watch = keep_link_codes(sup.clone(), id);
+            sup.link(id, mode).await?;
+            tokio::spawn(watch);
             Ok(())
         }
-        (_, None) => Ok(()),
-        (Queued::Start, Some(id)) => sup.start(id).await,
-        (Queued::Stop, Some(id)) => sup.stop(id).await,
-        (Queued::Retry, Some(id)) => sup.force_retry(id).await,
-        (Queued::Reset, Some(id)) => sup.reset_breaker(id).await,
-        (Queued::Add, Some(id)) => sup.add_account(id).await,
-        (Queued::Remove, Some(id)) => sup.remove_account(id).await,
-        (Queued::Reload, Some(id)) => sup.reload_account(id).await,
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Queued;
-
-    #[test]
-    fn all_lists_every_command() {
-        // A match, so a new variant cannot be forgotten in ALL.
-        for q in Queued::ALL {
-            match q {
-                Queued::Start
-                | Queued::Stop
-                | Queued::Retry
-                | Queued::Reset
-                | Queued::StartAll
-                | Queued::StopAll
-                | Queued::ResetAll
-                | Queued::CheckAll
-                | Queued::Add
-                | Queued::Remove
-                | Queued::Reload => {}
+/// Keeps the current link code of `id` in the store for the process that asked for the link,
+/// until linking ends one way or another; then deletes it.
+pub fn keep_link_codes(
+    sup: Supervisor,
+    id: AccountId,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut updates = sup.subscribe();
+    async move {
+        let store = sup.store().clone();
+        let clock = sup.clock();
+        let stop = sup.stopping();
+        let give_up = tokio::time::sleep(LINK_WATCH);
+        tokio::pin!(give_up);
+        loop {
+            let update = tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = &mut give_up => break,
+                u = updates.recv() => u,
+            };
+            match update {
+                Ok(Update::Link { account, code }) if account == id => {
+                    if let Err(e) = clock.hold(store.put_link_code(id, &code)).await {
+                        tracing::warn!(account = id.0, error = %e, "link code not kept for the CLI");
+                    }
+                }
+                Ok(Update::Transitions(events)) => {
+                    let over = events.iter().any(|e| {
+                        e.account_id == id
+                            && matches!(
+                                e.to.kind(),
+                                StateKind::Connected
+                                    | StateKind::Stopped
+                                    | StateKind::Paused
+                                    | StateKind::NeedsOperator
+                            )
+                    });
+                    if over {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
         }
-        let distinct: std::collections::HashSet<_> =
-            Queued::ALL.iter().map(|q| q.as_str()).collect();
-        assert_eq!(distinct.len(), Queued::ALL.len());
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for q in Queued::ALL {
-            assert_eq!(Queued::parse(q.as_str()), Some(q));
-        }
-        assert_eq!(Queued::parse("explode"), None);
+        let _ = clock.hold(store.clear_link_code(id)).await;
     }
 }

@@ -1,6 +1,8 @@
 //! The single writer: every transition and breaker change goes through here, so a mass drop is a
 //! few transactions instead of a thousand competing writers, and subscribers get one coalesced
 //! update per batch instead of a flood. Alert decisions are taken here too, on recorded facts.
+//! [`write_transitions`] and [`write_breaker`] are the only way account state reaches the
+//! store; the offline operations (no supervisor running) use them too.
 
 use std::time::Duration;
 
@@ -73,17 +75,13 @@ pub(crate) async fn run(
                     transitions.push(record);
                 }
                 RecorderMsg::Breaker { account, breaker } => {
-                    if let Err(e) =
-                        super::db(store.save_breaker(account, &breaker, clock.now())).await
-                    {
-                        tracing::error!(account = account.0, error = %e, "could not persist breaker");
-                    }
+                    write_breaker(&store, &clock, account, &breaker).await;
                 }
                 RecorderMsg::Flush(ack) => flushes.push(ack),
             }
         }
         if !transitions.is_empty() {
-            let events = write(&store, transitions).await;
+            let events = write_transitions(&store, &clock, transitions).await;
             for (event, (name, muted)) in events.iter().zip(meta) {
                 if let Some(event) = event {
                     alerter.observe(
@@ -115,10 +113,29 @@ fn emit_alerts(alerter: &mut Alerter, clock: &Clock, updates: &broadcast::Sender
     }
 }
 
+/// Persists a breaker (a failure here is logged: the breaker still holds in memory).
+pub(crate) async fn write_breaker(
+    store: &Store,
+    clock: &Clock,
+    account: AccountId,
+    breaker: &Breaker,
+) {
+    if let Err(e) = clock
+        .hold(store.save_breaker(account, breaker, clock.now()))
+        .await
+    {
+        tracing::error!(account = account.0, error = %e, "could not persist breaker");
+    }
+}
+
 /// Writes a batch in one transaction; if that fails (say, one account was just removed), falls
 /// back to one transaction per record so the others are not lost.
-async fn write(store: &Store, records: Vec<TransitionRecord>) -> Vec<Option<crate::state::Event>> {
-    match super::db(store.record_transitions(records.clone())).await {
+pub(crate) async fn write_transitions(
+    store: &Store,
+    clock: &Clock,
+    records: Vec<TransitionRecord>,
+) -> Vec<Option<crate::state::Event>> {
+    match clock.hold(store.record_transitions(records.clone())).await {
         Ok(events) => events.into_iter().map(Some).collect(),
         Err(batch_err) => {
             if records.len() == 1 {
@@ -128,7 +145,7 @@ async fn write(store: &Store, records: Vec<TransitionRecord>) -> Vec<Option<crat
             let mut out = Vec::with_capacity(records.len());
             for r in records {
                 let id = r.account_id;
-                match super::db(store.record_transitions(vec![r])).await {
+                match clock.hold(store.record_transitions(vec![r])).await {
                     Ok(mut e) => out.push(e.pop()),
                     Err(e) => {
                         tracing::warn!(account = id.0, error = %e, "transition not recorded");

@@ -13,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::connector::{ConnEvent, ConnectRequest, Connector};
+use crate::model::AccountKind;
 use crate::model::NewAccount;
 use crate::policy::pacing::PacingConfig;
 use crate::secrets::MemorySecretStore;
+use crate::state::{Reason, State, StateKind};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -145,6 +147,11 @@ fn ended(reason: Reason) -> Step {
     })
 }
 
+/// Awaits a store read in a test, with paused time held still meanwhile (see `Clock::hold`).
+async fn db<F: std::future::Future>(f: F) -> F::Output {
+    Clock::virtual_now().hold(f).await
+}
+
 struct Fixture {
     _tmp: tempfile::TempDir,
     store: Store,
@@ -154,7 +161,8 @@ struct Fixture {
 
 async fn fixture(n: usize, policy: PolicyConfig, conn: Scripted) -> Fixture {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store = Store::open_path(&tmp.path().join("t.db"))
+    // Paused time is moved by hand here: a wait for a connection must never time out.
+    let store = Store::open_path_with(&tmp.path().join("t.db"), Duration::from_secs(7 * 24 * 3600))
         .await
         .expect("store");
     for i in 0..n {

@@ -1,0 +1,51 @@
+//! [`Control`] inside the supervising process: straight to the supervisor's account tasks.
+
+use super::{Action, Control, Target, linkable};
+use crate::connector::LinkMode;
+use crate::error::Result;
+use crate::model::{Account, AccountId, NewAccount};
+use crate::policy::PolicyConfig;
+use crate::supervisor::Supervisor;
+
+impl Control for Supervisor {
+    async fn add(&self, new: NewAccount) -> Result<Account> {
+        let account = self.store().add_account(new).await?;
+        self.add_account(account.id).await?;
+        Ok(account)
+    }
+
+    async fn remove(&self, id: AccountId) -> Result<Account> {
+        self.remove_account(id).await
+    }
+
+    async fn act(&self, action: Action, target: Target) -> Result<usize> {
+        let ids = match target {
+            Target::One(id) => vec![id],
+            Target::All => self.views().iter().map(|v| v.id).collect(),
+        };
+        for id in &ids {
+            match action {
+                Action::Start => self.start(*id).await?,
+                Action::Stop => self.stop(*id).await?,
+                Action::Retry => self.force_retry(*id).await?,
+                Action::Reset => self.reset_breaker(*id).await?,
+                Action::Check => self.check(*id)?,
+            }
+        }
+        Ok(ids.len())
+    }
+
+    async fn set_muted(&self, id: AccountId, muted: bool) -> Result<()> {
+        self.store().set_muted(id, muted).await?;
+        self.reload_account(id).await
+    }
+
+    async fn link(&self, id: AccountId, mode: LinkMode) -> Result<()> {
+        linkable(&self.store().account(id).await?)?;
+        self.request_link(id, mode).await
+    }
+
+    async fn set_policy(&self, policy: PolicyConfig) -> Result<()> {
+        self.store().set_policy(&policy).await
+    }
+}
