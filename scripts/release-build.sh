@@ -4,8 +4,16 @@
 # resolves features per invocation, so building them one by one compiled the shared
 # dependencies several times with slightly different feature sets; together they build once.
 # scripts/test.sh (benchmarks) and scripts/package.sh (the .deb) both call it; a second call
-# with nothing changed only checks.
+# with nothing changed only checks — except right after a first build into an empty target dir:
+# whatsapp-rust's proto crate (waproto 0.7.0) marks a file its own build script writes as
+# rerun-if-changed, so cargo's next invocation rebuilds it and everything above it (about six
+# minutes in release on two cores). scripts/test.sh therefore exports LIFELINE_RELEASE_BUILT=1
+# once it has built, and this script then leaves the binaries as they are.
 set -euo pipefail
+if [ "${LIFELINE_RELEASE_BUILT:-0}" = 1 ]; then
+  echo "release build: already built by this run (LIFELINE_RELEASE_BUILT=1)"
+  exit 0
+fi
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 install_missing nodejs npm

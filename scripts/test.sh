@@ -45,6 +45,8 @@ echo "tests: $summary"
 if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
   echo "== release build (scripts/release-build.sh: app, CLI, benchmarks, simulator, built once)"
   bash scripts/release-build.sh || status=$?
+  # The package stage packs these binaries instead of asking cargo again (see release-build.sh).
+  export LIFELINE_RELEASE_BUILT=1
 fi
 if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
   echo "== benchmarks and chaos soak, quick sizes (fails on any soak invariant violation)"

@@ -86,6 +86,26 @@ fn finish(mut child: Child) -> (bool, String, String) {
     (status.success(), out, err)
 }
 
+/// A runtime for the test's own async work and the offline peer running on it.
+fn peer() -> (tokio::runtime::Runtime, Peer) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let peer = rt
+        .block_on(Peer::start("127.0.0.1:0", Config::default()))
+        .expect("peer");
+    (rt, peer)
+}
+
+/// Runs `lifeline link ID`, scans the code it shows as the phone would, and returns what the
+/// command printed once it succeeded.
+fn link(rt: &tokio::runtime::Runtime, peer: &Peer, dir: &Path, id: &str) -> String {
+    let child = spawn(dir, peer, &["link", id]);
+    let code = shown_code(rt, &dir.join("lifeline.db"), id.parse().expect("id"));
+    peer.scan(&code).expect("the phone scans the code");
+    let (linked, out, err) = finish(child);
+    assert!(linked, "link failed: {err}");
+    out
+}
+
 fn add_whatsapp(dir: &Path, name: &str) -> String {
     ok(
         dir,
@@ -97,10 +117,7 @@ fn add_whatsapp(dir: &Path, name: &str) -> String {
 
 #[test]
 fn a_running_supervisor_links_for_the_cli_and_keeps_the_number_connected() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let peer = rt
-        .block_on(Peer::start("127.0.0.1:0", Config::default()))
-        .expect("peer");
+    let (rt, peer) = peer();
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
     let id = add_whatsapp(d, "Toko Mawar");
@@ -111,11 +128,7 @@ fn a_running_supervisor_links_for_the_cli_and_keeps_the_number_connected() {
     // Not linked: the supervisor does not dial it.
     let h = health(d);
     assert_eq!(h["accounts"][0]["state"]["reason"]["kind"], "not-linked");
-    let link = spawn(d, &peer, &["link", &id]);
-    let code = shown_code(&rt, &d.join("lifeline.db"), id.parse().expect("id"));
-    peer.scan(&code).expect("the phone scans the code");
-    let (linked, out, err) = finish(link);
-    assert!(linked, "link failed: {err}");
+    let out = link(&rt, &peer, d, &id);
     assert!(
         out.contains("the running supervisor keeps it connected"),
         "{out}"
@@ -129,18 +142,11 @@ fn a_running_supervisor_links_for_the_cli_and_keeps_the_number_connected() {
 
 #[test]
 fn with_no_supervisor_running_link_runs_one_and_serve_then_connects_without_a_new_scan() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let peer = rt
-        .block_on(Peer::start("127.0.0.1:0", Config::default()))
-        .expect("peer");
+    let (rt, peer) = peer();
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
     let id = add_whatsapp(d, "Toko Melati");
-    let link = spawn(d, &peer, &["link", &id]);
-    let code = shown_code(&rt, &d.join("lifeline.db"), id.parse().expect("id"));
-    peer.scan(&code).expect("scan");
-    let (linked, out, err) = finish(link);
-    assert!(linked, "link failed: {err}");
+    let out = link(&rt, &peer, d, &id);
     assert!(out.contains("Start `lifeline serve`"), "{out}");
     // The supervisor that ran for the link stopped cleanly; the code is gone from the store.
     let status: serde_json::Value =
