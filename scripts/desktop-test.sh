@@ -35,6 +35,7 @@ fi
 echo "== build: desktop (UI embedded; test-peer build, accepts the offline WhatsApp peer), CLI, simulators"
 cargo build --locked -p lifeline-desktop --features lifeline-desktop/custom-protocol,lifeline-desktop/test-peer \
   -p lifeline -p lifeline-sim -p lifeline-wa-peer
+settle_build_outputs
 export LIFELINE_DESKTOP_BIN="$CARGO_TARGET_DIR/debug/lifeline-desktop"
 export LIFELINE_WA_PEER_BIN="$CARGO_TARGET_DIR/debug/lifeline-wa-peer"
 export LIFELINE_BIN="$CARGO_TARGET_DIR/debug/lifeline"

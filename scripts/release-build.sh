@@ -4,11 +4,9 @@
 # resolves features per invocation, so building them one by one compiled the shared
 # dependencies several times with slightly different feature sets; together they build once.
 # scripts/test.sh (benchmarks) and scripts/package.sh (the .deb) both call it; a second call
-# with nothing changed only checks — except right after a first build into an empty target dir:
-# whatsapp-rust's proto crate (waproto 0.7.0) marks a file its own build script writes as
-# rerun-if-changed, so cargo's next invocation rebuilds it and everything above it (about six
-# minutes in release on two cores). scripts/test.sh therefore exports LIFELINE_RELEASE_BUILT=1
-# once it has built, and this script then leaves the binaries as they are.
+# with nothing changed only checks, but the UI is built again (and the app relinked), so
+# scripts/test.sh exports LIFELINE_RELEASE_BUILT=1 once it has built, and this script then
+# leaves the binaries as they are.
 set -euo pipefail
 if [ "${LIFELINE_RELEASE_BUILT:-0}" = 1 ]; then
   echo "release build: already built by this run (LIFELINE_RELEASE_BUILT=1)"
@@ -23,3 +21,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lifeline/target}"
 (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build -- --logLevel warn)
 cargo build --release --locked -p lifeline -p lifeline-desktop -p lifeline-bench -p lifeline-sim \
   --features lifeline-desktop/custom-protocol
+settle_build_outputs

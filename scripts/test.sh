@@ -14,6 +14,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+settle_build_outputs
 echo "== shipped builds carry no test-only certificate bypass"
 # lifeline-wa-peer's tests enable whatsapp-rust's danger-skip-cert-chain-verify (dev-dependency);
 # the packages we ship must resolve without it.
@@ -37,6 +38,7 @@ KEYRING_HOME="$keyring_home" LOG="$log" dbus-run-session -- bash -c '
   printf lifeline-test | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null
   LIFELINE_TEST_KEYRING=1 LIFELINE_REQUIRE_PROMTOOL=1 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$LOG"
 ' 2> >(grep -v "Failed to set fd limit" >&2) || status=$?
+settle_build_outputs
 # One closing line for the whole workspace (cargo prints one per test binary).
 summary=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
   END { printf "%d passed, %d failed", p, f }' "$log")
@@ -45,7 +47,7 @@ echo "tests: $summary"
 if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
   echo "== release build (scripts/release-build.sh: app, CLI, benchmarks, simulator, built once)"
   bash scripts/release-build.sh || status=$?
-  # The package stage packs these binaries instead of asking cargo again (see release-build.sh).
+  # The package stage packs these binaries instead of building them again (see release-build.sh).
   export LIFELINE_RELEASE_BUILT=1
 fi
 if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then

@@ -46,7 +46,7 @@ export function makeCard(id: number, over: Partial<Card> = {}): Card {
 }
 
 export const DEFAULT_POLICY: PolicyValues = {
-  alerts: { grace_s: 60, summary_threshold: 5 },
+  alerts: { grace_s: 60, summary_threshold: 5, flap_drops: 5, flap_window_s: 600 },
   pacing: { enabled: true, rate_per_s: 2, burst: 5 },
   breaker: { threshold: 10, window_s: 300, cooldown_s: 600, max_cooldown_s: 3600 },
 };

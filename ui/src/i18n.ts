@@ -141,8 +141,10 @@ const en = {
   alertDownTitle: "{name} is down",
   alertDownBody: "Not recovered since {at} ({why}). Lifeline keeps retrying.",
   alertNeedsTitle: "{name} needs you",
+  alertUnstableTitle: "{name} is unstable",
+  alertUnstableBody: "Dropped {drops} times in {minutes} min, though it reconnects each time. Lifeline backs off; check the number's phone and network.",
   alertSummaryTitle: "{n} accounts need attention",
-  alertSummaryBody: "{down} down, {needs} need the operator: {names}…",
+  alertSummaryBody: "{down} down, {needs} need the operator, {unstable} unstable: {names}…",
   unknownReason: "unknown",
   trayShowHide: "Show / hide",
   trayStartAll: "Start all",
@@ -282,8 +284,10 @@ const id: Record<Key, string> = {
   alertDownTitle: "{name} terputus",
   alertDownBody: "Belum pulih sejak {at} ({why}). Lifeline terus mencoba.",
   alertNeedsTitle: "{name} perlu tindakan Anda",
+  alertUnstableTitle: "{name} tidak stabil",
+  alertUnstableBody: "Terputus {drops} kali dalam {minutes} menit, walau selalu tersambung lagi. Lifeline memperlambat percobaan; periksa ponsel dan jaringan nomor ini.",
   alertSummaryTitle: "{n} akun bermasalah",
-  alertSummaryBody: "{down} terputus, {needs} perlu tindakan: {names}…",
+  alertSummaryBody: "{down} terputus, {needs} perlu tindakan, {unstable} tidak stabil: {names}…",
   unknownReason: "tidak diketahui",
   trayShowHide: "Tampilkan / sembunyikan",
   trayStartAll: "Mulai semua",
@@ -402,10 +406,20 @@ export function alertText(a: AlertInfo, t: T, lang: Language): { title: string; 
       };
     case "needs_operator":
       return { title: t("alertNeedsTitle", { name: a.name ?? "" }), body: why };
+    case "unstable":
+      return {
+        title: t("alertUnstableTitle", { name: a.name ?? "" }),
+        body: t("alertUnstableBody", { drops: a.drops, minutes: Math.max(1, Math.round(a.window_s / 60)) }),
+      };
     case "summary":
       return {
-        title: t("alertSummaryTitle", { n: a.down + a.needs_operator }),
-        body: t("alertSummaryBody", { down: a.down, needs: a.needs_operator, names: a.examples.join(", ") }),
+        title: t("alertSummaryTitle", { n: a.down + a.needs_operator + a.unstable }),
+        body: t("alertSummaryBody", {
+          down: a.down,
+          needs: a.needs_operator,
+          unstable: a.unstable,
+          names: a.examples.join(", "),
+        }),
       };
   }
 }

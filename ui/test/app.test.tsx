@@ -172,8 +172,11 @@ describe("fleet view", () => {
         name: "Toko",
         reason: { code: "logged-out", status: null, close_code: null, until: null },
         since: null,
+        drops: 0,
+        window_s: 0,
         down: 0,
         needs_operator: 0,
+        unstable: 0,
         examples: [],
       }),
     );

@@ -115,8 +115,11 @@ describe("words", () => {
       name: "Shop A",
       reason: reason("network"),
       since: "2026-11-01T08:30:00.000Z",
+      drops: 0,
+      window_s: 0,
       down: 0,
       needs_operator: 0,
+      unstable: 0,
       examples: [],
     };
     expect(alertText(down, translator("en"), "en")).toEqual({
@@ -124,9 +127,26 @@ describe("words", () => {
       body: "Not recovered since 08:30 UTC (network error). Lifeline keeps retrying.",
     });
     expect(alertText(down, translator("id"), "id").body).toContain("kesalahan jaringan");
-    const summary: AlertInfo = { ...down, kind: "summary", name: null, reason: null, since: null, down: 7, needs_operator: 1, examples: ["a", "b"] };
-    expect(alertText(summary, translator("en"), "en").title).toBe("8 accounts need attention");
+    const summary: AlertInfo = {
+      ...down,
+      kind: "summary",
+      name: null,
+      reason: null,
+      since: null,
+      down: 7,
+      needs_operator: 1,
+      unstable: 2,
+      examples: ["a", "b"],
+    };
+    expect(alertText(summary, translator("en"), "en").title).toBe("10 accounts need attention");
+    expect(alertText(summary, translator("en"), "en").body).toBe("7 down, 1 need the operator, 2 unstable: a, b…");
     expect(alertText(summary, translator("id"), "id").body).toContain("a, b");
+    const flapping: AlertInfo = { ...down, kind: "unstable", reason: null, since: null, drops: 5, window_s: 600 };
+    expect(alertText(flapping, translator("en"), "en")).toEqual({
+      title: "Shop A is unstable",
+      body: "Dropped 5 times in 10 min, though it reconnects each time. Lifeline backs off; check the number's phone and network.",
+    });
+    expect(alertText(flapping, translator("id"), "id").title).toBe("Shop A tidak stabil");
     const tray = trayLabels(translator("id"));
     expect(tray.quit).toBe("Keluar dari Lifeline");
     for (const slot of ["{connected}", "{recovering}", "{needs}", "{total}"]) {

@@ -10,7 +10,8 @@
 //! - connect attempts never above the pacing limit (rate x 1 s + burst) in any 1 s window;
 //! - breakers open and close by the rules, replayed from the event log through an independent
 //!   model: opens exactly when `threshold` failures fall within `window_s` (or a half-open trial
-//!   fails, with the cooldown doubled and capped), no attempt while open, one trial when half-open;
+//!   fails — a trial connection that drops before `stable_after_ms` fails too — with the
+//!   cooldown doubled and capped), no attempt while open, one trial when half-open;
 //! - after the chaos stops, the whole fleet is connected again.
 
 use std::collections::HashMap;
@@ -445,7 +446,7 @@ async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::Re
 }
 
 /// One recorded transition.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Recorded {
     account: i64,
     at: i64,
@@ -523,6 +524,7 @@ fn check_breakers(
 ) -> BreakerCheck {
     let cfg = &policy.breaker;
     let window_ms = cfg.window_s as i64 * 1000;
+    let stable_ms = policy.connection.stable_after_ms as i64;
     // Stored times are whole milliseconds taken a moment apart from the breaker's own clock read.
     let slack_ms = 50;
     let mut out = BreakerCheck::default();
@@ -545,18 +547,25 @@ fn check_breakers(
         let mut model = Model::Closed {
             failures: Vec::new(),
         };
+        // When the account last connected: a connection that has lasted `stable_after_ms` by
+        // its next event was a success (a half-open trial passed); one that ended sooner failed.
+        let mut connected_at: Option<i64> = None;
         for e in history {
             if let Model::Open { until, cooldown_s } = model
                 && e.at + slack_ms >= until
             {
                 model = Model::HalfOpen { cooldown_s };
             }
+            if let Some(since) = connected_at.take()
+                && e.at - since >= stable_ms
+                && let Model::HalfOpen { .. } = model
+            {
+                model = Model::Closed {
+                    failures: Vec::new(),
+                };
+            }
             if e.to.kind() == StateKind::Connected {
-                if let Model::HalfOpen { .. } = model {
-                    model = Model::Closed {
-                        failures: Vec::new(),
-                    };
-                }
+                connected_at = Some(e.at);
                 continue;
             }
             if !is_failure(e) {
@@ -740,5 +749,29 @@ mod tests {
             .map(|i| ev(3, i * 20_000, "connected", backoff()))
             .collect();
         assert_eq!(check_breakers(&p, &spread, &[]).rule_violations, 0);
+
+        // A trial connection that drops before it lasted fails the trial: the breaker reopens
+        // for twice the cooldown (capped), and staying closed instead breaks the rules. A trial
+        // connection that lasted closed it: its drop is a first failure.
+        let trial = t_open + 15_200;
+        let short = p.connection.stable_after_ms as i64 / 2;
+        let reopened = (p.breaker.cooldown_s * 4).min(p.breaker.max_cooldown_s) as i64 * 1000;
+        let mut flap = events.clone();
+        flap.push(ev(
+            1,
+            trial + short,
+            "connected",
+            open(trial + short + reopened),
+        ));
+        let r = check_breakers(&p, &flap, &attempts);
+        assert_eq!(r.rule_violations, 0, "{:?}", r.violations);
+        let mut reset = events.clone();
+        reset.push(ev(1, trial + short, "connected", backoff()));
+        assert!(check_breakers(&p, &reset, &attempts).rule_violations > 0);
+        let mut lasted = events.clone();
+        let stable = p.connection.stable_after_ms as i64;
+        lasted.push(ev(1, trial + stable, "connected", backoff()));
+        let r = check_breakers(&p, &lasted, &attempts);
+        assert_eq!(r.rule_violations, 0, "{:?}", r.violations);
     }
 }

@@ -1069,24 +1069,46 @@ proptest! {
     #![proptest_config(cases(256))]
 
     /// A drop alerts only if still down after the grace period, and once; needs-operator alerts
-    /// at the next check; many due together become one summary; muted accounts never alert.
+    /// at the next check; `flap_drops` drops of a live connection within `flap_window_s` alert
+    /// once as unstable until a window passes without a drop; many due together become one
+    /// summary; muted accounts never alert.
     #[test]
     fn alerts_follow_their_rule(
         grace_s in 0u64..120,
         summary_threshold in 2u32..6,
+        flap_drops in 0u32..5,
+        flap_window_s in 1u64..400,
         events in vec(any_alert_event(), 1..150),
     ) {
-        let cfg = AlertConfig { grace_s, summary_threshold };
+        let cfg = AlertConfig { grace_s, summary_threshold, flap_drops, flap_window_s };
         prop_assert!(cfg.validate().is_ok());
         let mut alerter = Alerter::new(cfg);
         // account → (needs operator, due at)
         let mut pending: std::collections::BTreeMap<i64, (bool, Timestamp)> = Default::default();
+        // account → every drop of a live connection; account → latest drop once alerted unstable
+        let mut drops: std::collections::BTreeMap<i64, Vec<Timestamp>> = Default::default();
+        let mut flagged: std::collections::BTreeMap<i64, Timestamp> = Default::default();
+        let mut unstable: Vec<i64> = Vec::new();
+        let window = chrono::Duration::seconds(flap_window_s as i64);
         let mut now = t0();
         for (event, step) in events {
             now += chrono::Duration::seconds(step);
             match event {
                 AlertEvent::Moves { id, from, to } => {
                     alerter.observe(AccountId(id), &alert_name(id), muted(id), from, &to, now);
+                    let dropped = from == StateKind::Connected
+                        && !matches!(to, State::Connected | State::Stopped { .. } | State::Linking);
+                    if dropped && !muted(id) && flap_drops > 0 {
+                        let d = drops.entry(id).or_default();
+                        d.push(now);
+                        let recent = d.iter().filter(|t| **t > now - window).count();
+                        if let Some(last) = flagged.get_mut(&id) {
+                            *last = now;
+                        } else if recent >= flap_drops as usize {
+                            flagged.insert(id, now);
+                            unstable.push(id);
+                        }
+                    }
                     match to {
                         State::Connected | State::Stopped { .. } | State::Linking => {
                             pending.remove(&id);
@@ -1105,17 +1127,23 @@ proptest! {
                 }
                 AlertEvent::Due => {
                     let got = alerter.due(now);
-                    let due: Vec<(i64, bool)> = pending
+                    flagged.retain(|_, last| *last > now - window);
+                    // (account, 0 down / 1 needs the operator / 2 unstable)
+                    let mut due: Vec<(i64, u8)> = pending
                         .iter()
                         .filter(|(_, (_, at))| *at <= now)
-                        .map(|(id, (needs, _))| (*id, *needs))
+                        .map(|(id, (needs, _))| (*id, u8::from(*needs)))
                         .collect();
                     for (id, _) in &due {
                         pending.remove(id);
                     }
+                    due.extend(unstable.drain(..).map(|id| (id, 2)));
+                    due.sort();
                     for a in &got {
                         let names: Vec<&String> = match a {
-                            Alert::Down { name, .. } | Alert::NeedsOperator { name, .. } => vec![name],
+                            Alert::Down { name, .. }
+                            | Alert::NeedsOperator { name, .. }
+                            | Alert::Unstable { name, .. } => vec![name],
                             Alert::Summary { examples, .. } => examples.iter().collect(),
                         };
                         for n in names {
@@ -1126,25 +1154,31 @@ proptest! {
                         }
                     }
                     if due.len() < summary_threshold as usize {
-                        let got: Vec<(i64, bool)> = got
+                        let got: Vec<(i64, u8)> = got
                             .iter()
                             .map(|a| match a {
-                                Alert::Down { account, .. } => (account.0, false),
-                                Alert::NeedsOperator { account, .. } => (account.0, true),
-                                Alert::Summary { .. } => (-1, false),
+                                Alert::Down { account, .. } => (account.0, 0),
+                                Alert::NeedsOperator { account, .. } => (account.0, 1),
+                                Alert::Unstable { account, drops, window_s, .. } => {
+                                    assert_eq!((*drops, *window_s), (flap_drops, flap_window_s));
+                                    (account.0, 2)
+                                }
+                                Alert::Summary { .. } => (-1, 0),
                             })
                             .collect();
                         prop_assert_eq!(got, due);
                     } else {
-                        let needs_operator = due.iter().filter(|(_, n)| *n).count();
+                        let count = |k: u8| due.iter().filter(|(_, kind)| *kind == k).count();
                         let mut examples: Vec<String> =
                             due.iter().map(|(id, _)| alert_name(*id)).collect();
+                        examples.dedup();
                         examples.truncate(3);
                         prop_assert_eq!(
                             got,
                             vec![Alert::Summary {
-                                down: due.len() - needs_operator,
-                                needs_operator,
+                                down: count(0),
+                                needs_operator: count(1),
+                                unstable: count(2),
                                 examples,
                             }]
                         );

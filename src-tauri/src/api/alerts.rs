@@ -12,6 +12,8 @@ use super::ReasonInfo;
 pub enum AlertKind {
     Down,
     NeedsOperator,
+    /// Keeps connecting and dropping.
+    Unstable,
     Summary,
 }
 
@@ -27,9 +29,13 @@ pub struct AlertInfo {
     pub reason: Option<ReasonInfo>,
     /// Down since (RFC 3339), for a drop not recovered within the grace period.
     pub since: Option<String>,
+    /// An unstable account's drops within `window_s` seconds.
+    pub drops: u32,
+    pub window_s: u32,
     /// A summary's counts and a few names.
     pub down: u32,
     pub needs_operator: u32,
+    pub unstable: u32,
     pub examples: Vec<String>,
 }
 
@@ -41,8 +47,11 @@ impl From<&Alert> for AlertInfo {
             name: None,
             reason: None,
             since: None,
+            drops: 0,
+            window_s: 0,
             down: 0,
             needs_operator: 0,
+            unstable: 0,
             examples: Vec::new(),
         };
         match alert {
@@ -70,13 +79,28 @@ impl From<&Alert> for AlertInfo {
                 reason: Some(reason.into()),
                 ..empty
             },
+            Alert::Unstable {
+                account,
+                name,
+                drops,
+                window_s,
+            } => Self {
+                kind: AlertKind::Unstable,
+                account: Some(account.0),
+                name: Some(name.clone()),
+                drops: *drops,
+                window_s: u32::try_from(*window_s).unwrap_or(u32::MAX),
+                ..empty
+            },
             Alert::Summary {
                 down,
                 needs_operator,
+                unstable,
                 examples,
             } => Self {
                 down: *down as u32,
                 needs_operator: *needs_operator as u32,
+                unstable: *unstable as u32,
                 examples: examples.clone(),
                 ..empty
             },

@@ -115,11 +115,32 @@ fn alerts_and_reasons_travel_as_codes_and_parameters() {
     let summary = AlertInfo::from(&Alert::Summary {
         down: 7,
         needs_operator: 1,
+        unstable: 2,
         examples: vec!["a".into(), "b".into()],
     });
     assert_eq!(
-        (summary.kind, summary.down, summary.needs_operator),
-        (AlertKind::Summary, 7, 1)
+        (
+            summary.kind,
+            summary.down,
+            summary.needs_operator,
+            summary.unstable
+        ),
+        (AlertKind::Summary, 7, 1, 2)
+    );
+    let unstable = AlertInfo::from(&Alert::Unstable {
+        account: AccountId(3),
+        name: "Shop C".into(),
+        drops: 5,
+        window_s: 600,
+    });
+    assert_eq!(
+        (
+            unstable.kind,
+            unstable.account,
+            unstable.drops,
+            unstable.window_s
+        ),
+        (AlertKind::Unstable, Some(3), 5, 600)
     );
     let until = Utc::now();
     let banned = ReasonInfo::from(&Reason::Banned { until: Some(until) });

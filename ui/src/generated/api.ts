@@ -91,7 +91,7 @@ export type LinkInfo = { account: number, mode: LinkModeName, qr_svg: string | n
  */
 code: string | null, phone: string | null, expires_at: string, };
 
-export type AlertKind = "down" | "needs_operator" | "summary";
+export type AlertKind = "down" | "needs_operator" | "unstable" | "summary";
 
 export type AlertInfo = { kind: AlertKind, account: number | null, 
 /**
@@ -103,9 +103,13 @@ name: string | null, reason: ReasonInfo | null,
  */
 since: string | null, 
 /**
+ * An unstable account's drops within `window_s` seconds.
+ */
+drops: number, window_s: number, 
+/**
  * A summary's counts and a few names.
  */
-down: number, needs_operator: number, examples: Array<string>, };
+down: number, needs_operator: number, unstable: number, examples: Array<string>, };
 
 export type NotificationText = { title: string, body: string, };
 

@@ -1,9 +1,12 @@
 //! Alert decisions, emitted as values for the faces to show (desktop notifications, logs):
 //! a drop alerts only if not recovered within a grace period (blips stay quiet); NeedsOperator
-//! alerts at once; many alerts due together become one summary; muted accounts never alert.
+//! alerts at once; an account that keeps dropping (`flap_drops` drops within `flap_window_s`,
+//! each recovered within the grace period) alerts once as unstable, not once per drop, and may
+//! alert again only after a whole window without a drop; many alerts due together become one
+//! summary; muted accounts never alert.
 
 use crate::error::InputError;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use chrono::Duration as ChronoDuration;
 use serde::{Deserialize, Serialize};
@@ -18,6 +21,10 @@ pub struct AlertConfig {
     pub grace_s: u64,
     /// This many alerts due at once become one summary.
     pub summary_threshold: u32,
+    /// This many drops of a live connection within `flap_window_s` mark an account unstable
+    /// (one alert). 0: never.
+    pub flap_drops: u32,
+    pub flap_window_s: u64,
 }
 
 impl Default for AlertConfig {
@@ -25,6 +32,8 @@ impl Default for AlertConfig {
         Self {
             grace_s: 60,
             summary_threshold: 5,
+            flap_drops: 5,
+            flap_window_s: 600,
         }
     }
 }
@@ -37,6 +46,16 @@ impl AlertConfig {
         if self.summary_threshold < 2 {
             return Err(super::invalid(
                 "alerts.summary_threshold must be at least 2",
+            ));
+        }
+        if self.flap_drops > 1000 {
+            return Err(super::invalid(
+                "alerts.flap_drops must be at most 1000 (0 turns the unstable alert off)",
+            ));
+        }
+        if self.flap_window_s == 0 || self.flap_window_s > 86_400 {
+            return Err(super::invalid(
+                "alerts.flap_window_s must be between 1 and 86400",
             ));
         }
         Ok(())
@@ -59,10 +78,18 @@ pub enum Alert {
         name: String,
         reason: Reason,
     },
+    /// Keeps connecting and dropping: `drops` drops within `window_s`.
+    Unstable {
+        account: AccountId,
+        name: String,
+        drops: u32,
+        window_s: u64,
+    },
     /// Many at once: one alert, not a flood.
     Summary {
         down: usize,
         needs_operator: usize,
+        unstable: usize,
         /// A few names for the message.
         examples: Vec<String>,
     },
@@ -78,13 +105,48 @@ struct Pending {
 pub struct Alerter {
     cfg: AlertConfig,
     pending: HashMap<AccountId, Pending>,
+    /// Recent drops of a live connection per account (at most `flap_drops` kept).
+    drops: HashMap<AccountId, VecDeque<Timestamp>>,
+    /// Accounts already alerted as unstable, with their latest drop.
+    unstable: HashMap<AccountId, Timestamp>,
+    /// Unstable alerts for the next [`Alerter::due`].
+    flapping: Vec<Alert>,
 }
 
 impl Alerter {
     pub fn new(cfg: AlertConfig) -> Self {
         Self {
             cfg,
-            pending: HashMap::new(),
+            ..Self::default()
+        }
+    }
+
+    /// Counts a drop of a live connection; the one that makes `flap_drops` within the window
+    /// alerts, unless the account has alerted as unstable and not been steady since.
+    fn count_drop(&mut self, account: AccountId, name: &str, now: Timestamp) {
+        let n = self.cfg.flap_drops as usize;
+        if n == 0 {
+            return;
+        }
+        let window = ChronoDuration::seconds(self.cfg.flap_window_s as i64);
+        let drops = self.drops.entry(account).or_default();
+        drops.retain(|t| *t > now - window);
+        drops.push_back(now);
+        while drops.len() > n {
+            drops.pop_front();
+        }
+        if let Some(last) = self.unstable.get_mut(&account) {
+            *last = now;
+            return;
+        }
+        if drops.len() == n {
+            self.unstable.insert(account, now);
+            self.flapping.push(Alert::Unstable {
+                account,
+                name: name.to_owned(),
+                drops: n as u32,
+                window_s: self.cfg.flap_window_s,
+            });
         }
     }
 
@@ -98,6 +160,17 @@ impl Alerter {
         to: &State,
         now: Timestamp,
     ) {
+        let dropped = from == StateKind::Connected
+            && matches!(
+                to,
+                State::Backoff { .. }
+                    | State::Paused { .. }
+                    | State::Connecting
+                    | State::NeedsOperator { .. }
+            );
+        if dropped && !muted {
+            self.count_drop(account, name, now);
+        }
         match to {
             State::Connected | State::Stopped { .. } | State::Linking => {
                 self.pending.remove(&account);
@@ -139,6 +212,9 @@ impl Alerter {
 
     /// Alerts due at `now`, summarised when there are many.
     pub fn due(&mut self, now: Timestamp) -> Vec<Alert> {
+        // Steady for a whole window: it may alert as unstable again.
+        let window = ChronoDuration::seconds(self.cfg.flap_window_s as i64);
+        self.unstable.retain(|_, last| *last > now - window);
         let due_ids: Vec<AccountId> = self
             .pending
             .iter()
@@ -150,10 +226,13 @@ impl Alerter {
             .filter_map(|id| self.pending.remove(id))
             .map(|p| p.alert)
             .collect();
+        due.append(&mut self.flapping);
         if due.len() < self.cfg.summary_threshold as usize {
             due.sort_by_key(|a| match a {
-                Alert::Down { account, .. } | Alert::NeedsOperator { account, .. } => *account,
-                Alert::Summary { .. } => AccountId(0),
+                Alert::Down { account, .. }
+                | Alert::NeedsOperator { account, .. }
+                | Alert::Unstable { account, .. } => (*account, 0),
+                Alert::Summary { .. } => (AccountId(0), 1),
             });
             return due;
         }
@@ -161,18 +240,26 @@ impl Alerter {
             .iter()
             .filter(|a| matches!(a, Alert::NeedsOperator { .. }))
             .count();
+        let unstable = due
+            .iter()
+            .filter(|a| matches!(a, Alert::Unstable { .. }))
+            .count();
         let mut examples: Vec<String> = due
             .iter()
             .filter_map(|a| match a {
-                Alert::Down { name, .. } | Alert::NeedsOperator { name, .. } => Some(name.clone()),
+                Alert::Down { name, .. }
+                | Alert::NeedsOperator { name, .. }
+                | Alert::Unstable { name, .. } => Some(name.clone()),
                 Alert::Summary { .. } => None,
             })
             .collect();
         examples.sort();
+        examples.dedup();
         examples.truncate(3);
         vec![Alert::Summary {
-            down: due.len() - needs_operator,
+            down: due.len() - needs_operator - unstable,
             needs_operator,
+            unstable,
             examples,
         }]
     }
@@ -288,8 +375,86 @@ mod tests {
             vec![Alert::Summary {
                 down: 1000,
                 needs_operator: 0,
+                unstable: 0,
                 examples: vec!["acct 0000".into(), "acct 0001".into(), "acct 0002".into()],
             }]
         );
+    }
+
+    /// `account` connects and drops `n` times, `gap_s` apart, each back at once.
+    fn flap(a: &mut Alerter, account: i64, start_s: i64, n: i64, gap_s: i64) {
+        for i in 0..n {
+            let at = start_s + i * gap_s;
+            let name = format!("acct {account}");
+            let id = AccountId(account);
+            a.observe(id, &name, false, StateKind::Connected, &drop_state(), t(at));
+            a.observe(
+                id,
+                &name,
+                false,
+                StateKind::Backoff,
+                &State::Connected,
+                t(at + 1),
+            );
+        }
+    }
+
+    #[test]
+    fn an_account_that_keeps_dropping_alerts_once_as_unstable() {
+        let cfg = AlertConfig::default();
+        let mut a = Alerter::new(cfg);
+        // Four quick drops: blips, nothing to say yet.
+        flap(&mut a, 1, 0, 4, 30);
+        assert!(a.due(t(200)).is_empty());
+        // The fifth within the window: one alert, though every drop recovered at once.
+        flap(&mut a, 1, 200, 1, 30);
+        assert_eq!(
+            a.due(t(202)),
+            vec![Alert::Unstable {
+                account: AccountId(1),
+                name: "acct 1".into(),
+                drops: cfg.flap_drops,
+                window_s: cfg.flap_window_s,
+            }]
+        );
+        // It keeps flapping: no alert per drop.
+        flap(&mut a, 1, 230, 20, 30);
+        assert!(a.due(t(900)).is_empty());
+        // Steady for a whole window, then flapping again: it alerts again.
+        let last = 230 + 19 * 30;
+        let later = last + cfg.flap_window_s as i64 + 1;
+        assert!(a.due(t(later)).is_empty());
+        flap(&mut a, 1, later, 5, 10);
+        assert!(matches!(
+            &a.due(t(later + 60))[..],
+            [Alert::Unstable { .. }]
+        ));
+    }
+
+    #[test]
+    fn drops_spread_wider_than_the_window_or_muted_never_make_an_account_unstable() {
+        let cfg = AlertConfig::default();
+        let mut a = Alerter::new(cfg);
+        let gap = cfg.flap_window_s as i64 / (cfg.flap_drops as i64 - 1) + 1;
+        flap(&mut a, 1, 0, 12, gap);
+        assert!(a.due(t(12 * gap)).is_empty());
+        let mut a = Alerter::new(cfg);
+        for i in 0..10 {
+            a.observe(
+                AccountId(2),
+                "B",
+                true,
+                StateKind::Connected,
+                &drop_state(),
+                t(i),
+            );
+        }
+        assert!(a.due(t(10)).is_empty());
+        let mut off = Alerter::new(AlertConfig {
+            flap_drops: 0,
+            ..cfg
+        });
+        flap(&mut off, 3, 0, 10, 1);
+        assert!(off.due(t(20)).is_empty());
     }
 }

@@ -27,6 +27,10 @@ pub struct ConnectionConfig {
     pub close_timeout_ms: u64,
     /// Period of the reconcile health pass.
     pub reconcile_interval_ms: u64,
+    /// A connection counts as a success (the retry count starts over, a half-open breaker
+    /// closes) only once it has lasted this long: one that drops sooner is a failed attempt, so
+    /// an account that keeps connecting and dropping backs off and trips its breaker.
+    pub stable_after_ms: u64,
     /// When every proxy of an account's chain fails, connect without a proxy. Off by default:
     /// a number that suddenly appears from the operator's own address may be flagged.
     pub direct_fallback: bool,
@@ -40,6 +44,7 @@ impl Default for ConnectionConfig {
             pong_timeout_ms: 10_000,
             close_timeout_ms: 3_000,
             reconcile_interval_ms: 30_000,
+            stable_after_ms: 60_000,
             direct_fallback: false,
         }
     }
@@ -60,6 +65,9 @@ impl ConnectionConfig {
     }
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_millis(self.reconcile_interval_ms)
+    }
+    pub fn stable_after(&self) -> Duration {
+        Duration::from_millis(self.stable_after_ms)
     }
     /// Silence longer than this on a connected account means it is dead.
     pub fn stale_after(&self) -> Duration {
@@ -91,6 +99,11 @@ impl ConnectionConfig {
         if !in_range(self.reconcile_interval_ms, 100, 3_600_000) {
             return Err(super::invalid(
                 "connection.reconcile_interval_ms must be between 100 and 3600000",
+            ));
+        }
+        if !in_range(self.stable_after_ms, 100, 3_600_000) {
+            return Err(super::invalid(
+                "connection.stable_after_ms must be between 100 and 3600000",
             ));
         }
         Ok(())

@@ -24,7 +24,8 @@ pub struct Lifecycle {
     pub since: Timestamp,
     /// The operator's intent: should it be running.
     pub desired: bool,
-    /// Failed attempts since the last success (drives the backoff ceiling).
+    /// Failed attempts since the last success (drives the backoff ceiling). A connection is a
+    /// success once it has lasted `connection.stable_after_ms`; one that drops sooner counts on.
     pub attempt: u32,
     pub breaker: Breaker,
     /// The one pending timer, if any.
@@ -224,6 +225,8 @@ pub fn next(
         policy,
         jitter,
     };
+    // Whatever comes, a connection that has lasted long enough is a success first.
+    d.settle();
     match input {
         Input::Start { by } => d.start(by),
         Input::Stop => {
@@ -304,14 +307,10 @@ pub fn next(
         }
         Input::Connected { via } => match d.lc.state.kind() {
             StateKind::Connecting | StateKind::Linking => {
-                d.lc.attempt = 0;
+                // Not a success yet: the retry count and a half-open breaker wait until the
+                // connection has lasted (see `Step::settle`), so a flapping account backs off.
                 d.lc.link = None;
                 d.lc.needs_link = false;
-                let before = d.lc.breaker.clone();
-                d.lc.breaker.on_success();
-                if d.lc.breaker != before {
-                    d.effects.push(Effect::SaveBreaker);
-                }
                 d.go(State::Connected, TriggeredBy::Engine, via);
             }
             // Told twice: still live, nothing new.

@@ -54,6 +54,26 @@ impl Step<'_> {
         });
     }
 
+    /// A connection that has lasted `connection.stable_after_ms` is a success: the retry count
+    /// starts over and a half-open breaker closes. Until then a drop continues the count (and
+    /// fails a half-open breaker's trial), so connecting and dropping again and again cannot
+    /// reset the backoff or the breaker.
+    pub(super) fn settle(&mut self) {
+        if self.lc.state != State::Connected {
+            return;
+        }
+        let lasted = (self.now - self.lc.since).to_std().unwrap_or_default();
+        if lasted < self.policy.connection.stable_after() {
+            return;
+        }
+        self.lc.attempt = 0;
+        let before = self.lc.breaker.clone();
+        self.lc.breaker.on_success();
+        if self.lc.breaker != before {
+            self.effects.push(Effect::SaveBreaker);
+        }
+    }
+
     pub(super) fn close(&mut self) {
         if self.lc.connection {
             self.lc.connection = false;

@@ -660,3 +660,111 @@ proptest! {
         }
     }
 }
+
+fn dropped() -> Input {
+    Input::Ended {
+        reason: Reason::ClosedByPeer { code: Some(1011) },
+        detail: None,
+    }
+}
+
+/// An account that has failed `attempt` times and just connected at `t0` with `breaker`.
+fn just_connected(attempt: u32, breaker: Breaker) -> Run {
+    let mut lc = account(State::Connected);
+    lc.attempt = attempt;
+    lc.breaker = breaker;
+    Run::new(lc)
+}
+
+#[test]
+fn a_connection_that_drops_before_it_lasted_keeps_the_retry_count_going() {
+    let stable = PolicyConfig::default().connection.stable_after_ms as i64 / 1000;
+    // Dropped a moment after connecting: the fourth failure in a row, not the first.
+    let mut r = just_connected(3, Breaker::default());
+    let (ts, _) = r.step(dropped(), at(5));
+    assert!(
+        matches!(ts[0].to, State::Backoff { attempt: 4, .. }),
+        "{:?}",
+        ts[0].to
+    );
+    // The same drop after the connection lasted: a fresh failure.
+    let mut r = just_connected(3, Breaker::default());
+    let (ts, _) = r.step(dropped(), at(stable));
+    assert!(
+        matches!(ts[0].to, State::Backoff { attempt: 1, .. }),
+        "{:?}",
+        ts[0].to
+    );
+}
+
+#[test]
+fn a_half_open_breaker_closes_only_once_its_trial_connection_lasted() {
+    let policy = PolicyConfig::default();
+    let stable = policy.connection.stable_after_ms as i64 / 1000;
+    let cooldown_s = policy.breaker.cooldown_s;
+    // The trial connected, then dropped at once: the trial failed, the cooldown doubles.
+    let mut r = just_connected(0, Breaker::HalfOpen { cooldown_s });
+    let (ts, effects) = r.step(dropped(), at(2));
+    let doubled = at(2) + Span::seconds((cooldown_s * 2) as i64);
+    assert_eq!(
+        ts[0].to,
+        State::Paused {
+            until: Some(doubled),
+            reason: Reason::BreakerOpen
+        }
+    );
+    assert!(effects.contains(&Effect::BreakerOpened));
+    // The trial connection lasted: the health pass closes the breaker while it stays up.
+    let mut r = just_connected(2, Breaker::HalfOpen { cooldown_s });
+    let quiet = Input::Reconcile {
+        by: TriggeredBy::Engine,
+        live: true,
+        since_alive: Some(std::time::Duration::from_secs(1)),
+    };
+    let (ts, effects) = r.step(quiet.clone(), at(stable - 1));
+    assert!(ts.is_empty() && effects.is_empty(), "not yet: {effects:?}");
+    assert_eq!(r.lc.breaker, Breaker::HalfOpen { cooldown_s });
+    let (ts, effects) = r.step(quiet, at(stable));
+    assert!(ts.is_empty(), "still connected: {ts:?}");
+    assert_eq!(effects, vec![Effect::SaveBreaker]);
+    assert_eq!(r.lc.breaker, Breaker::default());
+    assert_eq!(r.lc.attempt, 0);
+}
+
+#[test]
+fn an_account_that_keeps_connecting_and_dropping_backs_off_further_each_time() {
+    let mut r = Run::new(account(State::Connected));
+    let mut now = 0;
+    let mut attempts = Vec::new();
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let (ts, _) = r.step(dropped(), at(now));
+        let State::Backoff {
+            attempt, retry_at, ..
+        } = ts[0].to
+        else {
+            panic!("{:?}", ts[0].to)
+        };
+        attempts.push(attempt);
+        waits.push(retry_at - at(now));
+        // Back after its backoff, connected for a few seconds, then dropped again.
+        let s = (retry_at - t0()).num_seconds() + 1;
+        r.step(Input::Wake(WakeKind::Retry), at(s));
+        let (ts, _) = r.step(Input::Connected { via: None }, at(s));
+        assert_eq!(kinds(&ts), vec![StateKind::Connected]);
+        now = s + 3;
+    }
+    assert_eq!(attempts, vec![1, 2, 3, 4]);
+    let b = &r.policy.backoff;
+    let floor = Span::milliseconds(b.floor_closed_ms as i64);
+    let ceiling = |n| floor + Span::from_std(b.ceiling(n)).expect("span");
+    for (n, wait) in (1..).zip(&waits) {
+        assert!(
+            *wait <= ceiling(n),
+            "wait {n} is {wait} beyond {}",
+            ceiling(n)
+        );
+    }
+    // The ceiling grows with the count: the fourth wait may be far longer than the first could.
+    assert!(ceiling(4) > ceiling(1) * 2);
+}
