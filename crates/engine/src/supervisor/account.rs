@@ -24,8 +24,10 @@ use crate::store::TransitionRecord;
 
 #[derive(Debug)]
 pub(crate) enum AccountCommand {
-    /// A lifecycle input from the operator or the startup sequence.
-    Do(Input),
+    /// A lifecycle input from the operator or the startup sequence. Boxed: an account's command
+    /// channel allocates room for 32 commands up front, and an unboxed input would make every
+    /// slot (and so every supervised account) larger by the size of its largest variant.
+    Do(Box<Input>),
     /// Start, holding a restore concurrency slot until this attempt ends.
     Restore(OwnedSemaphorePermit),
     /// The account's settings changed (name, mute, …).
@@ -110,7 +112,7 @@ impl AccountTask {
                         let _ = ack.send(());
                         break;
                     }
-                    Some(AccountCommand::Do(input)) => self.apply(input).await,
+                    Some(AccountCommand::Do(input)) => self.apply(*input).await,
                     Some(AccountCommand::Check) => {
                         let input = self.observe(TriggeredBy::Operator);
                         self.apply(input).await;

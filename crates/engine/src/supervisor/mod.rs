@@ -375,5 +375,5 @@ impl Supervisor {
 }
 
 fn operator(input: Input) -> AccountCommand {
-    AccountCommand::Do(input)
+    AccountCommand::Do(Box::new(input))
 }

@@ -84,7 +84,7 @@ impl Supervisor {
             let needs_person = account.state.kind() == StateKind::NeedsOperator;
             let breaker = breakers.get(&id).cloned().unwrap_or_default();
             self.spawn_account(account, breaker);
-            self.send(id, AccountCommand::Do(recover.clone()));
+            self.send(id, AccountCommand::Do(Box::new(recover.clone())));
             match action {
                 _ if !restore_fleet => {}
                 StartupAction::Restore => restore.push(id),
@@ -92,7 +92,7 @@ impl Supervisor {
                     if !needs_person {
                         report.held_stopped += 1;
                     }
-                    self.send(id, AccountCommand::Do(Input::HoldStopped));
+                    self.send(id, AccountCommand::Do(Box::new(Input::HoldStopped)));
                 }
                 StartupAction::Leave => {}
             }

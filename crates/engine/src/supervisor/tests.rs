@@ -832,3 +832,14 @@ async fn connections_get_the_fleet_proxy_chain_and_the_hop_taken_is_recorded() {
         .expect("a retry");
     assert_eq!(last, ["own proxy socks5://a:1080 (ID)"]);
 }
+
+#[test]
+fn an_account_s_command_slot_stays_small() {
+    // Every supervised account's command channel holds 32 slots from the start: a command that
+    // grew with the lifecycle's largest input would cost each account kilobytes.
+    assert!(
+        std::mem::size_of::<account::AccountCommand>() <= 32,
+        "{} bytes",
+        std::mem::size_of::<account::AccountCommand>()
+    );
+}
