@@ -57,8 +57,9 @@ pub enum ConnEvent {
     Connected { via: Option<String> },
     /// Liveness proven again (pong, protocol ping, any inbound frame).
     Alive,
-    /// A code to scan or type (linking kinds only).
-    Link(LinkCode),
+    /// A code to scan or type (linking kinds only). Boxed, being rare and the largest: every
+    /// connection's event channel allocates its slots at this type's size.
+    Link(Box<LinkCode>),
     /// The connection is over. `reason` says why: a network failure (retried by policy), or
     /// logged out / replaced / banned until / outdated (the supervisor maps those to states).
     Ended {
@@ -70,7 +71,8 @@ pub enum ConnEvent {
 /// Everything a connection attempt needs.
 #[derive(Debug, Clone)]
 pub struct ConnectRequest {
-    pub account: Account,
+    /// The account's settings (shared with its supervising task; its state fields are stale).
+    pub account: Arc<Account>,
     pub config: ConnectionConfig,
     pub secrets: Arc<dyn SecretStore>,
     /// Set when the operator asked to (re)link this account.

@@ -93,8 +93,14 @@ async fn connection(
         .write_buffer_size(0)
         .max_message_size(Some(16 << 20));
     let mut via = None;
+    // The handshake futures are boxed: they are several kilobytes, and held inline they would
+    // keep this connection's future that large for as long as the socket lives.
     let handshake = if request.route.is_empty() {
-        let connect = tokio_tungstenite::connect_async_with_config(http, Some(ws_config), true);
+        let connect = Box::pin(tokio_tungstenite::connect_async_with_config(
+            http,
+            Some(ws_config),
+            true,
+        ));
         match tokio::time::timeout(cfg.connect_timeout(), connect).await {
             Ok(r) => r,
             Err(_) => {
@@ -110,20 +116,24 @@ async fn connection(
         let Some(target) = Target::of_url(url) else {
             return Some((Reason::Network, Some(format!("no host in {url}"))));
         };
-        let (stream, hop) = match proxy::connect(
+        let (stream, hop) = match Box::pin(proxy::connect(
             &request.route,
             request.secrets.clone(),
             &target,
             cfg.connect_timeout(),
-        )
+        ))
         .await
         {
             Ok(ok) => ok,
             Err(e) => return Some((e.reason(), Some(e.to_string()))),
         };
         via = request.route.get(hop).map(|h| format!("via {h}"));
-        let upgrade =
-            tokio_tungstenite::client_async_tls_with_config(http, stream, Some(ws_config), None);
+        let upgrade = Box::pin(tokio_tungstenite::client_async_tls_with_config(
+            http,
+            stream,
+            Some(ws_config),
+            None,
+        ));
         match tokio::time::timeout(cfg.connect_timeout(), upgrade).await {
             Ok(r) => r,
             Err(_) => {

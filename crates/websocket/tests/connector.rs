@@ -60,7 +60,7 @@ fn start_routed(account: Account, secrets: Arc<dyn SecretStore>, route: Vec<Hop>
     let cancel = CancellationToken::new();
     let fut = WebSocketConnector.run(
         ConnectRequest {
-            account,
+            account: Arc::new(account),
             config: fast(),
             secrets,
             link: None,

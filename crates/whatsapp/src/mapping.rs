@@ -43,18 +43,18 @@ fn to_chrono(d: std::time::Duration) -> ChronoDuration {
 pub fn map(event: &Event, now: Timestamp, phone: Option<&str>) -> Mapped {
     match event {
         Event::Connected(_) => Mapped::Emit(ConnEvent::Connected { via: None }),
-        Event::PairingQrCode(q) => Mapped::Emit(ConnEvent::Link(LinkCode {
+        Event::PairingQrCode(q) => Mapped::Emit(ConnEvent::Link(Box::new(LinkCode {
             mode: LinkMode::Qr,
             code: q.code.clone(),
             expires_at: now + to_chrono(q.timeout),
-        })),
-        Event::PairingCode(p) => Mapped::Emit(ConnEvent::Link(LinkCode {
+        }))),
+        Event::PairingCode(p) => Mapped::Emit(ConnEvent::Link(Box::new(LinkCode {
             mode: LinkMode::PhoneCode {
                 phone: phone.unwrap_or_default().to_owned(),
             },
             code: p.code.clone(),
             expires_at: now + to_chrono(p.timeout),
-        })),
+        }))),
         Event::PairingQrCodesExhausted(_) => end(
             Reason::QrExpired,
             Some("no QR code was scanned in time".to_owned()),

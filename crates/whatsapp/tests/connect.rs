@@ -46,7 +46,7 @@ async fn run_routed(connector: &WhatsAppConnector, account: Account, route: Vec<
     let (tx, mut rx) = mpsc::channel(64);
     let fut = connector.run(
         ConnectRequest {
-            account,
+            account: Arc::new(account),
             config: ConnectionConfig::default(),
             secrets: Arc::new(MemorySecretStore::default()),
             link: None,

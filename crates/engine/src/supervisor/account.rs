@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -48,7 +49,9 @@ struct Conn {
 #[derive(Debug)]
 pub(crate) struct AccountTask {
     shared: Arc<Shared>,
-    account: Account,
+    /// The account's settings, shared with its connection. Its state fields are as loaded: the
+    /// lifecycle holds the live state.
+    account: Arc<Account>,
     life: Lifecycle,
     conn: Option<Conn>,
     /// When the lifecycle's timer fires.
@@ -76,7 +79,7 @@ impl AccountTask {
         life.needs_link = connector.is_some_and(|c| c.needs_link(&account));
         let task = Self {
             shared,
-            account,
+            account: Arc::new(account),
             life,
             conn: None,
             timer: None,
@@ -123,12 +126,12 @@ impl AccountTask {
                     }
                     Some(AccountCommand::Reload(account)) => {
                         let account = *account;
-                        self.account = Account {
+                        self.account = Arc::new(Account {
                             state: self.life.state.clone(),
                             state_since: self.life.since,
                             desired_running: self.life.desired,
                             ..account
-                        };
+                        });
                         self.shared.set_proxy(self.account.id, Some(&self.account));
                         self.publish_view();
                     }
@@ -143,7 +146,7 @@ impl AccountTask {
                             self.last_alive = Some(Instant::now());
                             Input::Connected { via }
                         }
-                        Some(ConnEvent::Link(code)) => Input::Link(code),
+                        Some(ConnEvent::Link(code)) => Input::Link(*code),
                         Some(ConnEvent::Ended { reason, detail }) => Input::Ended { reason, detail },
                         None => Input::Ended {
                             reason: Reason::Network,
@@ -176,8 +179,14 @@ impl AccountTask {
     }
 
     /// Runs the lifecycle on `input` and carries out its decisions (a paced attempt answers
-    /// with a second input, handled in the same call).
-    async fn apply(&mut self, input: Input) {
+    /// with a second input, handled in the same call). Boxed: the account's task future would
+    /// otherwise hold room for this one (decision, close timeout) for as long as the account
+    /// lives, while it runs only on the rare input.
+    fn apply(&mut self, input: Input) -> BoxFuture<'_, ()> {
+        Box::pin(self.carry_out(input))
+    }
+
+    async fn carry_out(&mut self, input: Input) {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             let now = self.shared.clock.now();
@@ -313,8 +322,6 @@ impl AccountTask {
                 .recovery_seconds
                 .observe(dropped.elapsed().as_secs_f64());
         }
-        self.account.state = t.to.clone();
-        self.account.state_since = t.at;
         let _ = self.shared.recorder.send(RecorderMsg::Transition {
             record: TransitionRecord {
                 account_id: self.account.id,
