@@ -137,6 +137,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     let policy = soak_policy();
     policy.validate()?;
     let sim = Sim::start("127.0.0.1:0").await?;
+    // Every fault reaches every socket: the simulator itself works as hard as the fleet is large.
+    sim.fan_out_faults();
     let tmp = tempfile::tempdir()?;
     let dir = DataDir::resolve(Some(tmp.path().to_owned()))?;
     let store = Store::open(&dir).await?;

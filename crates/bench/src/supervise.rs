@@ -175,12 +175,10 @@ pub async fn restore(addr: &str, n: usize, concurrency: usize) -> anyhow::Result
     let start = Instant::now();
     sup.startup(None, None).await?;
     let watcher = sup.clone();
+    // Counts, not views: cloning every view each millisecond would add its own garbage to the
+    // memory measured below.
     let in_memory = tokio::spawn(async move {
-        while watcher
-            .views()
-            .iter()
-            .any(|v| v.state.kind() != StateKind::Connected)
-        {
+        while watcher.counts().desired_connected < n {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         Instant::now()
@@ -266,7 +264,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
     let mut rx = sup.subscribe();
     sup.startup(None, None).await?;
     await_recorded(&mut rx, into(StateKind::Connected), n).await?;
-    // Baseline: the same fault noticed by a bare client on the same loaded simulator.
+    // Baseline: the same fault noticed by a bare client on the same loaded simulator (a fault
+    // reaches only its own path's socket, so neither side pays for the fleet's size).
     let samples = drops.min(n);
     let mut floor = Vec::with_capacity(samples);
     for i in 0..samples {
@@ -352,7 +351,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
             restore.secs,
             ideal,
             "s",
-            "<= 2x",
+            "<= 1.2x",
         ),
         Row::ratio(
             "restore, connected in memory (vs bare connects)",
@@ -366,7 +365,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
             per_acct,
             per_bare,
             "KB",
-            "<= 64 KB",
+            "<= 1.25x",
         ),
     ];
     for (label, p, target) in [("p50", 0.50, ""), ("p99", 0.99, "<= 5 ms")] {
@@ -378,6 +377,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
             target,
         ));
     }
+    // What the engine adds to noticing a drop: its p99 minus the bare client's.
+    rows.push(Row::value(
+        "single drop -> recorded, engine's own p99 (lifeline - bare)",
+        percentile(&latencies, 0.99) - percentile(&floor, 0.99),
+        "ms",
+        "<= 1 ms",
+    ));
     for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
         rows.push(Row::value(
             format!("stall detection error, {label} ({stalls} stalls)"),

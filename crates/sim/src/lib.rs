@@ -2,12 +2,17 @@
 //! (`/s/<anything>`); faults on command — drop, drop a fraction, stall (stop answering pings),
 //! refuse handshakes with HTTP 503 for a while, slow handshakes, close with a given code — and a
 //! count of live sockets per path, so tests can prove Lifeline never holds two for one account.
+//!
+//! A fault for one path reaches only that path's sockets, so its cost does not grow with the
+//! number of live sockets (what a latency benchmark needs). [`Sim::fan_out_faults`] switches to
+//! sending every fault to every socket, each deciding whether it applies: the heavier load the
+//! chaos soak runs under.
 
 pub mod proxy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +20,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -70,6 +75,8 @@ pub struct Entry {
 #[derive(Debug, Default)]
 struct Control {
     paths: HashMap<String, PathStats>,
+    /// Each live socket's own fault channel, by path and connection id.
+    sockets: HashMap<String, HashMap<u64, mpsc::UnboundedSender<Fault>>>,
     refuse_until: Option<Instant>,
     handshake_delay: Duration,
     refused: u64,
@@ -93,6 +100,8 @@ impl Control {
 struct Inner {
     control: Mutex<Control>,
     faults: broadcast::Sender<Fault>,
+    /// Every fault goes to every socket (see [`Sim::fan_out_faults`]).
+    fan_out: AtomicBool,
     next_conn: AtomicU64,
 }
 
@@ -137,6 +146,7 @@ impl Sim {
         let inner = Arc::new(Inner {
             control: Mutex::new(Control::default()),
             faults,
+            fan_out: AtomicBool::new(false),
             next_conn: AtomicU64::new(0),
         });
         let stop = tokio_util_stop::Stop::new();
@@ -176,7 +186,32 @@ impl Sim {
     }
 
     pub fn inject(&self, fault: Fault) {
-        let _ = self.inner.faults.send(fault);
+        let target = match &fault {
+            Fault::Drop { path } | Fault::Stall { path } | Fault::Close { path, .. } => path,
+            Fault::DropFraction(_) => &None,
+        };
+        match target {
+            Some(path) if !self.inner.fan_out.load(Ordering::Relaxed) => {
+                let control = self.inner.control();
+                for socket in control
+                    .sockets
+                    .get(path)
+                    .into_iter()
+                    .flat_map(|s| s.values())
+                {
+                    let _ = socket.send(fault.clone());
+                }
+            }
+            _ => {
+                let _ = self.inner.faults.send(fault);
+            }
+        }
+    }
+
+    /// From now on every fault is sent to every live socket, which checks whether it applies
+    /// (the simulator's load then grows with the number of sockets, as under a chaos soak).
+    pub fn fan_out_faults(&self) {
+        self.inner.fan_out.store(true, Ordering::Relaxed);
     }
 
     /// Answer handshakes with HTTP 503 for `for_how_long`.
@@ -240,12 +275,38 @@ impl Sim {
 struct LiveGuard {
     inner: Arc<Inner>,
     path: String,
+    id: u64,
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        if let Some(p) = self.inner.control().paths.get_mut(&self.path) {
+        let mut control = self.inner.control();
+        if let Some(p) = control.paths.get_mut(&self.path) {
             p.live = p.live.saturating_sub(1);
+        }
+        if let Some(sockets) = control.sockets.get_mut(&self.path) {
+            sockets.remove(&self.id);
+            if sockets.is_empty() {
+                control.sockets.remove(&self.path);
+            }
+        }
+    }
+}
+
+/// The next fault for one socket: its own, or one sent to every socket (`None`: the simulator is
+/// gone).
+async fn next_fault(
+    all: &mut broadcast::Receiver<Fault>,
+    own: &mut mpsc::UnboundedReceiver<Fault>,
+) -> Option<Fault> {
+    loop {
+        tokio::select! {
+            f = own.recv() => return f,
+            f = all.recv() => match f {
+                Ok(f) => return Some(f),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            },
         }
     }
 }
@@ -284,6 +345,9 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
         return;
     }
     let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (own_tx, mut own) = mpsc::unbounded_channel();
+    // Subscribed before the socket counts as live, so no fault sent after that is missed.
+    let mut faults = inner.faults.subscribe();
     {
         let mut control = inner.control();
         let stats = control.paths.entry(path.clone()).or_default();
@@ -291,12 +355,17 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
         stats.accepted += 1;
         stats.max_live = stats.max_live.max(stats.live);
         control.note(&path, Seen::Live);
+        control
+            .sockets
+            .entry(path.clone())
+            .or_default()
+            .insert(id, own_tx);
     }
     let _guard = LiveGuard {
         inner: inner.clone(),
         path: path.clone(),
+        id,
     };
-    let mut faults = inner.faults.subscribe();
     let server_drop = |inner: &Inner| {
         let mut control = inner.control();
         if let Some(p) = control.paths.get_mut(&path) {
@@ -307,12 +376,8 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
     loop {
         tokio::select! {
             _ = stop.wait() => return,
-            fault = faults.recv() => {
-                let fault = match fault {
-                    Ok(f) => f,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
+            fault = next_fault(&mut faults, &mut own) => {
+                let Some(fault) = fault else { return };
                 match fault {
                     Fault::Drop { path: target } if applies(&target, &path) => {
                         server_drop(&inner);

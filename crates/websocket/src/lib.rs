@@ -10,7 +10,7 @@ use lifeline_engine::secrets::fetch;
 use lifeline_engine::state::Reason;
 use std::io::ErrorKind;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, sleep};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -154,8 +154,10 @@ async fn connection(
     let keepalive = cfg.keepalive();
     let pong_timeout = cfg.pong_timeout();
     let close_wait = cfg.close_timeout() * 3 / 4;
-    let mut next_ping = Instant::now() + keepalive;
-    let mut pong_deadline: Option<Instant> = None;
+    // One timer: the next ping while the peer is proven alive, the pong deadline after a ping.
+    let timer = sleep(keepalive);
+    tokio::pin!(timer);
+    let mut awaiting_pong = false;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {
@@ -170,14 +172,15 @@ async fn connection(
                 .await;
                 return None;
             }
-            _ = sleep_until(next_ping), if pong_deadline.is_none() => {
+            _ = &mut timer => {
+                if awaiting_pong {
+                    return Some((Reason::Stalled, Some(format!("no answer to a ping within {} ms", pong_timeout.as_millis()))));
+                }
                 if let Err(e) = ws.send(Message::Ping(Default::default())).await {
                     return Some(classify(&e));
                 }
-                pong_deadline = Some(Instant::now() + pong_timeout);
-            }
-            _ = sleep_until(pong_deadline.unwrap_or_else(Instant::now)), if pong_deadline.is_some() => {
-                return Some((Reason::Stalled, Some(format!("no answer to a ping within {} ms", pong_timeout.as_millis()))));
+                awaiting_pong = true;
+                timer.as_mut().reset(Instant::now() + pong_timeout);
             }
             msg = ws.next() => match msg {
                 None => return Some((Reason::ClosedByPeer { code: None }, Some("connection closed without a close frame".into()))),
@@ -189,8 +192,8 @@ async fn connection(
                 }
                 Some(Ok(_)) => {
                     // Any frame proves the peer is alive; a pong also ends the wait.
-                    pong_deadline = None;
-                    next_ping = Instant::now() + keepalive;
+                    awaiting_pong = false;
+                    timer.as_mut().reset(Instant::now() + keepalive);
                     if events.send(ConnEvent::Alive).await.is_err() {
                         return None;
                     }

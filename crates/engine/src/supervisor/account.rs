@@ -25,12 +25,12 @@ use crate::store::TransitionRecord;
 
 #[derive(Debug)]
 pub(crate) enum AccountCommand {
-    /// A lifecycle input from the operator or the startup sequence. Boxed: an account's command
-    /// channel allocates room for 32 commands up front, and an unboxed input would make every
-    /// slot (and so every supervised account) larger by the size of its largest variant.
+    /// A lifecycle input from the operator or the startup sequence. Boxed, as every payload
+    /// here: an account's command channel allocates room for 32 commands up front, so each
+    /// byte of the largest variant costs every supervised account 32.
     Do(Box<Input>),
     /// Start, holding a restore concurrency slot until this attempt ends.
-    Restore(OwnedSemaphorePermit),
+    Restore(Box<OwnedSemaphorePermit>),
     /// The account's settings changed (name, mute, …).
     Reload(Box<Account>),
     /// Stop, forget and end; acknowledged once the removal is sent to the writer.
@@ -121,7 +121,7 @@ impl AccountTask {
                         self.apply(input).await;
                     }
                     Some(AccountCommand::Restore(permit)) => {
-                        self.permit = Some(permit);
+                        self.permit = Some(*permit);
                         self.apply(Input::Start { by: TriggeredBy::Startup }).await;
                     }
                     Some(AccountCommand::Reload(account)) => {

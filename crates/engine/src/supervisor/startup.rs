@@ -113,7 +113,7 @@ impl Supervisor {
                     _ = shutdown.cancelled() => return,
                     p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
                 };
-                this.send(id, AccountCommand::Restore(permit));
+                this.send(id, AccountCommand::Restore(Box::new(permit)));
             }
         });
         tracing::info!(?report, "startup sequence");

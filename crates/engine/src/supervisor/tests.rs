@@ -838,7 +838,7 @@ fn an_account_s_command_slot_stays_small() {
     // Every supervised account's command channel holds 32 slots from the start: a command that
     // grew with the lifecycle's largest input would cost each account kilobytes.
     assert!(
-        std::mem::size_of::<account::AccountCommand>() <= 32,
+        std::mem::size_of::<account::AccountCommand>() <= 16,
         "{} bytes",
         std::mem::size_of::<account::AccountCommand>()
     );
