@@ -55,39 +55,20 @@ impl Store {
     /// Records many transitions in one transaction (a mass drop is one commit, not a thousand).
     /// Either all are recorded or none is. Records for the same account apply in order.
     ///
-    /// A batch costs the same five statements whatever its size: one read of the accounts
-    /// involved, then one statement each for the events, the accounts' current state, the
-    /// sessions closed and the sessions opened. Each takes its rows as one JSON array (walked
-    /// with `json_each`), so its text never changes and it is prepared once per connection.
+    /// A batch is one round trip to SQLite between its BEGIN and COMMIT, whatever its size: one
+    /// fixed script writes the events, the accounts' current state, the sessions closed and the
+    /// sessions opened, each statement taking its rows as one JSON array (walked with
+    /// `json_each`). The script's text never changes, so it is prepared once per connection.
+    /// Only records whose starting state the caller did not give cost one read first.
     pub(crate) async fn record_transitions(
         &self,
         records: Vec<TransitionRecord>,
     ) -> Result<Vec<Event>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // Each account's state as stored: proves it is still there, and is where its first
-        // record starts when the caller did not say.
-        let mut ids: Vec<i64> = records.iter().map(|r| r.account_id.0).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, state FROM accounts \
-             WHERE removed_at IS NULL AND id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(encode(&ids)?)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut current: HashMap<AccountId, StateKind> = rows
-            .into_iter()
-            .map(|(id, state)| {
-                let kind = StateKind::parse(&state).unwrap_or(StateKind::Stopped);
-                (AccountId(id), kind)
-            })
-            .collect();
-        if let Some(missing) = ids
-            .iter()
-            .find(|id| !current.contains_key(&AccountId(**id)))
-        {
-            return Err(InputError::UnknownAccount(*missing).into());
+        let mut current: HashMap<AccountId, StateKind> = HashMap::new();
+        if records.iter().any(|r| r.from.is_none()) {
+            let ids: Vec<i64> = records.iter().map(|r| r.account_id.0).collect();
+            current = states(&mut tx, &ids).await?;
         }
 
         let mut events = Vec::with_capacity(records.len());
@@ -145,70 +126,99 @@ impl Store {
                 triggered_by: r.triggered_by,
             });
         }
-
-        let mut event_ids: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO events (account_id, at, from_state, to_state, reason, state_json, detail, triggered_by) \
-             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 \
-             FROM json_each(?) ORDER BY key RETURNING id",
-        )
-        .bind(encode(&event_rows)?)
-        .fetch_all(&mut *tx)
-        .await?;
-        // Rows get increasing ids in the order they are inserted; RETURNING's own order is not
-        // promised.
-        event_ids.sort_unstable();
-        if event_ids.len() != events.len() {
-            return Err(sqlx::Error::Protocol(format!(
-                "{} events written for {} transitions",
-                event_ids.len(),
-                events.len()
-            ))
-            .into());
-        }
-        for (event, id) in events.iter_mut().zip(event_ids) {
-            event.id = id;
-        }
         let finals: Vec<_> = last
             .into_iter()
             .map(|(id, (state, json, at))| json!([id.0, state, json, at]))
             .collect();
-        sqlx::query(
-            "WITH v AS (SELECT value->>0 AS id, value->>1 AS state, value->>2 AS state_json, \
-             value->>3 AS since FROM json_each(?)) \
-             UPDATE accounts SET state = v.state, state_json = v.state_json, state_since = v.since \
-             FROM v WHERE accounts.id = v.id",
-        )
-        .bind(encode(&finals)?)
-        .execute(&mut *tx)
-        .await?;
-        if !closes.is_empty() {
-            sqlx::query(
-                "WITH v AS (SELECT value->>0 AS account_id, value->>1 AS ended_at, \
-                 value->>2 AS reason FROM json_each(?)) \
-                 UPDATE sessions SET ended_at = v.ended_at, end_reason = v.reason \
-                 FROM v WHERE sessions.account_id = v.account_id AND sessions.ended_at IS NULL",
-            )
+        let opens: Vec<_> = opens
+            .into_iter()
+            .map(|(id, at, end)| json!([id.0, at, end.map(|e| e.0), end.map(|e| e.1)]))
+            .collect();
+
+        // An event row is written only for an account that is still there: fewer ids back
+        // than records (or a session refused for want of its account) means one was removed or
+        // never was, and the batch is not committed.
+        let written: std::result::Result<Vec<i64>, sqlx::Error> = sqlx::query_scalar(RECORD_SCRIPT)
+            .bind(encode(&event_rows)?)
+            .bind(encode(&finals)?)
             .bind(encode(&closes)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !opens.is_empty() {
-            let opens: Vec<_> = opens
-                .into_iter()
-                .map(|(id, at, end)| json!([id.0, at, end.map(|e| e.0), end.map(|e| e.1)]))
-                .collect();
-            sqlx::query(
-                "INSERT INTO sessions (account_id, started_at, ended_at, end_reason) \
-                 SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?) ORDER BY key",
-            )
             .bind(encode(&opens)?)
-            .execute(&mut *tx)
-            .await?;
+            .fetch_all(&mut *tx)
+            .await;
+        let mut event_ids = match written {
+            Ok(ids) if ids.len() == events.len() => ids,
+            other => {
+                let ids: Vec<i64> = events.iter().map(|e| e.account_id.0).collect();
+                let found = states(&mut tx, &ids).await?;
+                if let Some(id) = ids
+                    .into_iter()
+                    .find(|id| !found.contains_key(&AccountId(*id)))
+                {
+                    return Err(InputError::UnknownAccount(id).into());
+                }
+                return Err(match other {
+                    Err(e) => e.into(),
+                    Ok(ids) => sqlx::Error::Protocol(format!(
+                        "{} events written for {} transitions",
+                        ids.len(),
+                        events.len()
+                    ))
+                    .into(),
+                });
+            }
+        };
+        // Rows get increasing ids in the order they are inserted; RETURNING's own order is not
+        // promised.
+        event_ids.sort_unstable();
+        for (event, id) in events.iter_mut().zip(event_ids) {
+            event.id = id;
         }
         tx.commit().await?;
         Ok(events)
     }
 }
+
+/// The state stored for each of `ids` that is still there.
+async fn states(
+    tx: &mut sqlx::SqliteConnection,
+    ids: &[i64],
+) -> Result<HashMap<AccountId, StateKind>> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, state FROM accounts \
+         WHERE removed_at IS NULL AND id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(encode(&ids)?)
+    .fetch_all(tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, state)| {
+            let kind = StateKind::parse(&state).unwrap_or(StateKind::Stopped);
+            (AccountId(id), kind)
+        })
+        .collect())
+}
+
+/// A batch's writes. Its four parameters, bound in this order (one per statement: numbered
+/// parameters would not bind across statements): the events, each account's final state, the
+/// sessions open before the batch that it closes, the sessions it opens. Only the first
+/// statement returns rows.
+const RECORD_SCRIPT: &str = "\
+INSERT INTO events (account_id, at, from_state, to_state, reason, state_json, detail, triggered_by) \
+  SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, \
+         j.value->>6, j.value->>7 \
+  FROM json_each(?) AS j JOIN accounts AS a ON a.id = j.value->>0 AND a.removed_at IS NULL \
+  ORDER BY j.key RETURNING id; \
+WITH v AS (SELECT value->>0 AS id, value->>1 AS state, value->>2 AS state_json, \
+                  value->>3 AS since FROM json_each(?)) \
+  UPDATE accounts SET state = v.state, state_json = v.state_json, state_since = v.since \
+  FROM v WHERE accounts.id = v.id; \
+WITH v AS (SELECT value->>0 AS account_id, value->>1 AS ended_at, value->>2 AS reason \
+           FROM json_each(?)) \
+  UPDATE sessions SET ended_at = v.ended_at, end_reason = v.reason \
+  FROM v WHERE sessions.account_id = v.account_id AND sessions.ended_at IS NULL; \
+INSERT INTO sessions (account_id, started_at, ended_at, end_reason) \
+  SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?) ORDER BY key;";
 
 #[cfg(test)]
 mod tests {
@@ -376,19 +386,22 @@ mod tests {
             .add_account(NewAccount::new(AccountKind::Websocket, "a").with_url("ws://h/"))
             .await
             .expect("add");
-        let rec = |id| TransitionRecord {
+        let rec = |id, from| TransitionRecord {
             account_id: id,
-            from: None,
+            from,
             to: State::Connected,
             detail: None,
             triggered_by: TriggeredBy::Engine,
             at: Utc::now(),
         };
-        let err = store
-            .record_transitions(vec![rec(a.id), rec(AccountId(999))])
-            .await
-            .expect_err("unknown");
-        assert!(err.is_input());
+        // Whether the store reads where each record starts or the caller says it.
+        for from in [None, Some(StateKind::Connecting)] {
+            let err = store
+                .record_transitions(vec![rec(a.id, from), rec(AccountId(999), from)])
+                .await
+                .expect_err("unknown");
+            assert!(err.is_input(), "{err}");
+        }
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
             .fetch_one(store.pool())
             .await
