@@ -275,7 +275,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
         sim.inject(Fault::Drop {
             path: Some(format!("/s/probe{i}")),
         });
-        while let Some(Ok(_)) = ws.next().await {}
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+        if ended.await.is_err() {
+            bail!("the simulator did not drop the bare client's socket within 10 s");
+        }
         floor.push(t0.elapsed());
     }
     floor.sort();

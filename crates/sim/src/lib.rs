@@ -275,15 +275,26 @@ impl Sim {
 struct LiveGuard {
     inner: Arc<Inner>,
     path: String,
-    id: u64,
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        let mut control = self.inner.control();
-        if let Some(p) = control.paths.get_mut(&self.path) {
+        if let Some(p) = self.inner.control().paths.get_mut(&self.path) {
             p.live = p.live.saturating_sub(1);
         }
+    }
+}
+
+/// A socket's own fault channel, registered from its handshake until it ends.
+struct Registered {
+    inner: Arc<Inner>,
+    path: String,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let mut control = self.inner.control();
         if let Some(sockets) = control.sockets.get_mut(&self.path) {
             sockets.remove(&self.id);
             if sockets.is_empty() {
@@ -322,6 +333,11 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+    // Both fault channels are in place before the handshake's answer goes out: a client that
+    // has its socket can be sure any fault sent from then on reaches it.
+    let (own_tx, mut own) = mpsc::unbounded_channel();
+    let mut faults = inner.faults.subscribe();
     let mut path = String::new();
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         path = req.uri().path().to_owned();
@@ -333,9 +349,20 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
             *refusal.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             return Err(refusal);
         }
+        control
+            .sockets
+            .entry(path.clone())
+            .or_default()
+            .insert(id, own_tx);
         Ok(resp)
     };
-    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+    let accepted = tokio_tungstenite::accept_hdr_async(tcp, callback).await;
+    let _registered = Registered {
+        inner: inner.clone(),
+        path: path.clone(),
+        id,
+    };
+    let Ok(mut ws) = accepted else {
         return;
     };
     // A client that gave up on a slow handshake has closed its end already (its FIN is queued
@@ -344,10 +371,6 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
     if let Some(Ok(0)) = ws.get_ref().peek(&mut probe).now_or_never() {
         return;
     }
-    let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (own_tx, mut own) = mpsc::unbounded_channel();
-    // Subscribed before the socket counts as live, so no fault sent after that is missed.
-    let mut faults = inner.faults.subscribe();
     {
         let mut control = inner.control();
         let stats = control.paths.entry(path.clone()).or_default();
@@ -355,16 +378,10 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
         stats.accepted += 1;
         stats.max_live = stats.max_live.max(stats.live);
         control.note(&path, Seen::Live);
-        control
-            .sockets
-            .entry(path.clone())
-            .or_default()
-            .insert(id, own_tx);
     }
-    let _guard = LiveGuard {
+    let _live = LiveGuard {
         inner: inner.clone(),
         path: path.clone(),
-        id,
     };
     let server_drop = |inner: &Inner| {
         let mut control = inner.control();
