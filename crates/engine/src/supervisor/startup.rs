@@ -60,9 +60,12 @@ impl Supervisor {
         let now = self.shared.clock.now();
         let crashed = previous.is_some_and(|p| !p.clean);
         let clock = self.shared.clock;
-        let accounts = clock.hold(store.accounts()).await?;
-        let breakers = clock.hold(store.breakers()).await?;
-        let autorecover_on = clock.hold(store.autorecover()).await?;
+        // Three independent reads, each on its own pooled connection.
+        let (accounts, breakers, autorecover_on) = clock
+            .hold(async {
+                tokio::try_join!(store.accounts(), store.breakers(), store.autorecover())
+            })
+            .await?;
         let mut report = StartupReport {
             previous_run_crashed: crashed,
             ..StartupReport::default()
