@@ -111,7 +111,7 @@ pub async fn run(rows: u64) -> anyhow::Result<Vec<Row>> {
             ours_wall,
             theirs_wall,
             "s",
-            "<= 1.5x",
+            "<= 1.0x",
         ),
         Row::ratio(
             "CSV export peak RSS (vs sqlite3 -csv)",
