@@ -49,6 +49,8 @@ function CardView({ card, now, onAction }: CardProps) {
       {t(key)}
     </button>
   );
+  // Marked while it keeps connecting and dropping; the mark lapses on its own once it holds.
+  const unstable = card.unstable_until !== null && Date.parse(card.unstable_until) > now;
   const extra =
     card.state === "backoff" && card.retry_at
       ? ` · ${t("retryAt", { time: clock(card.retry_at, lang) })}`
@@ -68,6 +70,11 @@ function CardView({ card, now, onAction }: CardProps) {
           {card.name}
         </h3>
         <StateBadge card={card} />
+        {unstable && (
+          <span class="badge unstable" data-testid="unstable" title={t("unstableHelp")}>
+            <span aria-hidden="true">⚡</span> {t("unstable")}
+          </span>
+        )}
       </header>
       <p class="target" title={card.target}>
         {card.kind === "whatsapp" ? "WhatsApp" : card.target}

@@ -41,6 +41,7 @@ export function makeCard(id: number, over: Partial<Card> = {}): Card {
     uptime_pct: 99.5,
     score: 98,
     failures_1h: 0,
+    unstable_until: null,
     ...over,
   };
 }

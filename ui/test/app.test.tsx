@@ -44,6 +44,20 @@ describe("fleet view", () => {
     expect(a.queryByRole("button", { name: /Reset breaker/ })).toBeNull();
   });
 
+  it("marks an account that keeps dropping as unstable until the mark lapses", async () => {
+    const b = new FakeBackend([
+      makeCard(1, { name: "Flapping", unstable_until: "2999-01-01T00:00:00.000Z" }),
+      makeCard(2, { name: "Held since", unstable_until: "2000-01-01T00:00:00.000Z" }),
+      makeCard(3, { name: "Steady" }),
+    ]);
+    await mount(b);
+    const mark = within(card("Flapping")).getByTestId("unstable");
+    expect(mark.textContent).toContain("Unstable");
+    expect(mark.getAttribute("title")).toContain("Keeps connecting and dropping");
+    expect(within(card("Held since")).queryByTestId("unstable")).toBeNull();
+    expect(within(card("Steady")).queryByTestId("unstable")).toBeNull();
+  });
+
   it("counts accounts by state and filters by a count", async () => {
     const b = new FakeBackend([
       makeCard(1, { name: "A" }),

@@ -33,6 +33,9 @@ pub struct AccountView {
     /// Connections restored after a drop, this run.
     pub reconnects: u64,
     pub created_at: Timestamp,
+    /// Set while the account keeps connecting and dropping (`alerts.flap_drops` drops within
+    /// `alerts.flap_window_s`): until when it counts as unstable unless it drops again.
+    pub unstable_until: Option<Timestamp>,
 }
 
 impl AccountView {
@@ -65,6 +68,7 @@ impl AccountView {
             breaker: breaker.label(),
             reconnects: 0,
             created_at: account.created_at,
+            unstable_until: None,
         }
     }
 }

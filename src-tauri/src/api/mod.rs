@@ -137,6 +137,9 @@ pub struct Card {
     /// 0–100.
     pub score: Option<u8>,
     pub failures_1h: u32,
+    /// Set while the account keeps connecting and dropping: until when it counts as unstable
+    /// unless it drops again (RFC 3339; a time already past means it has held since).
+    pub unstable_until: Option<String>,
 }
 
 /// The slow-moving numbers, refreshed by the periodic health pass.
@@ -188,6 +191,7 @@ pub fn card(view: &AccountView, health: Option<&HealthBits>) -> Card {
         uptime_pct: health.map(|h| h.uptime_pct),
         score: health.map(|h| h.score),
         failures_1h: health.map_or(0, |h| h.failures_1h),
+        unstable_until: view.unstable_until.map(rfc3339),
     }
 }
 

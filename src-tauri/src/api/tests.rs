@@ -21,6 +21,7 @@ fn view(state: State) -> AccountView {
         breaker: "closed",
         reconnects: 4,
         created_at: Utc::now(),
+        unstable_until: None,
     }
 }
 
@@ -53,6 +54,17 @@ fn a_backoff_card_carries_reason_retry_time_and_health() {
     let json = serde_json::to_value(&c).expect("json");
     assert_eq!(json["state"], "backoff");
     assert_eq!(json["kind"], "websocket");
+}
+
+#[test]
+fn a_card_carries_until_when_its_account_counts_as_unstable() {
+    let until = Utc::now() + Duration::seconds(600);
+    let v = AccountView {
+        unstable_until: Some(until),
+        ..view(State::Connected)
+    };
+    assert_eq!(card(&v, None).unstable_until, Some(rfc3339(until)));
+    assert_eq!(card(&view(State::Connected), None).unstable_until, None);
 }
 
 #[test]

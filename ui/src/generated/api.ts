@@ -51,7 +51,12 @@ uptime_pct: number | null,
 /**
  * 0–100.
  */
-score: number | null, failures_1h: number, };
+score: number | null, failures_1h: number, 
+/**
+ * Set while the account keeps connecting and dropping: until when it counts as unstable
+ * unless it drops again (RFC 3339; a time already past means it has held since).
+ */
+unstable_until: string | null, };
 
 export type Snapshot = { 
 /**

@@ -150,6 +150,13 @@ impl Alerter {
         }
     }
 
+    /// Until when `account` counts as unstable (it alerted so and has not been steady for a
+    /// whole window since its latest drop).
+    pub fn unstable_until(&self, account: AccountId) -> Option<Timestamp> {
+        let window = ChronoDuration::seconds(self.cfg.flap_window_s as i64);
+        self.unstable.get(&account).map(|last| *last + window)
+    }
+
     /// Feeds one transition. Nothing is emitted here; call [`Alerter::due`].
     pub fn observe(
         &mut self,

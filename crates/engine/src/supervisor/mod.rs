@@ -33,6 +33,7 @@ use crate::proxy::ProxyEntry;
 use crate::secrets::SecretStore;
 use crate::state::{Event, TriggeredBy};
 use crate::store::Store;
+use crate::time::Timestamp;
 
 use account::{AccountCommand, AccountTask};
 use recorder::RecorderMsg;
@@ -69,6 +70,9 @@ pub(crate) struct Shared {
     pub policy: PolicyConfig,
     pub pacer: Mutex<Pacer>,
     pub views: RwLock<HashMap<AccountId, AccountView>>,
+    /// Until when each account that keeps dropping counts as unstable (kept by the writer,
+    /// which decides the unstable alert; the views carry it).
+    pub unstable: Arc<RwLock<HashMap<AccountId, Timestamp>>>,
     /// The fleet's proxies, by the account that configured each: the pool for fallback chains.
     pub proxies: RwLock<HashMap<AccountId, ProxyEntry>>,
     pub recorder: mpsc::UnboundedSender<RecorderMsg>,
@@ -136,6 +140,7 @@ impl Supervisor {
             clock: deps.clock,
             policy: deps.policy,
             views: RwLock::new(HashMap::new()),
+            unstable: Arc::default(),
             proxies: RwLock::new(HashMap::new()),
             recorder: recorder_tx,
             updates,
@@ -149,6 +154,7 @@ impl Supervisor {
             shared.policy.alerts,
             recorder_rx,
             shared.updates.clone(),
+            shared.unstable.clone(),
         ));
         Self {
             shared,
@@ -180,7 +186,7 @@ impl Supervisor {
     /// Current views, in the canonical order (highest priority first, then the oldest).
     pub fn views(&self) -> Vec<AccountView> {
         let views = self.shared.views.read().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = views.values().cloned().collect();
+        let mut v: Vec<_> = views.values().map(|v| self.marked(v)).collect();
         crate::fleet::sort(&mut v);
         v
     }
@@ -188,7 +194,20 @@ impl Supervisor {
     /// One account's view, if the supervisor has it.
     pub fn view(&self, id: AccountId) -> Option<AccountView> {
         let views = self.shared.views.read().unwrap_or_else(|p| p.into_inner());
-        views.get(&id).cloned()
+        views.get(&id).map(|v| self.marked(v))
+    }
+
+    /// A view with the writer's unstable mark.
+    fn marked(&self, view: &AccountView) -> AccountView {
+        let marks = self
+            .shared
+            .unstable
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        AccountView {
+            unstable_until: marks.get(&view.id).copied(),
+            ..view.clone()
+        }
     }
 
     pub fn counts(&self) -> Counts {

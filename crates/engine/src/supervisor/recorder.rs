@@ -4,6 +4,8 @@
 //! [`write_transitions`] and [`write_breaker`] are the only way account state reaches the
 //! store; the offline operations (no supervisor running) use them too.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -14,6 +16,7 @@ use crate::model::AccountId;
 use crate::policy::alerts::{AlertConfig, Alerter};
 use crate::policy::breaker::Breaker;
 use crate::store::{Store, TransitionRecord};
+use crate::time::Timestamp;
 
 /// Most records written in one transaction.
 const MAX_BATCH: usize = 2048;
@@ -39,6 +42,7 @@ pub(crate) async fn run(
     alerts: AlertConfig,
     mut rx: mpsc::UnboundedReceiver<RecorderMsg>,
     updates: broadcast::Sender<Update>,
+    unstable: Arc<RwLock<HashMap<AccountId, Timestamp>>>,
 ) {
     let mut alerter = Alerter::new(alerts);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -92,6 +96,17 @@ pub(crate) async fn run(
                         &event.to,
                         event.at,
                     );
+                }
+            }
+            // Views say who is unstable before subscribers hear of this batch.
+            {
+                let mut marks = unstable.write().unwrap_or_else(|p| p.into_inner());
+                for event in events.iter().flatten() {
+                    let id = event.account_id;
+                    match alerter.unstable_until(id) {
+                        Some(until) => marks.insert(id, until),
+                        None => marks.remove(&id),
+                    };
                 }
             }
             let events: Vec<_> = events.into_iter().flatten().collect();

@@ -851,3 +851,45 @@ fn an_account_s_command_slot_stays_small() {
         std::mem::size_of::<account::AccountCommand>()
     );
 }
+
+#[tokio::test]
+async fn an_account_that_keeps_dropping_is_marked_unstable_until_it_holds() {
+    // Account 1 connects and drops five times, then holds; account 2 holds from the start.
+    let conn = Scripted::new(|id, n| match (id.0, n) {
+        (1, 1..=5) => vec![
+            Step::Send(ConnEvent::Connected { via: None }),
+            Step::Wait(Duration::from_secs(1)),
+            ended(Reason::ClosedByPeer { code: Some(1011) }),
+        ],
+        _ => vec![
+            Step::Send(ConnEvent::Connected { via: None }),
+            Step::Healthy,
+        ],
+    });
+    let policy = fast_policy();
+    let window = chrono::Duration::seconds(policy.alerts.flap_window_s as i64);
+    let f = fixture(2, policy, conn).await;
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    advance(Duration::from_secs(300)).await;
+    f.sup.flush().await;
+    let (flapping, steady) = (AccountId(1), AccountId(2));
+    assert_eq!(f.conn.attempts(flapping), 6);
+    assert_eq!(state_of(&f.sup, flapping), State::Connected);
+    let now = f.sup.clock().now();
+    let until = f
+        .sup
+        .view(flapping)
+        .and_then(|v| v.unstable_until)
+        .expect("marked unstable");
+    assert!(until > now && until <= now + window, "{until} vs {now}");
+    assert_eq!(f.sup.view(steady).and_then(|v| v.unstable_until), None);
+    // Held for a whole window since its last drop: no longer unstable.
+    advance(Duration::from_secs(flap_window_s(&f) + 1)).await;
+    let now = f.sup.clock().now();
+    assert!(f.sup.view(flapping).and_then(|v| v.unstable_until) <= Some(now));
+}
+
+fn flap_window_s(f: &Fixture) -> u64 {
+    f.sup.policy().alerts.flap_window_s
+}
