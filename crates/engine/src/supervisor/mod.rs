@@ -186,7 +186,8 @@ impl Supervisor {
     /// Current views, in the canonical order (highest priority first, then the oldest).
     pub fn views(&self) -> Vec<AccountView> {
         let views = self.shared.views.read().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = views.values().map(|v| self.marked(v)).collect();
+        let marks = self.marks();
+        let mut v: Vec<_> = views.values().map(|v| marked(v, &marks)).collect();
         crate::fleet::sort(&mut v);
         v
     }
@@ -194,20 +195,15 @@ impl Supervisor {
     /// One account's view, if the supervisor has it.
     pub fn view(&self, id: AccountId) -> Option<AccountView> {
         let views = self.shared.views.read().unwrap_or_else(|p| p.into_inner());
-        views.get(&id).map(|v| self.marked(v))
+        views.get(&id).map(|v| marked(v, &self.marks()))
     }
 
-    /// A view with the writer's unstable mark.
-    fn marked(&self, view: &AccountView) -> AccountView {
-        let marks = self
-            .shared
+    /// The writer's unstable marks.
+    fn marks(&self) -> std::sync::RwLockReadGuard<'_, HashMap<AccountId, Timestamp>> {
+        self.shared
             .unstable
             .read()
-            .unwrap_or_else(|p| p.into_inner());
-        AccountView {
-            unstable_until: marks.get(&view.id).copied(),
-            ..view.clone()
-        }
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn counts(&self) -> Counts {
@@ -390,6 +386,14 @@ impl Supervisor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+    }
+}
+
+/// A view with the writer's unstable mark.
+fn marked(view: &AccountView, marks: &HashMap<AccountId, Timestamp>) -> AccountView {
+    AccountView {
+        unstable_until: marks.get(&view.id).copied(),
+        ..view.clone()
     }
 }
 
