@@ -231,6 +231,20 @@ fn ms(d: Duration) -> f64 {
 /// Runs of each side of the restore and memory figures.
 const RUNS: usize = 3;
 
+/// Each figure's median over runs of one side.
+fn medians(runs: &[ChildResult]) -> ChildResult {
+    let median = |figure: fn(&ChildResult) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(figure).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    ChildResult {
+        secs: median(|r| r.secs),
+        rss_delta_kb: median(|r| r.rss_delta_kb),
+        in_memory_secs: median(|r| r.in_memory_secs),
+    }
+}
+
 /// Runs every supervision measurement and returns its table rows.
 pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
     let Plan {
@@ -267,21 +281,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
         restores.push(child(&args("restore"))?);
     }
     drop(sim);
-    let median = |runs: &[ChildResult], figure: fn(&ChildResult) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(figure).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let bare = ChildResult {
-        secs: median(&bares, |r| r.secs),
-        rss_delta_kb: median(&bares, |r| r.rss_delta_kb),
-        in_memory_secs: median(&bares, |r| r.in_memory_secs),
-    };
-    let restore = ChildResult {
-        secs: median(&restores, |r| r.secs),
-        rss_delta_kb: median(&restores, |r| r.rss_delta_kb),
-        in_memory_secs: median(&restores, |r| r.in_memory_secs),
-    };
+    let (bare, restore) = (medians(&bares), medians(&restores));
 
     // Drop → recorded: single drops one at a time, then one mass drop of the whole fleet.
     let sim = Sim::start("127.0.0.1:0").await?;

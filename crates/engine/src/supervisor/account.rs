@@ -49,8 +49,8 @@ struct Conn {
 #[derive(Debug)]
 pub(crate) struct AccountTask {
     shared: Arc<Shared>,
-    /// The account's settings, shared with its connection. Its state fields are as loaded: the
-    /// lifecycle holds the live state.
+    /// The account's settings, shared with its connection. Its state fields are not kept
+    /// current (nothing reads them): the lifecycle holds the live state.
     account: Arc<Account>,
     life: Lifecycle,
     conn: Option<Conn>,
@@ -125,13 +125,7 @@ impl AccountTask {
                         self.apply(Input::Start { by: TriggeredBy::Startup }).await;
                     }
                     Some(AccountCommand::Reload(account)) => {
-                        let account = *account;
-                        self.account = Arc::new(Account {
-                            state: self.life.state.clone(),
-                            state_since: self.life.since,
-                            desired_running: self.life.desired,
-                            ..account
-                        });
+                        self.account = Arc::from(account);
                         self.shared.set_proxy(self.account.id, Some(&self.account));
                         self.publish_view();
                     }

@@ -867,7 +867,8 @@ async fn an_account_that_keeps_dropping_is_marked_unstable_until_it_holds() {
         ],
     });
     let policy = fast_policy();
-    let window = chrono::Duration::seconds(policy.alerts.flap_window_s as i64);
+    let window_s = policy.alerts.flap_window_s;
+    let window = chrono::Duration::seconds(window_s as i64);
     let f = fixture(2, policy, conn).await;
     tokio::time::pause();
     f.sup.startup(None, None).await.expect("startup");
@@ -885,11 +886,7 @@ async fn an_account_that_keeps_dropping_is_marked_unstable_until_it_holds() {
     assert!(until > now && until <= now + window, "{until} vs {now}");
     assert_eq!(f.sup.view(steady).and_then(|v| v.unstable_until), None);
     // Held for a whole window since its last drop: no longer unstable.
-    advance(Duration::from_secs(flap_window_s(&f) + 1)).await;
+    advance(Duration::from_secs(window_s + 1)).await;
     let now = f.sup.clock().now();
     assert!(f.sup.view(flapping).and_then(|v| v.unstable_until) <= Some(now));
-}
-
-fn flap_window_s(f: &Fixture) -> u64 {
-    f.sup.policy().alerts.flap_window_s
 }
