@@ -36,6 +36,15 @@ struct World {
 }
 
 fn supervisor(store: &Store, dir: &std::path::Path, peer: &Peer) -> Supervisor {
+    supervisor_with(store, dir, peer, policy())
+}
+
+fn supervisor_with(
+    store: &Store,
+    dir: &std::path::Path,
+    peer: &Peer,
+    policy: PolicyConfig,
+) -> Supervisor {
     let endpoint = Endpoint {
         url: Some(peer.url()),
         version: Some((2, 3000, 1_000_000_000)),
@@ -48,12 +57,16 @@ fn supervisor(store: &Store, dir: &std::path::Path, peer: &Peer) -> Supervisor {
         ),
         secrets: Arc::new(MemorySecretStore::default()),
         clock: Clock::System,
-        policy: policy(),
+        policy,
         jitter_seed: Some(5),
     })
 }
 
 async fn world(peer: Peer, accounts: usize) -> World {
+    world_with(peer, accounts, policy()).await
+}
+
+async fn world_with(peer: Peer, accounts: usize, policy: PolicyConfig) -> World {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -70,7 +83,7 @@ async fn world(peer: Peer, accounts: usize) -> World {
             .await
             .expect("add");
     }
-    let sup = supervisor(&store, dir.path(), &peer);
+    let sup = supervisor_with(&store, dir.path(), &peer, policy);
     sup.startup(None, None).await.expect("startup");
     World {
         dir,
@@ -381,5 +394,46 @@ async fn link_by_phone_code_end_to_end() {
         "linked as the phone's own number"
     );
     assert_eq!(peer.stats().pairings, 1);
+    w.sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_stops_answering_is_found_within_keepalive_and_pong_timeout() {
+    let peer = Peer::start("127.0.0.1:0", Config::default())
+        .await
+        .expect("peer");
+    let mut p = policy();
+    p.connection.keepalive_ms = 1_000;
+    p.connection.pong_timeout_ms = 1_000;
+    let w = world_with(peer.clone(), 1, p.clone()).await;
+    let id = AccountId(1);
+    let number = link(&w, id).await;
+    // Looks connected (the socket is open) but the server answers nothing, pings included.
+    assert_eq!(peer.inject(&number, Fault::Stall), 1);
+    let started = Instant::now();
+    let s = wait_for(&w.sup, id, Duration::from_secs(30), |s| {
+        s.kind() != StateKind::Connected
+    })
+    .await;
+    let found = started.elapsed();
+    assert!(
+        matches!(
+            s,
+            State::Backoff {
+                reason: Reason::Stalled,
+                ..
+            }
+        ),
+        "{s:?}"
+    );
+    let bound = Duration::from_millis(p.connection.keepalive_ms + p.connection.pong_timeout_ms)
+        + Duration::from_millis(p.connection.close_timeout_ms);
+    assert!(found <= bound, "found after {found:?}, bound {bound:?}");
+    // And back on a fresh session.
+    wait_for(&w.sup, id, Duration::from_secs(30), |s| {
+        *s == State::Connected
+    })
+    .await;
+    assert_eq!(peer.live_sessions(&number), 1);
     w.sup.shutdown().await;
 }

@@ -194,6 +194,10 @@ impl WhatsAppConnector {
         let mut linked = false;
         let mut alive = tokio::time::interval(keepalive);
         alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Our own ping, answered or not: the client's "connected" flag stays up on a socket the
+        // server has stopped answering, and its own keepalive takes up to a minute to notice.
+        let mut ping: Option<BoxFuture<'static, Pong>> = None;
+        let pong_timeout = request.config.pong_timeout();
         loop {
             let event = tokio::select! {
                 _ = cancel.cancelled() => {
@@ -229,9 +233,32 @@ impl WhatsAppConnector {
                     return Some((Reason::Network, Some("could not reach WhatsApp or the connection ended".into())));
                 }
                 _ = alive.tick() => {
-                    if client.is_connected() && events.send(ConnEvent::Alive).await.is_err() {
-                        stop(handle, close_wait).await;
-                        return None;
+                    if ping.is_none() && client.is_connected() {
+                        ping = Some(Box::pin(send_ping(client.clone(), pong_timeout)));
+                    }
+                    continue;
+                }
+                pong = async { ping.as_mut().expect("guarded by the branch condition").await }, if ping.is_some() => {
+                    ping = None;
+                    match pong {
+                        Pong::Answered => {
+                            if events.send(ConnEvent::Alive).await.is_err() {
+                                stop(handle, close_wait).await;
+                                return None;
+                            }
+                        }
+                        Pong::Silent => {
+                            stop(handle, close_wait).await;
+                            return Some((
+                                Reason::Stalled,
+                                Some(format!(
+                                    "WhatsApp did not answer a ping within {:.0?}",
+                                    pong_timeout
+                                )),
+                            ));
+                        }
+                        // Not connected any more: the client's own end says why.
+                        Pong::Gone => {}
                     }
                     continue;
                 }
@@ -270,6 +297,30 @@ impl WhatsAppConnector {
                 }
             }
         }
+    }
+}
+
+/// How a liveness ping went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pong {
+    Answered,
+    /// No answer within the pong timeout: the socket is open but nobody is there.
+    Silent,
+    /// The connection ended meanwhile.
+    Gone,
+}
+
+/// One `w:p` ping (the one WhatsApp Web sends), bounded by `within`.
+async fn send_ping(client: Arc<whatsapp_rust::Client>, within: Duration) -> Pong {
+    use whatsapp_rust::IqError;
+    use whatsapp_rust::wacore::iq::keepalive::KeepaliveSpec;
+    use whatsapp_rust::wacore::iq::spec::IqSpec as _;
+    let iq = KeepaliveSpec::with_timeout(within).build_iq();
+    // The library's own deadline, and ours a little later in case it is not kept.
+    match tokio::time::timeout(within + Duration::from_millis(500), client.send_iq(iq)).await {
+        Ok(Ok(_)) => Pong::Answered,
+        Ok(Err(IqError::Timeout)) | Err(_) => Pong::Silent,
+        Ok(Err(_)) => Pong::Gone,
     }
 }
 
