@@ -405,7 +405,7 @@ async fn a_session_that_stops_answering_is_found_within_keepalive_and_pong_timeo
     let mut p = policy();
     p.connection.keepalive_ms = 1_000;
     p.connection.pong_timeout_ms = 1_000;
-    let w = world_with(peer.clone(), 1, p.clone()).await;
+    let w = world_with(peer.clone(), 1, p).await;
     let id = AccountId(1);
     let number = link(&w, id).await;
     // Looks connected (the socket is open) but the server answers nothing, pings included.
