@@ -62,6 +62,10 @@ pub struct Stats {
     pub logins: u64,
     pub refused_logins: u64,
     pub pings: u64,
+    /// Connections dropped at once by `refuse_for`.
+    pub refused_connections: u64,
+    /// Logins answered with an unreadable frame (`garble_logins`).
+    pub garbled_logins: u64,
 }
 
 /// Per-peer behaviour.
@@ -99,9 +103,37 @@ enum Command {
     EnterCode(String),
 }
 
+/// What the service saw of one number: what a fleet's invariants are checked against.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NumberStats {
+    /// Accepted logins.
+    pub logins: u64,
+    /// Logins refused (logged out, banned, outdated, wrong keys).
+    pub refused_logins: u64,
+    /// The most sessions this number had logged in at once.
+    pub max_concurrent: u64,
+    /// Login attempts while a ban on the number was running.
+    pub connects_while_banned: u64,
+    /// When each accepted login happened.
+    #[serde(skip)]
+    pub login_times: Vec<std::time::Instant>,
+}
+
+/// Misbehaviour applied to every new connection while it is set (see the `Peer` methods).
+#[derive(Debug, Default)]
+struct Chaos {
+    refuse_until: Option<std::time::Instant>,
+    handshake_delay: std::time::Duration,
+    login_delay: std::time::Duration,
+    /// Fraction (0..=1) of logins answered with a frame the client cannot read.
+    garble: f64,
+}
+
 #[derive(Debug, Default)]
 struct State {
     devices: HashMap<String, Device>,
+    numbers: HashMap<String, NumberStats>,
+    chaos: Chaos,
     live: HashMap<u64, Live>,
     /// Refs handed out, to the connection waiting on them.
     refs: HashMap<String, u64>,
@@ -296,6 +328,65 @@ impl Peer {
         users.iter().map(|u| self.inject(u, fault)).sum()
     }
 
+    /// Applies a fault to each logged-in number with probability `fraction` (0..=1). Returns
+    /// the numbers hit.
+    pub fn inject_fraction(&self, fault: Fault, fraction: f64) -> Vec<String> {
+        let users: Vec<String> = {
+            let st = self.inner.state();
+            let mut u: Vec<String> = st.live.values().filter_map(|l| l.user.clone()).collect();
+            u.sort();
+            u.dedup();
+            u
+        };
+        users
+            .into_iter()
+            .filter(|_| rand::random::<f64>() < fraction)
+            .filter(|u| self.inject(u, fault) > 0)
+            .collect()
+    }
+
+    /// Ends every connection that is in the middle of linking (showing codes, or pairing by
+    /// code): the service going away under a device being linked. Returns how many.
+    pub fn drop_linking(&self) -> usize {
+        let st = self.inner.state();
+        st.live
+            .values()
+            .filter(|l| l.user.is_none())
+            .filter(|l| l.commands.send(Command::Fault(Fault::Close)).is_ok())
+            .count()
+    }
+
+    /// For `d`, every new connection is closed as soon as it is accepted (the service refusing
+    /// connections).
+    pub fn refuse_for(&self, d: std::time::Duration) {
+        self.inner.state().chaos.refuse_until = Some(std::time::Instant::now() + d);
+    }
+
+    /// Waits this long before answering each new connection's handshake (zero: at once).
+    pub fn set_handshake_delay(&self, d: std::time::Duration) {
+        self.inner.state().chaos.handshake_delay = d;
+    }
+
+    /// Waits this long before answering each login (zero: at once).
+    pub fn set_login_delay(&self, d: std::time::Duration) {
+        self.inner.state().chaos.login_delay = d;
+    }
+
+    /// Answers this fraction (0..=1) of logins with a frame the client cannot decrypt.
+    pub fn garble_logins(&self, fraction: f64) {
+        self.inner.state().chaos.garble = fraction.clamp(0.0, 1.0);
+    }
+
+    /// Ends every misbehaviour set by `refuse_for`, the delays and `garble_logins`.
+    pub fn calm(&self) {
+        self.inner.state().chaos = Chaos::default();
+    }
+
+    /// What the service saw of each number.
+    pub fn number_stats(&self) -> HashMap<String, NumberStats> {
+        self.inner.state().numbers.clone()
+    }
+
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
     }
@@ -376,10 +467,25 @@ async fn connection(
     tcp: TcpStream,
     mut stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let handshake_delay = {
+        let mut st = inner.state();
+        st.stats.connections += 1;
+        if st
+            .chaos
+            .refuse_until
+            .is_some_and(|u| std::time::Instant::now() < u)
+        {
+            st.stats.refused_connections += 1;
+            return Ok(());
+        }
+        st.chaos.handshake_delay
+    };
+    if !handshake_delay.is_zero() {
+        tokio::time::sleep(handshake_delay).await;
+    }
     let mut ws = tokio_tungstenite::accept_async(tcp)
         .await
         .context("upgrade")?;
-    inner.state().stats.connections += 1;
     let mut inbound = Inbound::default();
     let Some(est) = handshake(&inner, &mut ws, &mut inbound).await? else {
         return Ok(());
@@ -441,10 +547,16 @@ async fn connection(
             .username
             .map(|u| u.to_string())
             .ok_or_else(|| anyhow!("login without a username"))?;
-        let refusal = {
+        let login_delay = inner.state().chaos.login_delay;
+        if !login_delay.is_zero() {
+            tokio::time::sleep(login_delay).await;
+        }
+        let (refusal, garble) = {
             let mut st = inner.state();
+            let garble = st.chaos.garble > 0.0 && rand::random::<f64>() < st.chaos.garble;
             let device = st.devices.entry(user.clone()).or_default();
             let now = phone::now_secs();
+            let banned = device.banned.is_some_and(|(_, until)| until > now);
             let refusal = if device.removed {
                 Some(failure("401", None))
             } else if let Some((code, until)) = device.banned.filter(|(_, until)| *until > now) {
@@ -457,8 +569,10 @@ async fn connection(
                 device.noise = Some(est.client_static);
                 None
             };
-            if refusal.is_some() {
+            let refused = refusal.is_some() || garble;
+            if refused {
                 st.stats.refused_logins += 1;
+                st.stats.garbled_logins += u64::from(garble);
             } else {
                 st.stats.logins += 1;
                 st.login_times.push(std::time::Instant::now());
@@ -470,8 +584,29 @@ async fn connection(
                     },
                 );
             }
-            refusal
+            let concurrent = st
+                .live
+                .values()
+                .filter(|l| l.user.as_deref() == Some(user.as_str()))
+                .count() as u64;
+            let number = st.numbers.entry(user.clone()).or_default();
+            number.connects_while_banned += u64::from(banned);
+            if refused {
+                number.refused_logins += 1;
+            } else {
+                number.logins += 1;
+                number.login_times.push(std::time::Instant::now());
+                number.max_concurrent = number.max_concurrent.max(concurrent);
+            }
+            (refusal, garble)
         };
+        if garble {
+            // A login answer nobody can read: bytes that fail the transport's authentication.
+            let junk: Vec<u8> = (0..48).map(|_| rand::random::<u8>()).collect();
+            send_frame(&mut session.ws, noise::frame(&junk)?).await?;
+            let _ = session.ws.close(None).await;
+            return Ok(());
+        }
         if let Some(node) = refusal {
             session.send(&node).await?;
             let _ = session.ws.close(None).await;

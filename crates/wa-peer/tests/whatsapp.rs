@@ -437,3 +437,49 @@ async fn a_session_that_stops_answering_is_found_within_keepalive_and_pong_timeo
     assert_eq!(peer.live_sessions(&number), 1);
     w.sup.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_cut_short_waits_for_the_operator_and_leaves_no_device_store() {
+    let peer = Peer::start("127.0.0.1:0", Config::default())
+        .await
+        .expect("peer");
+    let w = world(peer.clone(), 1).await;
+    let id = AccountId(1);
+    let db = device::path(w.dir.path(), id);
+
+    // The service goes away while the QR is on screen: no new registration by itself.
+    requested_code(&w.sup, id, LinkMode::Qr).await;
+    assert!(db.exists(), "the linking client has its store");
+    assert_eq!(peer.drop_linking(), 1);
+    assert_eq!(needs_operator(&w.sup, id, 20).await, Reason::PairingFailed);
+    assert!(!db.exists(), "an unfinished link leaves no device store");
+    let registrations = peer.stats().registrations;
+    assert_eq!(registrations, 1);
+
+    // The phone scans, but the first login is refused (401): the keys it just got are useless
+    // and deleted; the account waits for a new link, never registering again by itself.
+    let code = requested_code(&w.sup, id, LinkMode::Qr).await;
+    let number = peer.scan(&code.code).expect("scan");
+    peer.inject(&number, Fault::LoggedOut);
+    assert_eq!(needs_operator(&w.sup, id, 30).await, Reason::LoggedOut);
+    assert!(!db.exists(), "keys refused on the first login are deleted");
+    // Watch a few backoff periods: nothing dials, nothing registers.
+    let before = peer.stats();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = peer.stats();
+    assert_eq!(
+        after.registrations, 2,
+        "one registration per operator's link"
+    );
+    assert_eq!(
+        (after.connections, after.logins),
+        (before.connections, before.logins)
+    );
+    assert_eq!(
+        state(&w.sup, id),
+        State::NeedsOperator {
+            reason: Reason::LoggedOut
+        }
+    );
+    w.sup.shutdown().await;
+}

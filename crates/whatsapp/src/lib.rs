@@ -198,105 +198,130 @@ impl WhatsAppConnector {
         // server has stopped answering, and its own keepalive takes up to a minute to notice.
         let mut ping: Option<BoxFuture<'static, Pong>> = None;
         let pong_timeout = request.config.pong_timeout();
-        loop {
-            let event = tokio::select! {
-                _ = cancel.cancelled() => {
-                    stop(handle, close_wait).await;
-                    return None;
-                }
-                _ = &mut handle => {
-                    // The library saves device state in the background; the next connection
-                    // opens the same store, so it must see the credentials a link just stored.
-                    if let Err(e) = client.persistence_manager().flush().await {
-                        tracing::warn!(account = account.id.0, error = %e, "could not save the device state");
-                    }
-                    // What the client said before it stopped says why it stopped (its handler
-                    // queues the event before the run loop ends, so it is already here).
-                    while let Ok(event) = rx.try_recv() {
-                        match mapping::map(&event, chrono::Utc::now(), phone.as_deref()) {
-                            Mapped::End { reason, detail, wipe } => {
-                                if wipe {
-                                    wipe_after_logout(&db, account.id.0);
-                                }
-                                return Some((reason, detail));
-                            }
-                            Mapped::Linked => linked = true,
-                            Mapped::Emit(_) | Mapped::Alive => {}
-                        }
-                    }
-                    linked |= !was_registered
-                        && client.persistence_manager().get_device_snapshot().is_registered();
-                    if linked {
-                        return Some((Reason::RestartRequired, Some("linked; logging in on a new connection".into())));
-                    }
-                    // With auto-reconnect off, a failed or lost transport ends the bot quietly.
-                    return Some((Reason::Network, Some("could not reach WhatsApp or the connection ended".into())));
-                }
-                _ = alive.tick() => {
-                    if ping.is_none() && client.is_connected() {
-                        ping = Some(Box::pin(send_ping(client.clone(), pong_timeout)));
-                    }
-                    continue;
-                }
-                pong = async { ping.as_mut().expect("guarded by the branch condition").await }, if ping.is_some() => {
-                    ping = None;
-                    match pong {
-                        Pong::Answered => {
-                            if events.send(ConnEvent::Alive).await.is_err() {
-                                stop(handle, close_wait).await;
-                                return None;
-                            }
-                        }
-                        Pong::Silent => {
-                            stop(handle, close_wait).await;
-                            return Some((
-                                Reason::Stalled,
-                                Some(format!(
-                                    "WhatsApp did not answer a ping within {:.0?}",
-                                    pong_timeout
-                                )),
-                            ));
-                        }
-                        // Not connected any more: the client's own end says why.
-                        Pong::Gone => {}
-                    }
-                    continue;
-                }
-                event = rx.recv() => match event {
-                    Some(e) => e,
-                    None => continue,
-                },
-            };
-            match mapping::map(&event, chrono::Utc::now(), phone.as_deref()) {
-                Mapped::Emit(mut e) => {
-                    if let ConnEvent::Connected { via: v } = &mut e {
-                        v.clone_from(&via);
-                    }
-                    if events.send(e).await.is_err() {
+        let watched = client.clone();
+        let store_path = db.clone();
+        let outcome: Outcome = async move {
+            loop {
+                let event = tokio::select! {
+                    _ = cancel.cancelled() => {
                         stop(handle, close_wait).await;
                         return None;
                     }
-                }
-                Mapped::Linked => {
-                    tracing::info!(account = account.id.0, "linked by the phone");
-                    linked = true;
-                }
-                Mapped::Alive => {
-                    let _ = events.try_send(ConnEvent::Alive);
-                }
-                Mapped::End {
-                    reason,
-                    detail,
-                    wipe,
-                } => {
-                    stop(handle, close_wait).await;
-                    if wipe {
-                        wipe_after_logout(&db, account.id.0);
+                    _ = &mut handle => {
+                        // The library saves device state in the background; the next connection
+                        // opens the same store, so it must see the credentials a link just stored.
+                        if let Err(e) = client.persistence_manager().flush().await {
+                            tracing::warn!(account = account.id.0, error = %e, "could not save the device state");
+                        }
+                        // What the client said before it stopped says why it stopped (its handler
+                        // queues the event before the run loop ends, so it is already here).
+                        while let Ok(event) = rx.try_recv() {
+                            match mapping::map(&event, chrono::Utc::now(), phone.as_deref()) {
+                                Mapped::End { reason, detail, wipe } => {
+                                    if wipe {
+                                        wipe_after_logout(&db, account.id.0);
+                                    }
+                                    return Some((reason, detail));
+                                }
+                                Mapped::Linked => linked = true,
+                                Mapped::Emit(_) | Mapped::Alive => {}
+                            }
+                        }
+                        linked |= !was_registered
+                            && client.persistence_manager().get_device_snapshot().is_registered();
+                        if linked {
+                            return Some((Reason::RestartRequired, Some("linked; logging in on a new connection".into())));
+                        }
+                        // With auto-reconnect off, a failed or lost transport ends the bot quietly.
+                        return Some((Reason::Network, Some("could not reach WhatsApp or the connection ended".into())));
                     }
-                    return Some((reason, detail));
+                    _ = alive.tick() => {
+                        if ping.is_none() && client.is_connected() {
+                            ping = Some(Box::pin(send_ping(client.clone(), pong_timeout)));
+                        }
+                        continue;
+                    }
+                    pong = async { ping.as_mut().expect("guarded by the branch condition").await }, if ping.is_some() => {
+                        ping = None;
+                        match pong {
+                            Pong::Answered => {
+                                if events.send(ConnEvent::Alive).await.is_err() {
+                                    stop(handle, close_wait).await;
+                                    return None;
+                                }
+                            }
+                            Pong::Silent => {
+                                stop(handle, close_wait).await;
+                                return Some((
+                                    Reason::Stalled,
+                                    Some(format!(
+                                        "WhatsApp did not answer a ping within {:.0?}",
+                                        pong_timeout
+                                    )),
+                                ));
+                            }
+                            // Not connected any more: the client's own end says why.
+                            Pong::Gone => {}
+                        }
+                        continue;
+                    }
+                    event = rx.recv() => match event {
+                        Some(e) => e,
+                        None => continue,
+                    },
+                };
+                match mapping::map(&event, chrono::Utc::now(), phone.as_deref()) {
+                    Mapped::Emit(mut e) => {
+                        if let ConnEvent::Connected { via: v } = &mut e {
+                            v.clone_from(&via);
+                        }
+                        if events.send(e).await.is_err() {
+                            stop(handle, close_wait).await;
+                            return None;
+                        }
+                    }
+                    Mapped::Linked => {
+                        tracing::info!(account = account.id.0, "linked by the phone");
+                        linked = true;
+                    }
+                    Mapped::Alive => {
+                        let _ = events.try_send(ConnEvent::Alive);
+                    }
+                    Mapped::End {
+                        reason,
+                        detail,
+                        wipe,
+                    } => {
+                        stop(handle, close_wait).await;
+                        if wipe {
+                            wipe_after_logout(&db, account.id.0);
+                        }
+                        return Some((reason, detail));
+                    }
                 }
             }
         }
+        .await;
+        // A link that did not happen leaves nothing behind: the half-made device store goes,
+        // so the next link starts clean instead of resuming keys no phone vouched for.
+        if request.link.is_some()
+            && !matches!(outcome, Some((Reason::RestartRequired, _)))
+            && !watched
+                .persistence_manager()
+                .get_device_snapshot()
+                .is_registered()
+        {
+            match device::wipe(&store_path) {
+                Ok(_) => tracing::info!(
+                    account = account.id.0,
+                    "unfinished link: device store deleted"
+                ),
+                Err(e) => {
+                    tracing::warn!(account = account.id.0, error = %e, "could not delete an unfinished link's device store")
+                }
+            }
+        }
+        outcome
     }
 }
 

@@ -215,6 +215,26 @@ impl Step<'_> {
             self.go(State::NeedsOperator { reason }, by, detail);
             return;
         }
+        if reason != Reason::RestartRequired && self.lc.link.take().is_some() {
+            // A link attempt that failed. Trying again would open a new registration (a new
+            // code to scan) that nobody is there to see: the operator asks again, or not.
+            // A ban still pauses the account; linking is over either way.
+            if !matches!(reason, Reason::Banned { .. }) {
+                self.lc.wake = None;
+                let detail = Some(match detail {
+                    Some(d) => format!("linking ended ({}): {d}", reason.code()),
+                    None => format!("linking ended ({})", reason.code()),
+                });
+                self.go(
+                    State::NeedsOperator {
+                        reason: Reason::PairingFailed,
+                    },
+                    by,
+                    detail,
+                );
+                return;
+            }
+        }
         match reason {
             Reason::RestartRequired => {
                 // Asked to reconnect (not a failure): at once, still paced, breaker untouched.

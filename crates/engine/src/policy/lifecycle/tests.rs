@@ -440,6 +440,66 @@ fn an_unlinked_account_never_dials_until_it_is_linked() {
 }
 
 #[test]
+fn a_link_attempt_that_fails_waits_for_the_operator_instead_of_registering_again() {
+    let mut lc = account(State::NeedsOperator {
+        reason: Reason::NotLinked,
+    });
+    lc.needs_link = true;
+    lc.links = true;
+    let mut r = Run::new(lc);
+    r.step(Input::RequestLink(LinkMode::Qr), at(0));
+    let code = crate::connector::LinkCode {
+        mode: LinkMode::Qr,
+        code: "2@ref".into(),
+        expires_at: at(60),
+    };
+    let (ts, _) = r.step(Input::Link(code), at(1));
+    assert_eq!(kinds(&ts), vec![StateKind::Linking]);
+    // The linking connection drops: no retry (each would be a new registration), one state
+    // that says so, and nothing on any timer or health pass afterwards.
+    let (ts, effects) = r.step(dropped(), at(2));
+    assert_eq!(
+        ts.last().map(|t| t.to.clone()),
+        Some(State::NeedsOperator {
+            reason: Reason::PairingFailed
+        })
+    );
+    assert!(
+        ts.last()
+            .and_then(|t| t.detail.as_deref())
+            .is_some_and(|d| d.starts_with("linking ended (closed-by-peer)")),
+        "{ts:?}"
+    );
+    assert!(!effects.contains(&Effect::Connect));
+    assert!(r.lc.link.is_none() && r.lc.wake.is_none() && r.lc.needs_link);
+    for (i, input) in [
+        Input::Wake(WakeKind::Retry),
+        Input::Reconcile {
+            by: TriggeredBy::Reconcile,
+            live: false,
+            since_alive: None,
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (ts, effects) = r.step(input, at(100 + i as i64));
+        assert!(ts.is_empty() && !effects.contains(&Effect::Connect));
+    }
+    // A connect that fails before any code showed is a failed link too.
+    let (ts, _) = r.step(Input::RequestLink(LinkMode::Qr), at(200));
+    assert_eq!(kinds(&ts), vec![StateKind::Connecting]);
+    let (ts, _) = r.step(
+        Input::Ended {
+            reason: Reason::Timeout,
+            detail: None,
+        },
+        at(201),
+    );
+    assert_eq!(kinds(&ts), vec![StateKind::NeedsOperator]);
+}
+
+#[test]
 fn the_health_pass_catches_silent_and_stuck_connections() {
     let stale_after = PolicyConfig::default().connection.stale_after();
     let mut r = Run::new(account(State::Connected));
