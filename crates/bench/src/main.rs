@@ -1,15 +1,21 @@
 //! lifeline-bench: every performance figure and the chaos soak in one harness, each figure
 //! against a baseline measured in the same run and the target it is held to (docs/BENCHMARKS.md).
 //!
-//! - `lifeline-bench --quick`: the CI-sized run (under 3 minutes in release);
-//! - `lifeline-bench all`: the full run (1000 accounts, 1M-row export, a 10-minute soak);
+//! - `lifeline-bench --quick`: the CI-sized run (about 5 minutes in release);
+//! - `lifeline-bench all`: the full run (1000 accounts, 1M-row export, 10-minute soaks);
 //! - `lifeline-bench supervise|export|soak`: one part, with its own sizes.
+//!
+//! The WhatsApp soak needs a build with the `test-peer` feature (its client accepts the offline
+//! peer's certificates): `cargo build --release -p lifeline-bench --features test-peer`, apart
+//! from the shipped binaries. Other builds run everything else and say that it was left out.
 //!
 //! Every form prints one table; the exit status is non-zero when the soak finds any invariant
 //! violation (targets are printed beside the figures, not enforced: machines differ).
 
 mod export;
 mod soak;
+#[cfg(feature = "test-peer")]
+mod soak_wa;
 mod supervise;
 mod table;
 
@@ -27,7 +33,8 @@ use crate::table::Row;
     version
 )]
 struct Args {
-    /// The quick run of everything (CI): 200 accounts, 200k-row export, a 1-minute soak.
+    /// The quick run of everything (CI): 200 accounts, 200k-row export, a 1-minute soak of 200
+    /// WebSocket accounts and a 2-minute soak of 200 WhatsApp accounts.
     #[arg(long)]
     quick: bool,
     #[command(subcommand)]
@@ -36,7 +43,8 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// The full run of everything: 1000 accounts, 1M-row export, a 10-minute soak.
+    /// The full run of everything: 1000 accounts, 1M-row export, 10-minute soaks of 1000
+    /// WebSocket and 500 WhatsApp accounts.
     All {
         #[arg(long, default_value_t = 0x11fe_11fe)]
         seed: u64,
@@ -61,8 +69,12 @@ enum Cmd {
     },
     /// Chaos soak with invariant checks; exits non-zero on any violation.
     Soak {
+        /// WebSocket accounts (0: none).
         #[arg(long, default_value_t = 1000)]
         accounts: usize,
+        /// WhatsApp accounts, linked through the offline protocol peer (needs a test-peer build).
+        #[arg(long, default_value_t = 0)]
+        whatsapp: usize,
         #[arg(long, default_value_t = 10.0)]
         minutes: f64,
         #[arg(long, default_value_t = 0x11fe_11fe)]
@@ -98,6 +110,7 @@ struct Sizes {
     supervise: supervise::Plan,
     export_rows: u64,
     soak: soak::Plan,
+    whatsapp: soak::Plan,
 }
 
 const QUICK: Sizes = Sizes {
@@ -113,6 +126,11 @@ const QUICK: Sizes = Sizes {
         duration: Duration::from_secs(60),
         seed: 0x11fe_11fe,
     },
+    whatsapp: soak::Plan {
+        accounts: 200,
+        duration: Duration::from_secs(120),
+        seed: 0x11fe_11fe,
+    },
 };
 
 fn full(seed: u64) -> Sizes {
@@ -126,6 +144,11 @@ fn full(seed: u64) -> Sizes {
         export_rows: 1_000_000,
         soak: soak::Plan {
             accounts: 1000,
+            duration: Duration::from_secs(600),
+            seed,
+        },
+        whatsapp: soak::Plan {
+            accounts: 500,
             duration: Duration::from_secs(600),
             seed,
         },
@@ -220,21 +243,32 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             false,
             Some(Cmd::Soak {
                 accounts,
+                whatsapp,
                 minutes,
                 seed,
             }),
         ) => {
-            anyhow::ensure!(accounts > 0, "--accounts must be at least 1");
+            anyhow::ensure!(
+                accounts + whatsapp > 0,
+                "give --accounts or --whatsapp at least 1"
+            );
             anyhow::ensure!(
                 minutes.is_finite() && minutes > 0.0,
                 "--minutes must be a positive number"
             );
-            let outcome = soak::run(soak::Plan {
+            let duration = Duration::from_secs_f64(minutes * 60.0);
+            let plan = |accounts| soak::Plan {
                 accounts,
-                duration: Duration::from_secs_f64(minutes * 60.0),
+                duration,
                 seed,
-            })
-            .await?;
+            };
+            let mut outcome = soak::Outcome::default();
+            if accounts > 0 {
+                outcome.merge(soak::run(plan(accounts)).await?);
+            }
+            if whatsapp > 0 {
+                outcome.merge(whatsapp_soak(plan(whatsapp), true).await?);
+            }
             print_table("chaos soak", &outcome.rows);
             return Ok(print_verdict(&outcome));
         }
@@ -243,13 +277,32 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // Export first: its peak-RSS figures need a small parent (see export.rs).
     let mut rows = export::run(sizes.export_rows).await?;
     rows.extend(supervise::run(sizes.supervise).await?);
-    let outcome = soak::run(sizes.soak).await?;
+    let mut outcome = soak::run(sizes.soak).await?;
+    outcome.merge(whatsapp_soak(sizes.whatsapp, false).await?);
     rows.extend(outcome.rows.iter().cloned());
     print_table(
         &format!("all benchmarks ({:.0} s)", started.elapsed().as_secs_f64()),
         &rows,
     );
     Ok(print_verdict(&outcome))
+}
+
+/// The WhatsApp soak, in a build that has it. Elsewhere: an error when it was asked for by
+/// name (`required`), else one line saying it was left out.
+async fn whatsapp_soak(plan: soak::Plan, required: bool) -> anyhow::Result<soak::Outcome> {
+    #[cfg(feature = "test-peer")]
+    {
+        let _ = required;
+        soak_wa::run(plan).await
+    }
+    #[cfg(not(feature = "test-peer"))]
+    {
+        let why = "this lifeline-bench has no WhatsApp peer; build it apart with \
+                   `cargo build --release -p lifeline-bench --features test-peer`";
+        anyhow::ensure!(!required, "--whatsapp {}: {why}", plan.accounts);
+        eprintln!("lifeline-bench: WhatsApp soak left out: {why}");
+        Ok(soak::Outcome::default())
+    }
 }
 
 fn print_table(title: &str, rows: &[Row]) {

@@ -11,7 +11,8 @@
 //! - breakers open and close by the rules, replayed from the event log through an independent
 //!   model: opens exactly when `threshold` failures fall within `window_s` (or a half-open trial
 //!   fails — a trial connection that drops before `stable_after_ms` fails too — with the
-//!   cooldown doubled and capped), no attempt while open, one trial when half-open;
+//!   cooldown doubled and capped), no attempt while open, one trial when half-open; the
+//!   server's "log in again" is no failure, and a link the operator asks for resets it;
 //! - after the chaos stops, the whole fleet is connected again.
 
 use std::collections::HashMap;
@@ -37,6 +38,19 @@ use tokio_util::sync::CancellationToken;
 use crate::table::Row;
 
 static PANICS: AtomicU64 = AtomicU64::new(0);
+static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Panics so far in this process, in any thread or task (counted from the first call on).
+pub(crate) fn panics() -> u64 {
+    PANIC_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+    PANICS.load(Ordering::SeqCst)
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
@@ -46,7 +60,7 @@ pub struct Plan {
 }
 
 /// What the soak found: its table rows and every invariant violation, described.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Outcome {
     pub rows: Vec<Row>,
     pub violations: Vec<String>,
@@ -54,19 +68,35 @@ pub struct Outcome {
     pub panics: u64,
 }
 
-/// One connect attempt, as the connector was asked for it.
-#[derive(Debug, Clone, Copy)]
-struct Attempt {
-    account: i64,
-    at: Instant,
-    wall_ms: i64,
+impl Outcome {
+    /// Adds another soak's findings (each counts the panics during its own run).
+    pub fn merge(&mut self, other: Outcome) {
+        self.rows.extend(other.rows);
+        self.violations.extend(other.violations);
+        self.duplicates += other.duplicates;
+        self.panics += other.panics;
+    }
 }
 
-/// Passes every attempt to the real WebSocket connector and writes down when it was asked.
+/// One connect attempt, as the connector was asked for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attempt {
+    pub(crate) account: i64,
+    pub(crate) at: Instant,
+    pub(crate) wall_ms: i64,
+}
+
+/// Passes every attempt to the real connector and writes down when it was asked.
 #[derive(Debug)]
-struct Recording {
-    inner: WebSocketConnector,
-    log: Arc<Mutex<Vec<Attempt>>>,
+pub(crate) struct Recording {
+    pub(crate) inner: Arc<dyn Connector>,
+    pub(crate) log: Arc<Mutex<Vec<Attempt>>>,
+}
+
+impl Recording {
+    pub(crate) fn attempts(&self) -> Vec<Attempt> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Connector for Recording {
@@ -90,7 +120,7 @@ impl Connector for Recording {
 }
 
 /// Quick timers so a soak of minutes sees many cycles of every rule.
-fn soak_policy() -> PolicyConfig {
+pub(crate) fn soak_policy() -> PolicyConfig {
     let mut p = PolicyConfig::default();
     p.pacing.rate_per_s = 100.0;
     p.pacing.burst = 20;
@@ -127,12 +157,7 @@ struct Injected {
 }
 
 pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        PANICS.fetch_add(1, Ordering::SeqCst);
-        previous(info);
-    }));
-    let panics_before = PANICS.load(Ordering::SeqCst);
+    let panics_before = panics();
     let n = plan.accounts;
     let policy = soak_policy();
     policy.validate()?;
@@ -154,15 +179,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
             .await?;
         paths.insert(a.id.0, format!("/s/{i}"));
     }
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let recording = Arc::new(Recording {
+        inner: Arc::new(WebSocketConnector),
+        log: Arc::default(),
+    });
     let parts = Parts {
-        connectors: Connectors::new().with(
-            AccountKind::Websocket,
-            Arc::new(Recording {
-                inner: WebSocketConnector,
-                log: log.clone(),
-            }),
-        ),
+        connectors: Connectors::new().with(AccountKind::Websocket, recording.clone()),
         secrets: Arc::new(MemorySecretStore::default()),
     };
     let mut runtime = Runtime::open(&dir, store.clone(), parts).await?;
@@ -258,7 +280,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
             eprintln!(
                 "soak: {:.0} s of chaos, states {counts:?}, panics {}",
                 chaos_start.elapsed().as_secs_f64(),
-                PANICS.load(Ordering::SeqCst) - panics_before
+                panics() - panics_before
             );
             next_report += Duration::from_secs(60);
         }
@@ -330,7 +352,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     }
 
     // Pacing, from the connector's own log.
-    let attempts = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let attempts = recording.attempts();
     let pacing_limit = (policy.pacing.rate_per_s + f64::from(policy.pacing.burst)).floor() as usize;
     let busiest = busiest_second(&attempts);
     if busiest > pacing_limit {
@@ -345,7 +367,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
 
     runtime.shutdown().await?;
     sim.shutdown();
-    let panics = PANICS.load(Ordering::SeqCst) - panics_before;
+    let panics = panics() - panics_before;
     if panics > 0 {
         violations.push(format!("{panics} panics"));
     }
@@ -436,7 +458,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     })
 }
 
-async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+pub(crate) async fn wait_for(
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
     let end = Instant::now() + limit;
     while !done() {
         if Instant::now() > end {
@@ -449,14 +474,14 @@ async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::Re
 
 /// One recorded transition.
 #[derive(Debug, Clone)]
-struct Recorded {
-    account: i64,
-    at: i64,
-    from: String,
-    to: State,
+pub(crate) struct Recorded {
+    pub(crate) account: i64,
+    pub(crate) at: i64,
+    pub(crate) from: String,
+    pub(crate) to: State,
 }
 
-async fn load_events(store: &Store) -> anyhow::Result<Vec<Recorded>> {
+pub(crate) async fn load_events(store: &Store) -> anyhow::Result<Vec<Recorded>> {
     let rows: Vec<(i64, i64, String, String)> =
         sqlx::query_as("SELECT account_id, at, from_state, state_json FROM events ORDER BY id")
             .fetch_all(store.pool())
@@ -474,7 +499,7 @@ async fn load_events(store: &Store) -> anyhow::Result<Vec<Recorded>> {
 }
 
 /// The most attempts that fell within any 1 s window.
-fn busiest_second(attempts: &[Attempt]) -> usize {
+pub(crate) fn busiest_second(attempts: &[Attempt]) -> usize {
     let mut times: Vec<Instant> = attempts.iter().map(|a| a.at).collect();
     times.sort();
     let mut best = 0;
@@ -489,11 +514,11 @@ fn busiest_second(attempts: &[Attempt]) -> usize {
 }
 
 #[derive(Debug, Default)]
-struct BreakerCheck {
-    opens: u64,
-    attempts_while_open: u64,
-    rule_violations: u64,
-    violations: Vec<String>,
+pub(crate) struct BreakerCheck {
+    pub(crate) opens: u64,
+    pub(crate) attempts_while_open: u64,
+    pub(crate) rule_violations: u64,
+    pub(crate) violations: Vec<String>,
 }
 
 /// The breaker's rules as the operator reads them, applied to one account's recorded history.
@@ -514,12 +539,16 @@ fn is_breaker_pause(s: &State) -> Option<i64> {
     }
 }
 
-/// A failure as the breaker counts it: a connect attempt or a live connection that ended badly.
+/// A failure as the breaker counts it: a connect attempt or a live connection that ended badly
+/// (the server's "log in again" is an instruction, not a failure).
 fn is_failure(e: &Recorded) -> bool {
-    e.to.kind() == StateKind::Backoff || is_breaker_pause(&e.to).is_some()
+    match &e.to {
+        State::Backoff { reason, .. } => *reason != Reason::RestartRequired,
+        to => is_breaker_pause(to).is_some(),
+    }
 }
 
-fn check_breakers(
+pub(crate) fn check_breakers(
     policy: &PolicyConfig,
     events: &[Recorded],
     attempts: &[Attempt],
@@ -568,6 +597,13 @@ fn check_breakers(
             }
             if e.to.kind() == StateKind::Connected {
                 connected_at = Some(e.at);
+                continue;
+            }
+            // A link the operator asked for resets the breaker: a person is there.
+            if e.to.kind() == StateKind::Linking {
+                model = Model::Closed {
+                    failures: Vec::new(),
+                };
                 continue;
             }
             if !is_failure(e) {
@@ -774,6 +810,34 @@ mod tests {
         let stable = p.connection.stable_after_ms as i64;
         lasted.push(ev(1, trial + stable, "connected", backoff()));
         let r = check_breakers(&p, &lasted, &attempts);
+        assert_eq!(r.rule_violations, 0, "{:?}", r.violations);
+    }
+
+    #[test]
+    fn the_breaker_replay_skips_log_in_again_and_restarts_after_a_link() {
+        let p = policy();
+        let threshold = p.breaker.threshold as i64;
+        let restart = State::Backoff {
+            attempt: 0,
+            retry_at: chrono::Utc::now(),
+            reason: Reason::RestartRequired,
+        };
+        // One failure short of the threshold, then any number of "log in again": still closed.
+        let mut events: Vec<_> = (0..threshold - 1)
+            .map(|i| ev(4, i * 1000, "connected", backoff()))
+            .collect();
+        events.extend((0..5).map(|i| ev(4, 10_000 + i * 100, "connected", restart.clone())));
+        let r = check_breakers(&p, &events, &[]);
+        assert_eq!(r.rule_violations, 0, "{:?}", r.violations);
+        // Counted as failures, they would have opened it.
+        let mut counted = events.clone();
+        counted.push(ev(4, 11_000, "connected", backoff()));
+        assert!(check_breakers(&p, &counted, &[]).rule_violations > 0);
+        // A link in between starts the count again.
+        let mut relinked = events.clone();
+        relinked.push(ev(4, 10_800, "connecting", State::Linking));
+        relinked.push(ev(4, 11_000, "connected", backoff()));
+        let r = check_breakers(&p, &relinked, &[]);
         assert_eq!(r.rule_violations, 0, "{:?}", r.violations);
     }
 }

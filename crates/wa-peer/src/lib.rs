@@ -86,6 +86,9 @@ struct Device {
     noise: Option<[u8; 32]>,
     removed: bool,
     banned: Option<(u16, i64)>,
+    /// The client has been told of the running ban (a live session cut by it, or a login
+    /// refused with it): from then on it has no reason to try before the ban ends.
+    ban_told: bool,
     outdated: bool,
 }
 
@@ -112,8 +115,10 @@ pub struct NumberStats {
     pub refused_logins: u64,
     /// The most sessions this number had logged in at once.
     pub max_concurrent: u64,
-    /// Login attempts while a ban on the number was running.
+    /// Login attempts while a ban the client had been told of was running.
     pub connects_while_banned: u64,
+    /// Live sessions the service ended (every fault but a stall).
+    pub server_cuts: u64,
     /// When each accepted login happened.
     #[serde(skip)]
     pub login_times: Vec<std::time::Instant>,
@@ -267,6 +272,7 @@ impl Peer {
             Fault::LoggedOut => device.removed = true,
             Fault::Banned { code, expire_secs } => {
                 device.banned = Some((code, phone::now_secs() + expire_secs as i64));
+                device.ban_told = false;
             }
             Fault::Outdated => device.outdated = true,
             _ => {}
@@ -557,6 +563,10 @@ async fn connection(
             let device = st.devices.entry(user.clone()).or_default();
             let now = phone::now_secs();
             let banned = device.banned.is_some_and(|(_, until)| until > now);
+            let told = banned && device.ban_told;
+            if banned {
+                device.ban_told = true;
+            }
             let refusal = if device.removed {
                 Some(failure("401", None))
             } else if let Some((code, until)) = device.banned.filter(|(_, until)| *until > now) {
@@ -590,7 +600,7 @@ async fn connection(
                 .filter(|l| l.user.as_deref() == Some(user.as_str()))
                 .count() as u64;
             let number = st.numbers.entry(user.clone()).or_default();
-            number.connects_while_banned += u64::from(banned);
+            number.connects_while_banned += u64::from(told);
             if refused {
                 number.refused_logins += 1;
             } else {
@@ -636,6 +646,17 @@ async fn connection(
                 }
                 Some(Command::Fault(f)) => {
                     if !session.fault(f).await? {
+                        // Counted as it happens: a fault sent to a session that ended meanwhile
+                        // cut nothing and told nobody.
+                        let mut st = inner.state();
+                        if let Some(user) = st.live.get(&id).and_then(|l| l.user.clone()) {
+                            if matches!(f, Fault::Banned { .. })
+                                && let Some(d) = st.devices.get_mut(&user)
+                            {
+                                d.ban_told = true;
+                            }
+                            st.numbers.entry(user).or_default().server_cuts += 1;
+                        }
                         return Ok(());
                     }
                 }
