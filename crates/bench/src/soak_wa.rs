@@ -463,8 +463,15 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         .filter(|(_, s)| s.max_concurrent > 1)
         .collect();
     for (number, s) in doubled.iter().take(10) {
+        let when = s.first_overlap.map_or(0.0, |t| {
+            t.saturating_duration_since(chaos_start).as_secs_f64()
+        });
+        let wall_ms = s.first_overlap.map_or(0, |t| {
+            chrono::Utc::now().timestamp_millis() - t.elapsed().as_millis() as i64
+        });
         violations.push(format!(
-            "number {number}: {} concurrent logins",
+            "number {number} (account {:?}): {} concurrent logins, first {when:.1} s into the chaos (at {wall_ms})",
+            book.owners.get(*number),
             s.max_concurrent
         ));
     }
@@ -542,9 +549,15 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     let stall_bound = keep as i64 + policy.connection.close_timeout_ms as i64;
     let mut slowest_stall = 0i64;
     for (account, at) in &stalls {
+        // The session may still have been logging in when it stopped answering.
         let found = events
             .iter()
-            .find(|e| e.account == *account && e.at >= *at && e.from == "connected")
+            .find(|e| {
+                e.account == *account
+                    && e.at >= *at
+                    && matches!(e.from.as_str(), "connected" | "connecting")
+                    && e.to.kind() != StateKind::Connected
+            })
             .map(|e| e.at - at);
         match found {
             Some(ms) => {

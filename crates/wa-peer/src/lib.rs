@@ -122,6 +122,9 @@ pub struct NumberStats {
     /// When each accepted login happened.
     #[serde(skip)]
     pub login_times: Vec<std::time::Instant>,
+    /// When a login first found another session of the number still logged in.
+    #[serde(skip)]
+    pub first_overlap: Option<std::time::Instant>,
 }
 
 /// Misbehaviour applied to every new connection while it is set (see the `Peer` methods).
@@ -555,7 +558,20 @@ async fn connection(
             .ok_or_else(|| anyhow!("login without a username"))?;
         let login_delay = inner.state().chaos.login_delay;
         if !login_delay.is_zero() {
-            tokio::time::sleep(login_delay).await;
+            // A client that gives up meanwhile is gone before its login is accepted, as a real
+            // server sees it: its socket never counts as a logged-in session.
+            let wait = tokio::time::sleep(login_delay);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    msg = session.ws.next() => match msg {
+                        Some(Ok(Message::Binary(b))) => inbound.feed(&b)?,
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(()),
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
         }
         let (refusal, garble) = {
             let mut st = inner.state();
@@ -607,6 +623,9 @@ async fn connection(
                 number.logins += 1;
                 number.login_times.push(std::time::Instant::now());
                 number.max_concurrent = number.max_concurrent.max(concurrent);
+                if concurrent > 1 && number.first_overlap.is_none() {
+                    number.first_overlap = Some(std::time::Instant::now());
+                }
             }
             (refusal, garble)
         };

@@ -192,12 +192,21 @@ impl WhatsAppConnector {
             .get_device_snapshot()
             .is_registered();
         let mut linked = false;
-        let mut alive = tokio::time::interval(keepalive);
+        let mut alive =
+            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Our own ping, answered or not: the client's "connected" flag stays up on a socket the
-        // server has stopped answering, and its own keepalive takes up to a minute to notice.
+        // Our own ping once logged in, answered or not: the client's "connected" flag stays up
+        // on a socket the server has stopped answering, and its own keepalive takes up to a
+        // minute to notice.
         let mut ping: Option<BoxFuture<'static, Pong>> = None;
         let pong_timeout = request.config.pong_timeout();
+        // Until it is logged in (or shows a code to link), the attempt has the connect timeout;
+        // the library's own limits are far longer.
+        let connect_timeout = request.config.connect_timeout();
+        let give_up = tokio::time::sleep(connect_timeout);
+        tokio::pin!(give_up);
+        let mut settled = false;
+        let mut logged_in = false;
         let watched = client.clone();
         let store_path = db.clone();
         let outcome: Outcome = async move {
@@ -235,8 +244,15 @@ impl WhatsAppConnector {
                         // With auto-reconnect off, a failed or lost transport ends the bot quietly.
                         return Some((Reason::Network, Some("could not reach WhatsApp or the connection ended".into())));
                     }
+                    _ = &mut give_up, if !settled => {
+                        stop(handle, close_wait).await;
+                        return Some((
+                            Reason::Timeout,
+                            Some(format!("WhatsApp did not log this device in within {connect_timeout:.0?}")),
+                        ));
+                    }
                     _ = alive.tick() => {
-                        if ping.is_none() && client.is_connected() {
+                        if ping.is_none() && logged_in && client.is_connected() {
                             ping = Some(Box::pin(send_ping(client.clone(), pong_timeout)));
                         }
                         continue;
@@ -272,8 +288,15 @@ impl WhatsAppConnector {
                 };
                 match mapping::map(&event, chrono::Utc::now(), phone.as_deref()) {
                     Mapped::Emit(mut e) => {
-                        if let ConnEvent::Connected { via: v } = &mut e {
-                            v.clone_from(&via);
+                        match &mut e {
+                            ConnEvent::Connected { via: v } => {
+                                v.clone_from(&via);
+                                settled = true;
+                                logged_in = true;
+                                alive.reset();
+                            }
+                            ConnEvent::Link(_) => settled = true,
+                            _ => {}
                         }
                         if events.send(e).await.is_err() {
                             stop(handle, close_wait).await;
