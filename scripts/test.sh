@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything needed, then runs every check: formatting, clippy (warnings are errors),
-# all tests, the one release build (scripts/release-build.sh) and with it the quick benchmark
-# harness with its chaos soak (SKIP_BENCH=1 skips it), the desktop suite (SKIP_DESKTOP=1 skips
-# it), then the Debian package's build, install and upgrade test (SKIP_PACKAGE=1 skips it). The tests run inside a private D-Bus session with an
-# unlocked gnome-keyring, so they use a real Secret Service and never the operator's keyring.
+# all tests, the one release build (scripts/release-build.sh) and the quick benchmark harness
+# with its chaos soaks (built apart with the WhatsApp peer; SKIP_BENCH=1 skips it), the desktop
+# suite (SKIP_DESKTOP=1 skips it), then the Debian package's build, install and upgrade test
+# (SKIP_PACKAGE=1 skips it). The tests run inside a private D-Bus session with an unlocked
+# gnome-keyring, so they use a real Secret Service and never the operator's keyring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -13,7 +14,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lifeline/target}"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# With the benchmark harness's WhatsApp soak, so its code is linted too (a check, not a build
+# that ships).
+cargo clippy --workspace --all-targets --locked --features lifeline-bench/test-peer -- -D warnings
 settle_build_outputs
 echo "== shipped builds carry no test-only certificate bypass"
 # lifeline-wa-peer's tests enable whatsapp-rust's danger-skip-cert-chain-verify (dev-dependency);
@@ -51,7 +54,15 @@ if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
   export LIFELINE_RELEASE_BUILT=1
 fi
 if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
-  echo "== benchmarks and chaos soak, quick sizes (fails on any soak invariant violation)"
+  # The WhatsApp soak's client accepts the offline peer's certificates, so this harness is built
+  # on its own: in the release build above the feature would reach the shipped binaries too
+  # (cargo unifies features within one invocation). It reuses that build's dependencies.
+  echo "== benchmark harness with the WhatsApp peer (lifeline-bench, feature test-peer)"
+  cargo build --release --locked -p lifeline-bench --features lifeline-bench/test-peer || status=$?
+  settle_build_outputs
+fi
+if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
+  echo "== benchmarks and chaos soaks (WebSocket, WhatsApp), quick sizes (fails on any soak invariant violation)"
   "$CARGO_TARGET_DIR/release/lifeline-bench" --quick || status=$?
 fi
 if [ "$status" = 0 ] && [ "${SKIP_DESKTOP:-0}" != 1 ]; then

@@ -38,6 +38,21 @@ struct FaultQuery {
     expire: Option<u64>,
     /// Ban reason code (101–106).
     code: Option<u16>,
+    /// With no number: hit each live number with this probability (0–1) instead of all.
+    fraction: Option<f64>,
+}
+
+/// Misbehaviour for new connections; each given field replaces the current one.
+#[derive(Debug, Deserialize)]
+struct ChaosQuery {
+    /// Close every new connection at once for this many seconds.
+    refuse_s: Option<f64>,
+    /// Wait this long before answering each handshake.
+    handshake_ms: Option<u64>,
+    /// Wait this long before answering each login.
+    login_ms: Option<u64>,
+    /// Answer this fraction (0–1) of logins with a frame the client cannot read.
+    garble: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
         .route("/code", post(code))
         .route("/fault", post(fault))
         .route("/pardon", post(pardon))
+        .route("/chaos", post(chaos))
+        .route("/calm", post(calm))
+        .route("/drop-linking", post(drop_linking))
         .route("/stats", get(stats))
         .with_state(peer.clone());
     let control = tokio::net::TcpListener::bind(&args.control)
@@ -78,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "lifeline-wa-peer: clients connect to {} (set LIFELINE_WHATSAPP_URL); control at http://{} \
          (POST /scan with the QR text; POST /code?phone=&code= to enter a pair code; POST /fault?number=&kind=restart|replaced|logged-out|ban|outdated|close|stall[&expire=S&code=101]; \
-         POST /pardon?number=; GET /stats)",
+         POST /pardon?number=; POST /chaos?refuse_s=&handshake_ms=&login_ms=&garble=; POST /calm; POST /drop-linking; GET /stats)",
         peer.url(),
         args.control
     );
@@ -126,11 +144,57 @@ async fn fault(State(peer): State<Peer>, Query(q): Query<FaultQuery>) -> (Status
             );
         }
     };
-    let hit = match &q.number {
-        Some(n) => peer.inject(n, fault),
-        None => peer.inject_all(fault),
+    let hit = match (&q.number, q.fraction) {
+        (Some(n), _) => peer.inject(n, fault),
+        (None, Some(f)) if (0.0..=1.0).contains(&f) => peer.inject_fraction(fault, f).len(),
+        (None, Some(f)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("fraction {f} is not between 0 and 1\n"),
+            );
+        }
+        (None, None) => peer.inject_all(fault),
     };
     (StatusCode::OK, format!("{hit} live sessions hit\n"))
+}
+
+async fn chaos(State(peer): State<Peer>, Query(q): Query<ChaosQuery>) -> (StatusCode, String) {
+    if let Some(s) = q.refuse_s {
+        match std::time::Duration::try_from_secs_f64(s) {
+            Ok(d) => peer.refuse_for(d),
+            Err(_) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("refuse_s {s} is not a duration\n"),
+                );
+            }
+        }
+    }
+    if let Some(ms) = q.handshake_ms {
+        peer.set_handshake_delay(std::time::Duration::from_millis(ms));
+    }
+    if let Some(ms) = q.login_ms {
+        peer.set_login_delay(std::time::Duration::from_millis(ms));
+    }
+    if let Some(f) = q.garble {
+        if !(0.0..=1.0).contains(&f) {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("garble {f} is not between 0 and 1\n"),
+            );
+        }
+        peer.garble_logins(f);
+    }
+    (StatusCode::OK, "ok\n".into())
+}
+
+async fn calm(State(peer): State<Peer>) -> &'static str {
+    peer.calm();
+    "ok\n"
+}
+
+async fn drop_linking(State(peer): State<Peer>) -> String {
+    format!("{} linking connections dropped\n", peer.drop_linking())
 }
 
 async fn pardon(State(peer): State<Peer>, Query(q): Query<NumberQuery>) -> &'static str {
@@ -139,5 +203,9 @@ async fn pardon(State(peer): State<Peer>, Query(q): Query<NumberQuery>) -> &'sta
 }
 
 async fn stats(State(peer): State<Peer>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "stats": peer.stats(), "numbers": peer.numbers() }))
+    axum::Json(serde_json::json!({
+        "stats": peer.stats(),
+        "numbers": peer.numbers(),
+        "per_number": peer.number_stats(),
+    }))
 }
