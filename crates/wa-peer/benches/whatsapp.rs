@@ -113,7 +113,10 @@ async fn child(mode: &str, dir: &std::path::Path, url: &str, n: usize) -> anyhow
             }
         }
         "restore" => {
-            let t = settle(&sup, n, Duration::from_secs(120)).await?;
+            // Paced: twice the pacing floor, and a minute more, before it counts as stuck.
+            let pacing = policy().pacing;
+            let floor = n.saturating_sub(pacing.burst as usize) as f64 / pacing.rate_per_s;
+            let t = settle(&sup, n, Duration::from_secs_f64(floor * 2.0 + 60.0)).await?;
             println!("RESTORED {}", t.as_secs_f64());
         }
         _ => {

@@ -483,3 +483,77 @@ async fn a_link_cut_short_waits_for_the_operator_and_leaves_no_device_store() {
     );
     w.sup.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_login_is_waited_for_within_the_connect_timeout_and_no_longer() {
+    let peer = Peer::start("127.0.0.1:0", Config::default())
+        .await
+        .expect("peer");
+    let mut p = policy();
+    p.connection.keepalive_ms = 500;
+    p.connection.pong_timeout_ms = 500;
+    p.connection.connect_timeout_ms = 3_000;
+    let w = world_with(peer.clone(), 1, p).await;
+    let id = AccountId(1);
+    let number = link(&w, id).await;
+
+    // The login's answer takes longer than keepalive + pong timeout but less than the connect
+    // timeout: a slow login, not a dead session.
+    peer.set_login_delay(Duration::from_millis(1_500));
+    let logins = peer.stats().logins;
+    assert_eq!(peer.inject(&number, Fault::Close), 1);
+    wait_for(&w.sup, id, Duration::from_secs(30), |_| {
+        peer.stats().logins > logins
+    })
+    .await;
+    wait_for(&w.sup, id, Duration::from_secs(30), |s| {
+        *s == State::Connected
+    })
+    .await;
+    w.sup.flush().await;
+    let events = w
+        .store
+        .account_history(id, chrono::Utc::now() - chrono::Duration::hours(1))
+        .await
+        .expect("history")
+        .events;
+    assert!(events.len() >= 4, "the drop and the reconnect: {events:?}");
+    assert!(
+        !events.iter().any(|e| matches!(
+            e.to,
+            State::Backoff {
+                reason: Reason::Stalled | Reason::Timeout,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+
+    // A handshake that never comes within the connect timeout ends the attempt as a timeout
+    // (the library alone would wait far longer).
+    peer.set_login_delay(Duration::ZERO);
+    peer.set_handshake_delay(Duration::from_secs(30));
+    assert_eq!(peer.inject(&number, Fault::Close), 1);
+    let started = Instant::now();
+    let s = wait_for(&w.sup, id, Duration::from_secs(30), |s| {
+        matches!(
+            s,
+            State::Backoff {
+                reason: Reason::Timeout,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{s:?} after {:?}",
+        started.elapsed()
+    );
+    peer.calm();
+    wait_for(&w.sup, id, Duration::from_secs(30), |s| {
+        *s == State::Connected
+    })
+    .await;
+    w.sup.shutdown().await;
+}
