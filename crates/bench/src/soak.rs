@@ -28,6 +28,7 @@ use lifeline_engine::policy::PolicyConfig;
 use lifeline_engine::policy::jitter::Jitter;
 use lifeline_engine::secrets::MemorySecretStore;
 use lifeline_engine::state::{Reason, State, StateKind};
+use lifeline_engine::supervisor::Supervisor;
 use lifeline_engine::{DataDir, Store};
 use lifeline_runtime::{Parts, Runtime};
 use lifeline_sim::{Fault, Sim};
@@ -191,7 +192,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     runtime.start().await?;
     let sup = runtime.supervisor().clone();
-    let all_connected = |sup: &lifeline_engine::supervisor::Supervisor| {
+    let all_connected = |sup: &Supervisor| {
         sup.views()
             .iter()
             .all(|v| v.state.kind() == StateKind::Connected)
@@ -301,22 +302,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         policy.connection.keepalive_ms + policy.connection.pong_timeout_ms + 500,
     ))
     .await;
-    let restored = wait_for(limit, || all_connected(&sup)).await.is_ok();
+    violations.extend(all_back(&sup, limit).await);
     let recovered = calm.elapsed();
-    if !restored {
-        let stuck: Vec<_> = sup
-            .views()
-            .into_iter()
-            .filter(|v| v.state.kind() != StateKind::Connected)
-            .take(5)
-            .map(|v| format!("{} ({:?})", v.name, v.state))
-            .collect();
-        violations.push(format!(
-            "fleet not restored {:.0} s after the chaos stopped: e.g. {}",
-            limit.as_secs_f64(),
-            stuck.join(", ")
-        ));
-    }
     sup.flush().await;
 
     // What the simulator saw.
@@ -351,19 +338,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         }
     }
 
-    // Pacing, from the connector's own log.
+    // Pacing and breakers, from the connector's own log and the event log.
     let attempts = recording.attempts();
-    let pacing_limit = (policy.pacing.rate_per_s + f64::from(policy.pacing.burst)).floor() as usize;
-    let busiest = busiest_second(&attempts);
-    if busiest > pacing_limit {
-        violations.push(format!(
-            "{busiest} connect attempts within 1 s (pacing allows {pacing_limit})"
-        ));
-    }
-
-    // Breakers, replayed.
-    let breaker = check_breakers(&policy, &events, &attempts);
-    violations.extend(breaker.violations.iter().cloned());
+    let (busiest, pacing_limit, breaker) =
+        pacing_and_breakers(&policy, &events, &attempts, &mut violations);
 
     runtime.shutdown().await?;
     sim.shutdown();
@@ -456,6 +434,49 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         duplicates,
         panics,
     })
+}
+
+/// Waits up to `limit` for the whole fleet to be connected; the violation when it is not.
+pub(crate) async fn all_back(sup: &Supervisor, limit: Duration) -> Option<String> {
+    let all_connected = || {
+        sup.views()
+            .iter()
+            .all(|v| v.state.kind() == StateKind::Connected)
+    };
+    if wait_for(limit, all_connected).await.is_ok() {
+        return None;
+    }
+    let stuck: Vec<_> = sup
+        .views()
+        .into_iter()
+        .filter(|v| v.state.kind() != StateKind::Connected)
+        .take(5)
+        .map(|v| format!("{} ({:?})", v.name, v.state))
+        .collect();
+    Some(format!(
+        "fleet not restored {:.0} s after the chaos stopped: e.g. {}",
+        limit.as_secs_f64(),
+        stuck.join(", ")
+    ))
+}
+
+/// The busiest second against the pacing limit, and the breakers replayed; violations added.
+pub(crate) fn pacing_and_breakers(
+    policy: &PolicyConfig,
+    events: &[Recorded],
+    attempts: &[Attempt],
+    violations: &mut Vec<String>,
+) -> (usize, usize, BreakerCheck) {
+    let pacing_limit = (policy.pacing.rate_per_s + f64::from(policy.pacing.burst)).floor() as usize;
+    let busiest = busiest_second(attempts);
+    if busiest > pacing_limit {
+        violations.push(format!(
+            "{busiest} connect attempts within 1 s (pacing allows {pacing_limit})"
+        ));
+    }
+    let breaker = check_breakers(policy, events, attempts);
+    violations.extend(breaker.violations.iter().cloned());
+    (busiest, pacing_limit, breaker)
 }
 
 pub(crate) async fn wait_for(

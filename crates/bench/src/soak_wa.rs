@@ -37,7 +37,7 @@ use lifeline_wa_peer::{Config, Fault, Peer};
 use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
 
 use crate::soak::{
-    Outcome, Plan, Recording, busiest_second, check_breakers, load_events, panics, soak_policy,
+    Outcome, Plan, Recording, all_back, load_events, pacing_and_breakers, panics, soak_policy,
     wait_for,
 };
 use crate::table::Row;
@@ -431,27 +431,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         Duration::from_millis(policy.connection.keepalive_ms + policy.connection.pong_timeout_ms)
             + Duration::from_secs(policy.breaker.max_cooldown_s)
             + Duration::from_secs(60);
-    let all_connected = || {
-        sup.views()
-            .iter()
-            .all(|v| v.state.kind() == StateKind::Connected)
-    };
-    let restored = wait_for(limit, all_connected).await.is_ok();
+    violations.extend(all_back(&sup, limit).await);
     let recovered = calm.elapsed();
-    if !restored {
-        let stuck: Vec<_> = sup
-            .views()
-            .into_iter()
-            .filter(|v| v.state.kind() != StateKind::Connected)
-            .take(5)
-            .map(|v| format!("{} ({:?})", v.name, v.state))
-            .collect();
-        violations.push(format!(
-            "fleet not restored {:.0} s after the chaos stopped: e.g. {}",
-            limit.as_secs_f64(),
-            stuck.join(", ")
-        ));
-    }
     sup.flush().await;
 
     // What the peer saw, number by number.
@@ -575,15 +556,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     }
 
     // Pacing and breakers, as for WebSocket accounts.
-    let pacing_limit = (policy.pacing.rate_per_s + f64::from(policy.pacing.burst)).floor() as usize;
-    let busiest = busiest_second(&attempts);
-    if busiest > pacing_limit {
-        violations.push(format!(
-            "{busiest} connect attempts within 1 s (pacing allows {pacing_limit})"
-        ));
-    }
-    let breaker = check_breakers(&policy, &events, &attempts);
-    violations.extend(breaker.violations.iter().cloned());
+    let (busiest, pacing_limit, breaker) =
+        pacing_and_breakers(&policy, &events, &attempts, &mut violations);
 
     runtime.shutdown().await?;
     peer.shutdown();
