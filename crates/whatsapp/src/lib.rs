@@ -257,7 +257,12 @@ impl WhatsAppConnector {
                         }
                         continue;
                     }
-                    pong = async { ping.as_mut().expect("guarded by the branch condition").await }, if ping.is_some() => {
+                    pong = async {
+                        match ping.as_mut() {
+                            Some(p) => p.await,
+                            None => std::future::pending().await,
+                        }
+                    }, if ping.is_some() => {
                         ping = None;
                         match pong {
                             Pong::Answered => {
