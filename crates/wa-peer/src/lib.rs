@@ -575,12 +575,13 @@ async fn connection(
         }
         let (refusal, garble) = {
             let mut st = inner.state();
-            let garble = st.chaos.garble > 0.0 && rand::random::<f64>() < st.chaos.garble;
+            let garble_roll = st.chaos.garble > 0.0 && rand::random::<f64>() < st.chaos.garble;
             let device = st.devices.entry(user.clone()).or_default();
             let now = phone::now_secs();
             let banned = device.banned.is_some_and(|(_, until)| until > now);
             let told = banned && device.ban_told;
-            if banned {
+            // The 402 below tells it (a removed device hears 401 instead).
+            if banned && !device.removed {
                 device.ban_told = true;
             }
             let refusal = if device.removed {
@@ -595,6 +596,8 @@ async fn connection(
                 device.noise = Some(est.client_static);
                 None
             };
+            // Only an answer that would have let it in is garbled.
+            let garble = refusal.is_none() && garble_roll;
             let refused = refusal.is_some() || garble;
             if refused {
                 st.stats.refused_logins += 1;
