@@ -476,6 +476,19 @@ pub(crate) fn pacing_and_breakers(
     }
     let breaker = check_breakers(policy, events, attempts);
     violations.extend(breaker.violations.iter().cloned());
+    // The history behind the first breach, to read what happened.
+    if let Some(account) = breaker.first_account {
+        eprintln!("soak: account {account}'s recorded history and attempts (wall ms):");
+        for e in events.iter().filter(|e| e.account == account) {
+            eprintln!("  {} {} -> {:?}", e.at, e.from, e.to);
+        }
+        let tried: Vec<i64> = attempts
+            .iter()
+            .filter(|a| a.account == account)
+            .map(|a| a.wall_ms)
+            .collect();
+        eprintln!("  attempts at {tried:?}");
+    }
     (busiest, pacing_limit, breaker)
 }
 
@@ -540,6 +553,8 @@ pub(crate) struct BreakerCheck {
     pub(crate) attempts_while_open: u64,
     pub(crate) rule_violations: u64,
     pub(crate) violations: Vec<String>,
+    /// The account of the first breach.
+    pub(crate) first_account: Option<i64>,
 }
 
 /// The breaker's rules as the operator reads them, applied to one account's recorded history.
@@ -588,6 +603,7 @@ pub(crate) fn check_breakers(
     for a in attempts {
         tries.entry(a.account).or_default().push(a.wall_ms);
     }
+    let mut last_account = 0;
     let note = |out: &mut BreakerCheck, msg: String| {
         out.rule_violations += 1;
         if out.violations.len() < 20 {
@@ -595,6 +611,10 @@ pub(crate) fn check_breakers(
         }
     };
     for (account, history) in &by_account {
+        if out.first_account.is_none() && out.rule_violations > 0 {
+            out.first_account = Some(last_account);
+        }
+        last_account = *account;
         let tries = tries.get(account).map(Vec::as_slice).unwrap_or(&[]);
         let mut model = Model::Closed {
             failures: Vec::new(),
@@ -631,11 +651,22 @@ pub(crate) fn check_breakers(
                 continue;
             }
             let opened = is_breaker_pause(&e.to);
+            // Set when the rules allow either decision (see below).
+            let mut either = false;
             let expected_cooldown = match &mut model {
                 Model::Closed { failures } => {
-                    failures.retain(|t| *t > e.at - window_ms);
+                    // A failure within `slack_ms` of the window's edge may fall on either side
+                    // of it on the breaker's own clock (it keeps nanoseconds, the log keeps
+                    // milliseconds): opening or not are both within the rules then.
+                    failures.retain(|t| *t > e.at - window_ms - slack_ms);
                     failures.push(e.at);
-                    (failures.len() >= cfg.threshold as usize).then_some(cfg.cooldown_s)
+                    let threshold = cfg.threshold as usize;
+                    let surely = failures
+                        .iter()
+                        .filter(|t| **t > e.at - window_ms + slack_ms)
+                        .count();
+                    either = surely < threshold && failures.len() >= threshold;
+                    (failures.len() >= threshold).then_some(cfg.cooldown_s)
                 }
                 Model::HalfOpen { cooldown_s } => {
                     Some(cooldown_s.saturating_mul(2).min(cfg.max_cooldown_s))
@@ -688,6 +719,7 @@ pub(crate) fn check_breakers(
                         ),
                     );
                 }
+                (None, Some(_)) if either => {}
                 (None, Some(_)) => note(
                     &mut out,
                     format!(
@@ -698,6 +730,9 @@ pub(crate) fn check_breakers(
                 (None, None) => {}
             }
         }
+    }
+    if out.first_account.is_none() && out.rule_violations > 0 {
+        out.first_account = Some(last_account);
     }
     out
 }
@@ -832,6 +867,31 @@ mod tests {
         lasted.push(ev(1, trial + stable, "connected", backoff()));
         let r = check_breakers(&p, &lasted, &attempts);
         assert_eq!(r.rule_violations, 0, "{:?}", r.violations);
+    }
+
+    #[test]
+    fn a_failure_on_the_window_s_edge_may_count_either_way() {
+        let p = policy();
+        let threshold = p.breaker.threshold as i64;
+        let window = p.breaker.window_s as i64 * 1000;
+        // The first failure lies exactly one window before the last, to the millisecond.
+        let mut events: Vec<_> = (0..threshold - 1)
+            .map(|i| ev(5, i * 1000, "connected", backoff()))
+            .collect();
+        let last = window;
+        let mut opened = events.clone();
+        opened.push(ev(5, last, "connected", open(last + 5_000)));
+        let r = check_breakers(&p, &opened, &[]);
+        assert_eq!(r.rule_violations, 0, "{:?}", r.violations);
+        events.push(ev(5, last, "connected", backoff()));
+        let r = check_breakers(&p, &events, &[]);
+        assert_eq!(r.rule_violations, 0, "{:?}", r.violations);
+        // A second later the first failure is surely out: opening then breaks the rules.
+        let mut late: Vec<_> = (0..threshold - 1)
+            .map(|i| ev(6, i * 1000, "connected", backoff()))
+            .collect();
+        late.push(ev(6, last + 1_000, "connected", open(last + 6_000)));
+        assert!(check_breakers(&p, &late, &[]).rule_violations > 0);
     }
 
     #[test]
