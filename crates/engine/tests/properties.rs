@@ -831,8 +831,9 @@ proptest! {
     #![proptest_config(cases(256))]
 
     /// Opens exactly when `threshold` failures fall inside the window, never lets an attempt
-    /// through (and never closes) before its cooldown ends, doubles the cooldown after a failed
-    /// trial up to the cap, and closes only on a successful trial or a reset.
+    /// through before its cooldown ends, doubles the cooldown after a failed trial up to the
+    /// cap, and closes only on a reset or a connection that lasted (a successful trial, or one
+    /// an operator started past the open breaker).
     #[test]
     fn breaker_follows_its_rule(cfg in valid_breaker_config(), ops in vec(any_op(), 1..120)) {
         prop_assert!(cfg.validate().is_ok());
@@ -898,7 +899,7 @@ proptest! {
                 }
                 Op::Succeed => {
                     b.on_success();
-                    if matches!(model, Model::HalfOpen { .. }) {
+                    if matches!(model, Model::HalfOpen { .. } | Model::Open { .. }) {
                         model = Model::Closed(Vec::new());
                     }
                 }
@@ -915,7 +916,7 @@ proptest! {
             prop_assert_eq!(&actual, &model);
             if let Some(until) = was_open_until
                 && now < until
-                && !matches!(op, Op::Reset)
+                && !matches!(op, Op::Reset | Op::Succeed)
             {
                 prop_assert!(b.is_open(), "closed at {now} before its cooldown ended at {until}");
             }

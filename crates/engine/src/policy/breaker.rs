@@ -138,7 +138,10 @@ impl Breaker {
 
     /// Records a successful connection; a half-open breaker closes.
     pub fn on_success(&mut self) {
-        if matches!(self, Breaker::HalfOpen { .. }) {
+        // Open too: an operator's start may go past an open breaker, and a connection that
+        // lasted proves more than a cooldown would (left open, one later drop would pause the
+        // account for what remained of it).
+        if !matches!(self, Breaker::Closed { .. }) {
             *self = Breaker::default();
         }
     }
@@ -215,6 +218,26 @@ mod tests {
         assert_eq!(b.admit(after4), Admission::Trial);
         b.on_success();
         assert_eq!(b, Breaker::default());
+    }
+
+    #[test]
+    fn a_lasting_connection_closes_a_breaker_an_operator_went_past() {
+        let cfg = BreakerConfig::default();
+        let mut b = Breaker::default();
+        for _ in 0..cfg.threshold {
+            b.on_failure(t0(), &cfg);
+        }
+        assert!(b.is_open());
+        // Started by a person while open; the connection lasted.
+        b.on_success();
+        assert_eq!(b, Breaker::default());
+        // A later drop is one failure in a fresh window, not a pause for the old cooldown.
+        assert_eq!(b.on_failure(t0() + secs(120), &cfg), None);
+        assert_eq!(b.admit(t0() + secs(121)), Admission::Allow);
+        // Closed with failures stays as it is: only the window forgets them.
+        let before = b.clone();
+        b.on_success();
+        assert_eq!(b, before);
     }
 
     #[test]
