@@ -291,6 +291,17 @@ impl Peer {
         hit
     }
 
+    /// The phone removes this number's device while no session of it hears so: its next login
+    /// is refused with 401 (as after a link whose phone dropped the device at once).
+    pub fn remove_device(&self, user: &str) {
+        self.inner
+            .state()
+            .devices
+            .entry(user.to_owned())
+            .or_default()
+            .removed = true;
+    }
+
     /// Lifts a ban or an "outdated" verdict (a removed device stays removed).
     pub fn pardon(&self, user: &str) {
         if let Some(d) = self.inner.state().devices.get_mut(user) {

@@ -460,8 +460,10 @@ async fn a_link_cut_short_waits_for_the_operator_and_leaves_no_device_store() {
     // and deleted; the account waits for a new link, never registering again by itself.
     let code = requested_code(&w.sup, id, LinkMode::Qr).await;
     let number = peer.scan(&code.code).expect("scan");
-    peer.inject(&number, Fault::LoggedOut);
+    // The linking connection finishes; the login that follows it is refused.
+    peer.remove_device(&number);
     assert_eq!(needs_operator(&w.sup, id, 30).await, Reason::LoggedOut);
+    assert_eq!(peer.stats().pairings, 1, "the link itself went through");
     assert!(!db.exists(), "keys refused on the first login are deleted");
     // Watch a few backoff periods: nothing dials, nothing registers.
     let before = peer.stats();

@@ -323,6 +323,25 @@ impl WhatsAppConnector {
                         stop(handle, close_wait).await;
                         if wipe {
                             wipe_after_logout(&db, account.id.0);
+                            return Some((reason, detail));
+                        }
+                        // Linked on this connection, then cut before the server's "log in
+                        // again": the phone has vouched for the keys, so logging in is next.
+                        let now_registered = client
+                            .persistence_manager()
+                            .get_device_snapshot()
+                            .is_registered();
+                        if !was_registered
+                            && (linked || now_registered)
+                            && !lifeline_engine::policy::lifecycle::needs_person(&reason)
+                        {
+                            if let Err(e) = client.persistence_manager().flush().await {
+                                tracing::warn!(account = account.id.0, error = %e, "could not save the device state");
+                            }
+                            return Some((
+                                Reason::RestartRequired,
+                                Some("linked; logging in on a new connection".into()),
+                            ));
                         }
                         return Some((reason, detail));
                     }
