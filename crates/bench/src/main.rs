@@ -1,7 +1,7 @@
 //! lifeline-bench: every performance figure and the chaos soak in one harness, each figure
 //! against a baseline measured in the same run and the target it is held to (docs/BENCHMARKS.md).
 //!
-//! - `lifeline-bench --quick`: the CI-sized run (about 5 minutes in release);
+//! - `lifeline-bench --quick`: the CI-sized run (about 4.5 minutes in release);
 //! - `lifeline-bench all`: the full run (1000 accounts, 1M-row export, 10-minute soaks);
 //! - `lifeline-bench supervise|export|soak`: one part, with its own sizes.
 //!
