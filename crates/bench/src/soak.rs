@@ -351,7 +351,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     }
     let pacing_floor =
         n.saturating_sub(policy.pacing.burst as usize) as f64 / policy.pacing.rate_per_s;
-    let rows = vec![
+    let mut rows = vec![
         Row::ratio(
             format!("soak: restore {n} with pacing (vs pacing floor)"),
             restore.as_secs_f64(),
@@ -393,28 +393,15 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
             "",
         ),
         Row::value("soak: connect attempts", attempts.len() as f64, "", ""),
-        Row::value(
-            "soak: most attempts in any 1 s",
-            busiest as f64,
-            "",
-            format!(
-                "<= {pacing_limit} ({}/s + burst {})",
-                policy.pacing.rate_per_s, policy.pacing.burst
-            ),
-        ),
-        Row::value("soak: breaker opens", breaker.opens as f64, "", ""),
-        Row::value(
-            "soak: attempts while a breaker was open",
-            breaker.attempts_while_open as f64,
-            "",
-            "0",
-        ),
-        Row::value(
-            "soak: breaker rule violations",
-            breaker.rule_violations as f64,
-            "",
-            "0",
-        ),
+    ];
+    rows.extend(pacing_rows(
+        "soak",
+        &policy,
+        busiest,
+        pacing_limit,
+        &breaker,
+    ));
+    rows.extend([
         Row::value(
             "soak: all connected again after the chaos",
             recovered.as_secs_f64(),
@@ -427,7 +414,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
             "",
             "0",
         ),
-    ];
+    ]);
     Ok(Outcome {
         rows,
         violations,
@@ -490,6 +477,45 @@ pub(crate) fn pacing_and_breakers(
         eprintln!("  attempts at {tried:?}");
     }
     (busiest, pacing_limit, breaker)
+}
+
+/// The table's rows for pacing and the breakers.
+pub(crate) fn pacing_rows(
+    prefix: &str,
+    policy: &PolicyConfig,
+    busiest: usize,
+    pacing_limit: usize,
+    breaker: &BreakerCheck,
+) -> [Row; 4] {
+    [
+        Row::value(
+            format!("{prefix}: most attempts in any 1 s"),
+            busiest as f64,
+            "",
+            format!(
+                "<= {pacing_limit} ({}/s + burst {})",
+                policy.pacing.rate_per_s, policy.pacing.burst
+            ),
+        ),
+        Row::value(
+            format!("{prefix}: breaker opens"),
+            breaker.opens as f64,
+            "",
+            "",
+        ),
+        Row::value(
+            format!("{prefix}: attempts while a breaker was open"),
+            breaker.attempts_while_open as f64,
+            "",
+            "0",
+        ),
+        Row::value(
+            format!("{prefix}: breaker rule violations"),
+            breaker.rule_violations as f64,
+            "",
+            "0",
+        ),
+    ]
 }
 
 pub(crate) async fn wait_for(

@@ -37,8 +37,8 @@ use lifeline_wa_peer::{Config, Fault, Peer};
 use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
 
 use crate::soak::{
-    Outcome, Plan, Recording, all_back, load_events, pacing_and_breakers, panics, soak_policy,
-    wait_for,
+    Outcome, Plan, Recording, all_back, load_events, pacing_and_breakers, pacing_rows, panics,
+    soak_policy, wait_for,
 };
 use crate::table::Row;
 
@@ -578,7 +578,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     if panics > 0 {
         violations.push(format!("{panics} panics"));
     }
-    let rows = vec![
+    let mut rows = vec![
         Row::value(
             format!("soak wa: link {n} WhatsApp accounts by QR"),
             linked_in.as_secs_f64(),
@@ -653,22 +653,15 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
             "",
             "",
         ),
-        Row::value(
-            "soak wa: most attempts in any 1 s",
-            busiest as f64,
-            "",
-            format!(
-                "<= {pacing_limit} ({}/s + burst {})",
-                policy.pacing.rate_per_s, policy.pacing.burst
-            ),
-        ),
-        Row::value("soak wa: breaker opens", breaker.opens as f64, "", ""),
-        Row::value(
-            "soak wa: breaker rule violations",
-            breaker.rule_violations as f64,
-            "",
-            "0",
-        ),
+    ];
+    rows.extend(pacing_rows(
+        "soak wa",
+        &policy,
+        busiest,
+        pacing_limit,
+        &breaker,
+    ));
+    rows.extend([
         Row::value(
             "soak wa: all connected again after the chaos",
             recovered.as_secs_f64(),
@@ -681,7 +674,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
             "",
             "0",
         ),
-    ];
+    ]);
     Ok(Outcome {
         rows,
         violations,
