@@ -623,10 +623,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
             "<= 1",
         ),
         Row::value(
-            "soak wa: registrations after linking (operator asked)",
+            format!(
+                "soak wa: registrations after linking ({} relinks, {} links cut short)",
+                book.relinks, book.relink_failures
+            ),
             registrations_after as f64,
             "",
-            format!("<= {}", book.links_asked),
+            format!("<= {} asked", book.links_asked),
         ),
         Row::value(
             "soak wa: attempts before the operator (replaced, logged out, outdated)",
