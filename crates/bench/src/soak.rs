@@ -629,18 +629,14 @@ pub(crate) fn check_breakers(
     for a in attempts {
         tries.entry(a.account).or_default().push(a.wall_ms);
     }
-    let mut last_account = 0;
-    let note = |out: &mut BreakerCheck, msg: String| {
+    let note = |out: &mut BreakerCheck, account: i64, msg: String| {
         out.rule_violations += 1;
+        out.first_account.get_or_insert(account);
         if out.violations.len() < 20 {
             out.violations.push(msg);
         }
     };
     for (account, history) in &by_account {
-        if out.first_account.is_none() && out.rule_violations > 0 {
-            out.first_account = Some(last_account);
-        }
-        last_account = *account;
         let tries = tries.get(account).map(Vec::as_slice).unwrap_or(&[]);
         let mut model = Model::Closed {
             failures: Vec::new(),
@@ -700,6 +696,7 @@ pub(crate) fn check_breakers(
                 Model::Open { .. } => {
                     note(
                         &mut out,
+                        *account,
                         format!(
                             "account {account}: a failure recorded while its breaker was open (at {})",
                             e.at
@@ -715,6 +712,7 @@ pub(crate) fn check_breakers(
                     if (got - cooldown_s as i64 * 1000).abs() > 1000 {
                         note(
                             &mut out,
+                            *account,
                             format!(
                                 "account {account}: breaker opened for {got} ms, the rules say {cooldown_s} s"
                             ),
@@ -728,6 +726,7 @@ pub(crate) fn check_breakers(
                         out.attempts_while_open += during as u64;
                         note(
                             &mut out,
+                            *account,
                             format!(
                                 "account {account}: {during} attempts while its breaker was open"
                             ),
@@ -739,6 +738,7 @@ pub(crate) fn check_breakers(
                     out.opens += 1;
                     note(
                         &mut out,
+                        *account,
                         format!(
                             "account {account}: breaker opened at {} before the rules allow",
                             e.at
@@ -748,6 +748,7 @@ pub(crate) fn check_breakers(
                 (None, Some(_)) if either => {}
                 (None, Some(_)) => note(
                     &mut out,
+                    *account,
                     format!(
                         "account {account}: breaker stayed closed at {} when the rules open it",
                         e.at
@@ -756,9 +757,6 @@ pub(crate) fn check_breakers(
                 (None, None) => {}
             }
         }
-    }
-    if out.first_account.is_none() && out.rule_violations > 0 {
-        out.first_account = Some(last_account);
     }
     out
 }

@@ -119,9 +119,6 @@ pub struct NumberStats {
     pub connects_while_banned: u64,
     /// Live sessions the service ended (every fault but a stall).
     pub server_cuts: u64,
-    /// When each accepted login happened.
-    #[serde(skip)]
-    pub login_times: Vec<std::time::Instant>,
     /// When a login first found another session of the number still logged in.
     #[serde(skip)]
     pub first_overlap: Option<std::time::Instant>,
@@ -635,7 +632,6 @@ async fn connection(
                 number.refused_logins += 1;
             } else {
                 number.logins += 1;
-                number.login_times.push(std::time::Instant::now());
                 number.max_concurrent = number.max_concurrent.max(concurrent);
                 if concurrent > 1 && number.first_overlap.is_none() {
                     number.first_overlap = Some(std::time::Instant::now());
