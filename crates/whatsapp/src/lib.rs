@@ -184,9 +184,7 @@ impl WhatsAppConnector {
         let mut handle = bot.spawn();
         let keepalive = request.config.keepalive();
         let close_wait = request.config.close_timeout() * 3 / 4;
-        // A device that starts unregistered and ends registered was linked on this connection
-        // (the library stores the credentials before it answers the phone, so this does not
-        // depend on the order of the PairSuccess event and the server's closing 515).
+        // Registered before this connection? (See `linked_here`.)
         let was_registered = client
             .persistence_manager()
             .get_device_snapshot()
@@ -236,10 +234,8 @@ impl WhatsAppConnector {
                                 Mapped::Emit(_) | Mapped::Alive => {}
                             }
                         }
-                        linked |= !was_registered
-                            && client.persistence_manager().get_device_snapshot().is_registered();
-                        if linked {
-                            return Some((Reason::RestartRequired, Some("linked; logging in on a new connection".into())));
+                        if linked_here(&client, was_registered, linked) {
+                            return logging_in_next();
                         }
                         // With auto-reconnect off, a failed or lost transport ends the bot quietly.
                         return Some((Reason::Network, Some("could not reach WhatsApp or the connection ended".into())));
@@ -327,21 +323,13 @@ impl WhatsAppConnector {
                         }
                         // Linked on this connection, then cut before the server's "log in
                         // again": the phone has vouched for the keys, so logging in is next.
-                        let now_registered = client
-                            .persistence_manager()
-                            .get_device_snapshot()
-                            .is_registered();
-                        if !was_registered
-                            && (linked || now_registered)
-                            && !lifeline_engine::policy::lifecycle::needs_person(&reason)
+                        if !lifeline_engine::policy::lifecycle::needs_person(&reason)
+                            && linked_here(&client, was_registered, linked)
                         {
                             if let Err(e) = client.persistence_manager().flush().await {
                                 tracing::warn!(account = account.id.0, error = %e, "could not save the device state");
                             }
-                            return Some((
-                                Reason::RestartRequired,
-                                Some("linked; logging in on a new connection".into()),
-                            ));
+                            return logging_in_next();
                         }
                         return Some((reason, detail));
                     }
@@ -370,6 +358,26 @@ impl WhatsAppConnector {
         }
         outcome
     }
+}
+
+/// Whether this connection linked the device: the library said so, or a device that started
+/// unregistered is registered now (it stores the credentials before it answers the phone, so
+/// this does not depend on the order of its events and the server's closing 515).
+fn linked_here(client: &whatsapp_rust::Client, was_registered: bool, said_linked: bool) -> bool {
+    said_linked
+        || (!was_registered
+            && client
+                .persistence_manager()
+                .get_device_snapshot()
+                .is_registered())
+}
+
+/// The end of a connection that linked the device: logging in, on a new one, is next.
+fn logging_in_next() -> Outcome {
+    Some((
+        Reason::RestartRequired,
+        Some("linked; logging in on a new connection".into()),
+    ))
 }
 
 /// How a liveness ping went.
