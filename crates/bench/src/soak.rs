@@ -187,6 +187,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     let parts = Parts {
         connectors: Connectors::new().with(AccountKind::Websocket, recording.clone()),
         secrets: Arc::new(MemorySecretStore::default()),
+        webhooks: Default::default(),
     };
     let mut runtime = Runtime::open(&dir, store.clone(), parts).await?;
     let started = Instant::now();

@@ -251,6 +251,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     let parts = Parts {
         connectors: Connectors::new().with(AccountKind::Whatsapp, recording.clone()),
         secrets: Arc::new(MemorySecretStore::default()),
+        webhooks: Default::default(),
     };
     let mut runtime = Runtime::open(&dir, store.clone(), parts).await?;
     runtime.start().await?;

@@ -75,6 +75,17 @@ pub enum InputError {
     /// The running supervisor refused what was asked, in its own words.
     #[error("{0}")]
     Refused(String),
+    #[error("'{url}' cannot receive webhooks: {why}.")]
+    InvalidWebhookUrl { url: String, why: String },
+    #[error(
+        "'{0}' is not a webhook event. Use a comma-separated list of: {list}.",
+        list = crate::webhook::EVENT_FILTERS.join(", ")
+    )]
+    UnknownWebhookEvent(String),
+    #[error("No webhook endpoint with id {0}. Run `lifeline webhook list` to see the ids.")]
+    UnknownWebhook(i64),
+    #[error("No webhook delivery with id {0}. Run `lifeline webhook deliveries` to see the ids.")]
+    UnknownDelivery(i64),
     #[error("Setting '{key}' has an invalid value '{value}': {why}")]
     InvalidSetting {
         key: String,

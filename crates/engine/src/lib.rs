@@ -19,6 +19,7 @@ pub mod state;
 pub mod store;
 pub mod supervisor;
 pub mod time;
+pub mod webhook;
 
 pub use datadir::{DataDir, SupervisorLock};
 pub use error::{Error, InputError, Result};

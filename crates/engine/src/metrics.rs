@@ -19,6 +19,9 @@ pub struct Metrics {
     pub breaker_opens: Counter,
     pub pacing_waits: Counter,
     pub drops: Counter,
+    webhook_deliveries: Family<Vec<(String, String)>, Counter>,
+    webhook_pending: Gauge,
+    webhook_oldest_pending_seconds: Gauge,
 }
 
 impl Default for Metrics {
@@ -64,6 +67,24 @@ impl Metrics {
             pacing_waits.clone(),
         );
         registry.register("drops", "Live connections lost", drops.clone());
+        let webhook_deliveries = Family::<Vec<(String, String)>, Counter>::default();
+        let webhook_pending = Gauge::default();
+        let webhook_oldest_pending_seconds = Gauge::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, retry, failed, gone)",
+            webhook_deliveries.clone(),
+        );
+        registry.register(
+            "webhook_pending",
+            "Webhook deliveries waiting to be sent",
+            webhook_pending.clone(),
+        );
+        registry.register(
+            "webhook_oldest_pending_seconds",
+            "Age of the oldest webhook delivery still waiting",
+            webhook_oldest_pending_seconds.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             accounts,
@@ -73,7 +94,28 @@ impl Metrics {
             breaker_opens,
             pacing_waits,
             drops,
+            webhook_deliveries,
+            webhook_pending,
+            webhook_oldest_pending_seconds,
         }
+    }
+
+    /// Counts one webhook attempt by its outcome.
+    pub fn webhook_attempt(&self, outcome: &str) {
+        self.webhook_deliveries
+            .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
+            .inc();
+    }
+
+    /// Sets the outbox gauges (read from the store when scraped).
+    pub fn set_outbox(&self, stats: &crate::webhook::OutboxStats, now: crate::time::Timestamp) {
+        self.webhook_pending
+            .set(i64::try_from(stats.pending).unwrap_or(i64::MAX));
+        let age = stats
+            .oldest_pending_at
+            .map(|t| (now - t).num_seconds().max(0))
+            .unwrap_or(0);
+        self.webhook_oldest_pending_seconds.set(age);
     }
 
     /// Sets the per-state gauges from current counts and returns the text exposition.

@@ -19,13 +19,17 @@ use lifeline_engine::secrets::{KeyringSecretStore, SecretStore};
 use lifeline_engine::store::PreviousRun;
 use lifeline_engine::supervisor::{StartupReport, Supervisor, SupervisorDeps, queue};
 
+use lifeline_engine::supervisor::Update;
 use lifeline_engine::time::Timestamp;
 use lifeline_engine::{DataDir, Error, Store, SupervisorLock};
+pub use lifeline_webhooks::Notice as WebhookNotice;
+use lifeline_webhooks::WorkerConfig;
 use lifeline_websocket::WebSocketConnector;
 /// True in builds that accept the offline WhatsApp peer's unsigned certificates: such a build
 /// must never talk to real WhatsApp, and every face says so when it starts.
 pub use lifeline_whatsapp::TEST_PEER_BUILD;
 use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +42,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 pub struct Parts {
     pub connectors: Connectors,
     pub secrets: Arc<dyn SecretStore>,
+    /// How webhooks are sent.
+    pub webhooks: WorkerConfig,
 }
 
 impl Parts {
@@ -49,8 +55,29 @@ impl Parts {
                 .with(AccountKind::Websocket, Arc::new(WebSocketConnector))
                 .with(AccountKind::Whatsapp, Arc::new(whatsapp)),
             secrets: Arc::new(KeyringSecretStore),
+            webhooks: webhook_config(),
         }
     }
+}
+
+/// Environment variable that replaces the webhook retry schedule (`0,5s,5m,…`), for staging
+/// receivers and tests that cannot wait hours between attempts.
+pub const WEBHOOK_SCHEDULE_ENV: &str = "LIFELINE_WEBHOOK_SCHEDULE";
+
+/// The shipped sender, named after this host; the schedule from [`WEBHOOK_SCHEDULE_ENV`] when
+/// it is set and valid (an invalid one is reported and the standard schedule kept).
+pub fn webhook_config() -> WorkerConfig {
+    let mut cfg = WorkerConfig {
+        instance: whoami::hostname().unwrap_or_else(|_| "lifeline".into()),
+        ..WorkerConfig::default()
+    };
+    if let Ok(text) = std::env::var(WEBHOOK_SCHEDULE_ENV) {
+        match lifeline_webhooks::schedule::Schedule::parse(&text) {
+            Ok(s) => cfg.schedule = s,
+            Err(e) => tracing::error!("{WEBHOOK_SCHEDULE_ENV}: {e}; the standard schedule applies"),
+        }
+    }
+    cfg
 }
 
 /// The one supervising process of a data dir.
@@ -63,6 +90,9 @@ pub struct Runtime {
     crashed_at: Option<Timestamp>,
     tasks: Vec<JoinHandle<()>>,
     startup: Option<StartupReport>,
+    secrets: Arc<dyn SecretStore>,
+    webhooks: WorkerConfig,
+    webhook_notices: Option<mpsc::UnboundedReceiver<WebhookNotice>>,
     // Held for the life of the runtime; released when it is dropped (or the process dies).
     _lock: SupervisorLock,
 }
@@ -78,7 +108,7 @@ impl Runtime {
         let sup = Supervisor::new(SupervisorDeps {
             store: store.clone(),
             connectors: parts.connectors,
-            secrets: parts.secrets,
+            secrets: parts.secrets.clone(),
             clock: Clock::System,
             policy,
             jitter_seed: None,
@@ -91,6 +121,9 @@ impl Runtime {
             crashed_at,
             tasks: Vec::new(),
             startup: None,
+            secrets: parts.secrets,
+            webhooks: parts.webhooks,
+            webhook_notices: None,
             _lock: lock,
         })
     }
@@ -124,8 +157,52 @@ impl Runtime {
             self.run_id,
             self.sup.stopping(),
         )));
+        if restore {
+            self.start_webhooks();
+        }
         self.startup = Some(report.clone());
         Ok(report)
+    }
+
+    /// The webhook sender, woken by every recorded batch (the outbox rows are already written
+    /// when subscribers hear of it) and by its own poll.
+    fn start_webhooks(&mut self) {
+        let wake = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.webhook_notices = Some(rx);
+        let stop = self.sup.stopping();
+        self.tasks.push(tokio::spawn(lifeline_webhooks::worker::run(
+            lifeline_webhooks::worker::Outbox {
+                store: self.store.clone(),
+                secrets: self.secrets.clone(),
+                clock: Clock::System,
+                metrics: Some(self.sup.metrics().clone()),
+            },
+            self.webhooks.clone(),
+            wake.clone(),
+            tx,
+            stop.clone(),
+        )));
+        let mut updates = self.sup.subscribe();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    u = updates.recv() => match u {
+                        Ok(Update::Transitions(_) | Update::Alerts(_))
+                        | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => wake.notify_one(),
+                        Ok(Update::Link { .. }) => {}
+                        Err(_) => return,
+                    },
+                }
+            }
+        }));
+    }
+
+    /// What the webhook sender has to tell (an endpoint it turned off), once: the face that
+    /// shows them takes the receiver.
+    pub fn take_webhook_notices(&mut self) -> Option<mpsc::UnboundedReceiver<WebhookNotice>> {
+        self.webhook_notices.take()
     }
 
     pub fn supervisor(&self) -> &Supervisor {

@@ -21,6 +21,7 @@ fn parts() -> Parts {
     Parts {
         connectors: Connectors::new().with(AccountKind::Websocket, Arc::new(WebSocketConnector)),
         secrets: Arc::new(MemorySecretStore::default()),
+        webhooks: Default::default(),
     }
 }
 

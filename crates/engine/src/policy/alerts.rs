@@ -95,6 +95,18 @@ pub enum Alert {
     },
 }
 
+impl Alert {
+    /// The account it is about (`None` for a summary).
+    pub fn account(&self) -> Option<AccountId> {
+        match self {
+            Alert::Down { account, .. }
+            | Alert::NeedsOperator { account, .. }
+            | Alert::Unstable { account, .. } => Some(*account),
+            Alert::Summary { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Pending {
     alert: Alert,

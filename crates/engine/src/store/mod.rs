@@ -7,6 +7,7 @@ mod history;
 mod settings;
 mod supervision;
 mod transitions;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +24,7 @@ pub use commands::{CommandOutcome, QueuedCommand};
 pub use history::{AccountHistory, Interval, MAX_HISTORY_EVENTS};
 pub use settings::{PreviousRun, RunStart};
 pub use transitions::TransitionRecord;
+pub use webhooks::DeliveryFilter;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 

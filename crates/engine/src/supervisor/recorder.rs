@@ -54,7 +54,7 @@ pub(crate) async fn run(
                 None => break,
             },
             _ = tick.tick() => {
-                emit_alerts(&mut alerter, &clock, &updates);
+                emit_alerts(&mut alerter, &store, &clock, &updates).await;
                 continue;
             }
         };
@@ -113,7 +113,7 @@ pub(crate) async fn run(
             if !events.is_empty() {
                 let _ = updates.send(Update::Transitions(events));
             }
-            emit_alerts(&mut alerter, &clock, &updates);
+            emit_alerts(&mut alerter, &store, &clock, &updates).await;
         }
         for ack in flushes {
             let _ = ack.send(());
@@ -121,11 +121,32 @@ pub(crate) async fn run(
     }
 }
 
-fn emit_alerts(alerter: &mut Alerter, clock: &Clock, updates: &broadcast::Sender<Update>) {
-    let due = alerter.due(clock.now());
-    if !due.is_empty() {
-        let _ = updates.send(Update::Alerts(due));
+/// Tells subscribers of the alerts now due and queues them for webhooks (an alert is decided
+/// from events already recorded; losing one to a crash right here loses no history).
+async fn emit_alerts(
+    alerter: &mut Alerter,
+    store: &Store,
+    clock: &Clock,
+    updates: &broadcast::Sender<Update>,
+) {
+    let now = clock.now();
+    let due = alerter.due(now);
+    if due.is_empty() {
+        return;
     }
+    for alert in &due {
+        let Ok(data) = serde_json::to_value(alert) else {
+            continue;
+        };
+        let kind = format!("alert.{}", data["kind"].as_str().unwrap_or("raised"));
+        if let Err(e) = clock
+            .hold(store.enqueue_webhook_message("alert", &kind, alert.account(), &data, now))
+            .await
+        {
+            tracing::warn!(error = %e, "alert not queued for webhooks");
+        }
+    }
+    let _ = updates.send(Update::Alerts(due));
 }
 
 /// Persists a breaker (a failure here is logged: the breaker still holds in memory).
