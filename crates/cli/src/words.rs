@@ -30,6 +30,8 @@ pub fn unhealthy(u: &Unhealthy) -> String {
 
 #[cfg(test)]
 mod tests {
+    use lifeline_engine::state::Reason;
+
     use super::*;
 
     #[test]

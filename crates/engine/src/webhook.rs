@@ -132,7 +132,9 @@ impl Delivery {
 /// What one attempt came to, as the store records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
-    Delivered { code: u16 },
+    Delivered {
+        code: u16,
+    },
     /// Failed; tried again at `retry_at`.
     Retry {
         code: Option<u16>,
@@ -140,9 +142,14 @@ pub enum AttemptResult {
         retry_at: Timestamp,
     },
     /// Failed for good (schedule exhausted).
-    Exhausted { code: Option<u16>, error: String },
+    Exhausted {
+        code: Option<u16>,
+        error: String,
+    },
     /// The endpoint said it is gone (410): the delivery fails and the endpoint is disabled.
-    Gone { code: u16 },
+    Gone {
+        code: u16,
+    },
 }
 
 /// Counts for `/metrics`.
@@ -319,7 +326,11 @@ mod tests {
         }
         let named = WebhookUrl::parse("http://receiver.lan/hook").expect("named");
         assert!(named.check_address("10.1.2.3".parse().expect("ip")).is_ok());
-        assert!(named.check_address("93.184.216.34".parse().expect("ip")).is_err());
+        assert!(
+            named
+                .check_address("93.184.216.34".parse().expect("ip"))
+                .is_err()
+        );
         assert!(
             named
                 .check_address("::ffff:169.254.169.254".parse().expect("ip"))

@@ -15,8 +15,8 @@
 pub mod schedule;
 pub mod send;
 pub mod sign;
-pub mod worker;
 mod words;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +30,8 @@ use lifeline_engine::webhook::{
 };
 use lifeline_engine::{Error, Store};
 
-pub use worker::{Notice, WorkerConfig};
 pub use words::reason_words;
+pub use worker::{Notice, WorkerConfig};
 
 /// Version of the message schema, in every message's `data.version`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -69,7 +69,11 @@ fn new_secret_name() -> SecretName {
     SecretName::parse(&format!("webhook-{tag:016x}")).unwrap_or_else(|_| unreachable!())
 }
 
-async fn keep(secrets: &Arc<dyn SecretStore>, name: &SecretName, value: &SecretValue) -> Result<(), Error> {
+async fn keep(
+    secrets: &Arc<dyn SecretStore>,
+    name: &SecretName,
+    value: &SecretValue,
+) -> Result<(), Error> {
     let (secrets, name, value) = (secrets.clone(), name.clone(), value.clone());
     tokio::task::spawn_blocking(move || secrets.set(&name, &value))
         .await
@@ -193,9 +197,12 @@ pub async fn send_test(
     let url = WebhookUrl::parse(&endpoint.url)?;
     let value = lifeline_engine::secrets::fetch(secrets.clone(), &endpoint.secret_name)
         .await?
-        .ok_or_else(|| lifeline_engine::InputError::UnknownSecret(endpoint.secret_name.to_string()))?;
-    let key = sign::SigningKey::parse(&value)
-        .ok_or_else(|| lifeline_engine::InputError::UnknownSecret(endpoint.secret_name.to_string()))?;
+        .ok_or_else(|| {
+            lifeline_engine::InputError::UnknownSecret(endpoint.secret_name.to_string())
+        })?;
+    let key = sign::SigningKey::parse(&value).ok_or_else(|| {
+        lifeline_engine::InputError::UnknownSecret(endpoint.secret_name.to_string())
+    })?;
     let body = body(&delivery, instance);
     let timestamp = chrono::Utc::now().timestamp();
     let signature = sign::signature_header(&[key], &delivery.msg_id, timestamp, &body);

@@ -27,10 +27,21 @@ impl Schedule {
         let m = 60;
         let h = 3600;
         Self {
-            waits: [0, 5, 5 * m, 30 * m, 2 * h, 5 * h, 10 * h, 14 * h, 20 * h, 24 * h]
-                .into_iter()
-                .map(Duration::from_secs)
-                .collect(),
+            waits: [
+                0,
+                5,
+                5 * m,
+                30 * m,
+                2 * h,
+                5 * h,
+                10 * h,
+                14 * h,
+                20 * h,
+                24 * h,
+            ]
+            .into_iter()
+            .map(Duration::from_secs)
+            .collect(),
         }
     }
 
@@ -100,7 +111,10 @@ mod tests {
         assert_eq!(s.wait_after(1, None, 0.5), Some(Duration::from_secs(5)));
         assert_eq!(s.wait_after(2, None, 0.0), Some(Duration::from_secs(270)));
         assert_eq!(s.wait_after(2, None, 1.0), Some(Duration::from_secs(330)));
-        assert_eq!(s.wait_after(9, None, 0.5), Some(Duration::from_secs(86_400)));
+        assert_eq!(
+            s.wait_after(9, None, 0.5),
+            Some(Duration::from_secs(86_400))
+        );
         assert_eq!(s.wait_after(10, None, 0.5), None);
         // The receiver's ask replaces the plan, up to a day, but never adds attempts.
         assert_eq!(

@@ -68,7 +68,11 @@ impl HttpSender {
     }
 
     pub async fn send(&self, url: &WebhookUrl, msg: Signed<'_>) -> Answer {
-        let client = if url.is_https() { &self.https } else { &self.http };
+        let client = if url.is_https() {
+            &self.https
+        } else {
+            &self.http
+        };
         let sent = client
             .post(url.url().clone())
             .header("content-type", "application/json")
@@ -140,7 +144,11 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
         return Some(Duration::from_secs(secs));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&chrono::Utc) - now).to_std().unwrap_or(Duration::ZERO))
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Resolves names and keeps only the addresses a webhook may go to.
@@ -167,7 +175,8 @@ impl Resolve for Guard {
                         "plain http goes only to loopback and private addresses; use https://"
                             .into()
                     },
-                }) as Box<dyn std::error::Error + Send + Sync>);
+                })
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
@@ -209,8 +218,14 @@ mod tests {
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
-        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 8, 0, 0).single().expect("now");
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 3, 8, 0, 0)
+            .single()
+            .expect("now");
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Thu, 03 Dec 2026 08:01:30 GMT", now),
             Some(Duration::from_secs(90))

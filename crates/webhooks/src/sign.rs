@@ -72,10 +72,8 @@ mod tests {
     /// The example the specification's reference libraries test against.
     #[test]
     fn signs_the_specification_s_example() {
-        let key = SigningKey::parse(&SecretValue::new(
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        ))
-        .expect("secret");
+        let key = SigningKey::parse(&SecretValue::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+            .expect("secret");
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
             key.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lifeline_engine::Store;
 use lifeline_engine::clock::Clock;
 use lifeline_engine::metrics::Metrics;
 use lifeline_engine::model::SecretName;
@@ -15,7 +16,6 @@ use lifeline_engine::secrets::{self, SecretStore};
 use lifeline_engine::webhook::{
     AttemptResult, Delivery, DeliveryQueue, WebhookEndpoint, WebhookUrl,
 };
-use lifeline_engine::Store;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -211,7 +211,12 @@ async fn attempt(ctx: &Ctx, delivery: &Delivery) -> bool {
             error: Some(why),
         },
     };
-    let result = judge(&ctx.cfg.schedule, delivery.attempts, &answer, ctx.clock.now());
+    let result = judge(
+        &ctx.cfg.schedule,
+        delivery.attempts,
+        &answer,
+        ctx.clock.now(),
+    );
     let outcome = match &result {
         AttemptResult::Delivered { .. } => "delivered",
         AttemptResult::Retry { .. } => "retry",
@@ -259,7 +264,10 @@ async fn attempt(ctx: &Ctx, delivery: &Delivery) -> bool {
                 .await
             {
                 Ok(_) => {
-                    tracing::warn!(endpoint = endpoint.id, "webhook endpoint disabled: {reason}");
+                    tracing::warn!(
+                        endpoint = endpoint.id,
+                        "webhook endpoint disabled: {reason}"
+                    );
                     let _ = ctx.notices.send(Notice::Disabled {
                         endpoint: endpoint.id,
                         url: endpoint.url.clone(),
@@ -369,7 +377,9 @@ mod tests {
         );
         for code in [Some(301), Some(404), Some(500), None] {
             match judge(&s, 0, &answer(code, None), now) {
-                AttemptResult::Retry { retry_at, code: c, .. } => {
+                AttemptResult::Retry {
+                    retry_at, code: c, ..
+                } => {
                     assert_eq!(c, code);
                     let wait = (retry_at - now).num_milliseconds();
                     assert!((9_000..=11_000).contains(&wait), "{wait}");
@@ -385,7 +395,10 @@ mod tests {
         }
         assert!(matches!(
             judge(&s, 2, &answer(Some(503), Some(1)), now),
-            AttemptResult::Exhausted { code: Some(503), .. }
+            AttemptResult::Exhausted {
+                code: Some(503),
+                ..
+            }
         ));
     }
 }

@@ -10,7 +10,8 @@ use crate::error::{Error, InputError, Result};
 use crate::model::{AccountId, SecretName};
 use crate::time::{Timestamp, from_ms, to_ms};
 use crate::webhook::{
-    AttemptResult, Delivery, DeliveryQueue, DeliveryStatus, NewWebhook, OutboxStats, WebhookEndpoint,
+    AttemptResult, Delivery, DeliveryQueue, DeliveryStatus, NewWebhook, OutboxStats,
+    WebhookEndpoint,
 };
 
 macro_rules! endpoint_columns {
@@ -164,14 +165,22 @@ impl Store {
 
     /// Every endpoint not removed, oldest first.
     pub async fn webhooks(&self) -> Result<Vec<WebhookEndpoint>> {
-        let rows: Vec<EndpointRow> = sqlx::query_as(concat!("SELECT ", endpoint_columns!(), " FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id"))
+        let rows: Vec<EndpointRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(EndpointRow::into_endpoint).collect()
     }
 
     pub async fn webhook(&self, id: i64) -> Result<WebhookEndpoint> {
-        let row: Option<EndpointRow> = sqlx::query_as(concat!("SELECT ", endpoint_columns!(), " FROM webhook_endpoints WHERE id = ? AND removed_at IS NULL"))
+        let row: Option<EndpointRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM webhook_endpoints WHERE id = ? AND removed_at IS NULL"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
@@ -329,7 +338,11 @@ impl Store {
     }
 
     pub async fn delivery(&self, id: i64) -> Result<Delivery> {
-        let row: Option<DeliveryRow> = sqlx::query_as(concat!("SELECT ", delivery_columns!(), " FROM webhook_deliveries AS d WHERE d.id = ?"))
+        let row: Option<DeliveryRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM webhook_deliveries AS d WHERE d.id = ?"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
@@ -338,9 +351,13 @@ impl Store {
 
     /// Deliveries, newest first.
     pub async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>> {
-        let rows: Vec<DeliveryRow> = sqlx::query_as(concat!("SELECT ", delivery_columns!(), " FROM webhook_deliveries AS d \
+        let rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM webhook_deliveries AS d \
              WHERE (?1 IS NULL OR d.endpoint_id = ?1) AND (NOT ?2 OR d.status = 'failed') \
-             ORDER BY d.id DESC LIMIT ?3"))
+             ORDER BY d.id DESC LIMIT ?3"
+        ))
         .bind(filter.endpoint)
         .bind(filter.failed_only)
         .bind(i64::from(filter.limit))
@@ -357,8 +374,10 @@ impl Store {
         busy: &[DeliveryQueue],
         limit: u32,
     ) -> Result<Vec<Delivery>> {
-        let busy: Vec<(i64, Option<i64>)> =
-            busy.iter().map(|q| (q.endpoint, q.account.map(|a| a.0))).collect();
+        let busy: Vec<(i64, Option<i64>)> = busy
+            .iter()
+            .map(|q| (q.endpoint, q.account.map(|a| a.0)))
+            .collect();
         let rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
             "SELECT ",
             delivery_columns!(),
@@ -381,7 +400,11 @@ impl Store {
     }
 
     /// The head of one queue when it is due at `now`.
-    pub async fn next_in_queue(&self, queue: DeliveryQueue, now: Timestamp) -> Result<Option<Delivery>> {
+    pub async fn next_in_queue(
+        &self,
+        queue: DeliveryQueue,
+        now: Timestamp,
+    ) -> Result<Option<Delivery>> {
         let row: Option<DeliveryRow> = sqlx::query_as(concat!(
             "SELECT ",
             delivery_columns!(),
@@ -433,8 +456,15 @@ impl Store {
                 code,
                 error,
                 retry_at,
-            } => ("pending", *code, Some(error.as_str()), Some(to_ms(*retry_at))),
-            AttemptResult::Exhausted { code, error } => ("failed", *code, Some(error.as_str()), None),
+            } => (
+                "pending",
+                *code,
+                Some(error.as_str()),
+                Some(to_ms(*retry_at)),
+            ),
+            AttemptResult::Exhausted { code, error } => {
+                ("failed", *code, Some(error.as_str()), None)
+            }
             AttemptResult::Gone { code } => (
                 "failed",
                 Some(*code),
@@ -558,7 +588,11 @@ mod tests {
     use crate::store::tests::temp_store;
     use crate::webhook::WebhookUrl;
 
-    async fn endpoint(store: &Store, events: Option<&str>, accounts: Option<Vec<AccountId>>) -> i64 {
+    async fn endpoint(
+        store: &Store,
+        events: Option<&str>,
+        accounts: Option<Vec<AccountId>>,
+    ) -> i64 {
         store
             .add_webhook(NewWebhook {
                 url: WebhookUrl::parse("http://127.0.0.1:9/hook").expect("url"),
@@ -601,7 +635,13 @@ mod tests {
             ),
         ] {
             store
-                .record_transition(a.id, to, None, TriggeredBy::Engine, t0 + Duration::seconds(s))
+                .record_transition(
+                    a.id,
+                    to,
+                    None,
+                    TriggeredBy::Engine,
+                    t0 + Duration::seconds(s),
+                )
                 .await
                 .expect("record");
         }
@@ -640,7 +680,10 @@ mod tests {
             .due_deliveries(t0 + Duration::seconds(60), &[], 10)
             .await
             .expect("due");
-        let firsts: Vec<_> = due.iter().map(|d| (d.endpoint_id, d.kind.as_str())).collect();
+        let firsts: Vec<_> = due
+            .iter()
+            .map(|d| (d.endpoint_id, d.kind.as_str()))
+            .collect();
         assert_eq!(
             firsts,
             [
@@ -666,7 +709,13 @@ mod tests {
                 State::Connected
             };
             store
-                .record_transition(a.id, to, None, TriggeredBy::Engine, t0 + Duration::seconds(s))
+                .record_transition(
+                    a.id,
+                    to,
+                    None,
+                    TriggeredBy::Engine,
+                    t0 + Duration::seconds(s),
+                )
                 .await
                 .expect("record");
         }
@@ -686,9 +735,21 @@ mod tests {
             )
             .await
             .expect("attempt");
-        assert_eq!(failing.map(crate::time::to_ms), Some(crate::time::to_ms(later)));
-        assert!(store.due_deliveries(later, &[], 10).await.expect("due").is_empty());
-        assert_eq!(store.next_delivery_at().await.expect("next").map(to_ms), Some(to_ms(retry_at)));
+        assert_eq!(
+            failing.map(crate::time::to_ms),
+            Some(crate::time::to_ms(later))
+        );
+        assert!(
+            store
+                .due_deliveries(later, &[], 10)
+                .await
+                .expect("due")
+                .is_empty()
+        );
+        assert_eq!(
+            store.next_delivery_at().await.expect("next").map(to_ms),
+            Some(to_ms(retry_at))
+        );
         // Busy heads are not handed out twice.
         assert!(
             store
@@ -698,13 +759,20 @@ mod tests {
                 .is_empty()
         );
         store
-            .record_attempt(head[0].id, &AttemptResult::Delivered { code: 204 }, retry_at)
+            .record_attempt(
+                head[0].id,
+                &AttemptResult::Delivered { code: 204 },
+                retry_at,
+            )
             .await
             .expect("delivered");
         let next = store.due_deliveries(retry_at, &[], 10).await.expect("due");
         assert_eq!(next.len(), 1);
         assert!(next[0].id > head[0].id);
-        assert_eq!(store.webhook(id).await.expect("endpoint").failing_since, None);
+        assert_eq!(
+            store.webhook(id).await.expect("endpoint").failing_since,
+            None
+        );
         store
             .record_attempt(next[0].id, &AttemptResult::Gone { code: 410 }, retry_at)
             .await
@@ -712,13 +780,25 @@ mod tests {
         let endpoint = store.webhook(id).await.expect("endpoint");
         assert!(!endpoint.enabled);
         assert!(endpoint.disabled_reason.expect("why").contains("410"));
-        assert!(store.due_deliveries(retry_at, &[], 10).await.expect("due").is_empty());
+        assert!(
+            store
+                .due_deliveries(retry_at, &[], 10)
+                .await
+                .expect("due")
+                .is_empty()
+        );
         let stats = store.outbox_stats().await.expect("stats");
         assert_eq!((stats.delivered, stats.failed, stats.pending), (1, 1, 1));
         // Replaying the failed one queues it again, ahead of the one still pending.
         assert_eq!(store.replay_failed(Some(id)).await.expect("replay"), 1);
-        store.set_webhook_enabled(id, true, None).await.expect("enable");
-        let again = store.due_deliveries(Utc::now(), &[], 10).await.expect("due");
+        store
+            .set_webhook_enabled(id, true, None)
+            .await
+            .expect("enable");
+        let again = store
+            .due_deliveries(Utc::now(), &[], 10)
+            .await
+            .expect("due");
         assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), [next[0].id]);
         assert_eq!(again[0].attempts, 0);
         assert_eq!(again[0].msg_id, next[0].msg_id);
@@ -737,10 +817,19 @@ mod tests {
             .await
             .expect("disable");
         store
-            .record_transition(a.id, State::Connecting, None, TriggeredBy::Engine, Utc::now())
+            .record_transition(
+                a.id,
+                State::Connecting,
+                None,
+                TriggeredBy::Engine,
+                Utc::now(),
+            )
             .await
             .expect("record");
-        assert_eq!(store.outbox_stats().await.expect("stats"), OutboxStats::default());
+        assert_eq!(
+            store.outbox_stats().await.expect("stats"),
+            OutboxStats::default()
+        );
         let err = store.add_webhook(NewWebhook {
             url: WebhookUrl::parse("http://127.0.0.1:9/").expect("url"),
             events: None,
