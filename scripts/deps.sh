@@ -8,6 +8,7 @@ packages=(
   sqlite3                                               # export benchmark baseline
   dbus-daemon gnome-keyring libsecret-tools             # tests: a real Secret Service keyring
   prometheus                                            # tests: promtool validates /metrics
+  python3 python3-venv                                  # tests: independent webhook verifier
   libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev    # build: the Tauri desktop app
   librsvg2-dev libayatana-appindicator3-dev libxdo-dev
 )

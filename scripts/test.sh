@@ -30,6 +30,13 @@ for pkg in lifeline lifeline-desktop; do
   fi
   echo "$pkg: ok"
 done
+echo "== webhook verifier (the Standard Webhooks project's Python library, in a venv)"
+venv="$HOME/.cache/lifeline/venv"
+if ! "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'standardwebhooks==1.1.0'
+fi
+export LIFELINE_WEBHOOK_PYTHON="$venv/bin/python"
 echo "== cargo test"
 keyring_home=$(mktemp -d)
 log=$(mktemp)

@@ -69,6 +69,9 @@ pub enum Command {
     /// Show or change recovery policy values (backoff, breaker, pacing, keepalive, …).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Send signed messages (Standard Webhooks) to your own systems when accounts change.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Show the data dir, the supervisor, autorecover and account counts by state.
     Status {
         /// Machine-readable output.
@@ -215,4 +218,70 @@ pub enum SecretCommand {
     Delete { name: String },
     /// List secret names (values are never shown).
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Add an endpoint; prints its id. Its signing secret is generated into the OS keyring.
+    Add {
+        /// Where to POST: https://…, or http:// to a loopback or private address.
+        url: String,
+        /// Only these messages, comma-separated: state (every transition), connected, dropped,
+        /// needs_operator, paused, alert. Default: all.
+        #[arg(long, value_name = "LIST")]
+        events: Option<String>,
+        /// Only messages about this account (repeatable). Default: every account.
+        #[arg(long = "account", value_name = "ID")]
+        accounts: Vec<i64>,
+        /// Print the signing secret (whsec_…) once, for the receiver's configuration.
+        #[arg(long)]
+        show_secret: bool,
+    },
+    /// List endpoints with their state.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an endpoint and its secret; undelivered messages stay listed as failed.
+    Remove { id: i64 },
+    /// Stop sending to an endpoint (messages keep queueing).
+    Disable { id: i64 },
+    /// Send to an endpoint again, starting with what queued while it was off.
+    Enable { id: i64 },
+    /// Send a signed test message now and show the answer.
+    Test { id: i64 },
+    /// A new signing secret; the old one keeps signing beside it for 24 hours.
+    RotateSecret {
+        id: i64,
+        /// Print the new secret once.
+        #[arg(long)]
+        show_secret: bool,
+    },
+    /// Recent deliveries, newest first.
+    Deliveries {
+        /// Only this endpoint.
+        id: Option<i64>,
+        /// Only deliveries that failed for good.
+        #[arg(long)]
+        failed: bool,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a delivery again (same webhook-id), or every failed one.
+    Replay {
+        /// Delivery id (see `lifeline webhook deliveries`).
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        delivery: Option<i64>,
+        /// Every failed delivery (of --endpoint, or all).
+        #[arg(long)]
+        failed: bool,
+        /// With --failed: only this endpoint's.
+        #[arg(long, requires = "failed", value_name = "ID")]
+        endpoint: Option<i64>,
+    },
 }

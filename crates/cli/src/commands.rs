@@ -55,6 +55,7 @@ async fn dispatch(dir: &DataDir, store: Store, command: Command) -> Result {
         }
         Command::Reset(t) => act(&ops(), Action::Reset, &t).await,
         Command::Health { json } => report::health(dir, &store, json).await,
+        Command::Webhook(c) => crate::webhook::run(dir, &store, c).await,
     };
     store.close().await;
     outcome

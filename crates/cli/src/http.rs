@@ -93,6 +93,10 @@ async fn health(State(app): State<App>) -> Response {
 
 /// OpenMetrics for scrapers that ask for it (Prometheus does), the classic text format otherwise.
 async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+    match app.sup.store().outbox_stats().await {
+        Ok(stats) => app.sup.metrics().set_outbox(&stats, chrono::Utc::now()),
+        Err(e) => tracing::warn!(error = %e, "webhook outbox not readable for /metrics"),
+    }
     let body = app.sup.metrics().render(&app.sup.counts());
     let wants_openmetrics = headers
         .get(header::ACCEPT)

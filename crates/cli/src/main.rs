@@ -7,6 +7,7 @@ mod http;
 mod link;
 mod report;
 mod serve;
+mod webhook;
 mod words;
 
 use std::process::ExitCode;

@@ -27,12 +27,11 @@ pub async fn list(store: &Store, as_json: bool) -> Result {
     }
     let header = [
         "ID", "NAME", "KIND", "STATE", "DESIRED", "PRIORITY", "ENDPOINT",
-    ]
-    .map(String::from);
-    let rows: Vec<[String; 7]> = accounts
+    ];
+    let rows: Vec<Vec<String>> = accounts
         .iter()
         .map(|a| {
-            [
+            vec![
                 a.id.to_string(),
                 a.name.clone(),
                 a.kind.to_string(),
@@ -48,17 +47,23 @@ pub async fn list(store: &Store, as_json: bool) -> Result {
             ]
         })
         .collect();
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &rows {
+    table(&header, &rows)
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = std::io::stdout().lock();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let line: Vec<String> = row
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(cell, w)| format!("{cell}{}", " ".repeat(w - cell.chars().count())))
             .collect();
         writeln!(out, "{}", line.join("  ").trim_end()).map_err(stdout_err)?;

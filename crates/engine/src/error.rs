@@ -189,6 +189,10 @@ pub enum Error {
     )]
     NeedsSupervisor,
 
+    /// A webhook could not be sent; the words say why.
+    #[error("{0}")]
+    Webhook(String),
+
     #[error("Unhealthy: {0}.")]
     Unhealthy(String),
 

@@ -77,7 +77,7 @@ async fn keep(
     let (secrets, name, value) = (secrets.clone(), name.clone(), value.clone());
     tokio::task::spawn_blocking(move || secrets.set(&name, &value))
         .await
-        .map_err(|e| Error::Supervisor(format!("keyring task failed: {e}")))?
+        .map_err(|e| Error::Webhook(format!("The keyring task failed: {e}.")))?
 }
 
 async fn forget(secrets: &Arc<dyn SecretStore>, name: &SecretName) {
@@ -101,6 +101,9 @@ pub async fn add_endpoint(
     let url = WebhookUrl::parse(url)?;
     send::check_resolves(&url).await?;
     let events = events.map(parse_event_filters).transpose()?.flatten();
+    for id in accounts {
+        store.account(AccountId(*id)).await?;
+    }
     let accounts = (!accounts.is_empty()).then(|| accounts.iter().map(|a| AccountId(*a)).collect());
     let (_, value) = sign::SigningKey::generate();
     let secret_name = new_secret_name();

@@ -59,7 +59,7 @@ impl HttpSender {
                 .user_agent(concat!("Lifeline-Webhooks/", env!("CARGO_PKG_VERSION")))
                 .dns_resolver(Arc::new(Guard { public }))
                 .build()
-                .map_err(|e| Error::Supervisor(format!("cannot set up the webhook client: {e}")))
+                .map_err(|e| Error::Webhook(format!("Cannot set up the webhook client: {e}.")))
         };
         Ok(Self {
             https: build(true)?,

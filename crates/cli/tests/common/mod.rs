@@ -87,9 +87,15 @@ impl Drop for Serve {
 
 /// Starts `lifeline serve --http 127.0.0.1:0 EXTRA…` and waits (20 s at most) for its address.
 pub fn serve(dir: &Path, extra: &[&str]) -> Serve {
+    serve_with_env(dir, extra, &[])
+}
+
+/// [`serve`] with these environment variables set.
+pub fn serve_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
         .args(["serve", "--http", "127.0.0.1:0"])
         .args(extra)
+        .envs(env.iter().copied())
         .env("LIFELINE_DATA_DIR", dir)
         .env("LIFELINE_LOG", "warn")
         .stdin(Stdio::null())

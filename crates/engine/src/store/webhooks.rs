@@ -196,7 +196,7 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<WebhookEndpoint> {
         let now = to_ms(Utc::now());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let n = sqlx::query(
             "UPDATE webhook_endpoints SET enabled = ?, disabled_reason = ?, \
                failing_since = CASE WHEN ? THEN NULL ELSE failing_since END \
@@ -231,7 +231,7 @@ impl Store {
     pub async fn remove_webhook(&self, id: i64) -> Result<WebhookEndpoint> {
         let endpoint = self.webhook(id).await?;
         let now = to_ms(Utc::now());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("UPDATE webhook_endpoints SET removed_at = ?, enabled = 0 WHERE id = ?")
             .bind(now)
             .bind(id)
@@ -443,7 +443,7 @@ impl Store {
         at: Timestamp,
     ) -> Result<Option<Timestamp>> {
         let at = to_ms(at);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let endpoint: Option<i64> =
             sqlx::query_scalar("SELECT endpoint_id FROM webhook_deliveries WHERE id = ?")
                 .bind(delivery)
