@@ -18,6 +18,7 @@ mod soak;
 mod soak_wa;
 mod supervise;
 mod table;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,6 +62,15 @@ enum Cmd {
         /// Stalls sampled for the detection error.
         #[arg(long, default_value_t = 100)]
         stalls: usize,
+    },
+    /// Webhooks: a mass drop acknowledged by 3 endpoints vs bare POSTs; drop -> recorded p99
+    /// with webhooks on vs off.
+    Webhooks {
+        #[arg(long, default_value_t = 1000)]
+        accounts: usize,
+        /// Single drops measured per side.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
     },
     /// CSV export vs `sqlite3 -csv` over the same query.
     Export {
@@ -108,6 +118,8 @@ enum Cmd {
 /// The sizes of one harness run.
 struct Sizes {
     supervise: supervise::Plan,
+    /// Accounts and single-drop samples of the webhook benchmark.
+    webhooks: (usize, usize),
     export_rows: u64,
     soak: soak::Plan,
     whatsapp: soak::Plan,
@@ -120,6 +132,7 @@ const QUICK: Sizes = Sizes {
         drops: 50,
         stalls: 50,
     },
+    webhooks: (200, 50),
     export_rows: 200_000,
     soak: soak::Plan {
         accounts: 200,
@@ -141,6 +154,7 @@ fn full(seed: u64) -> Sizes {
             drops: 200,
             stalls: 100,
         },
+        webhooks: (1000, 200),
         export_rows: 1_000_000,
         soak: soak::Plan {
             accounts: 1000,
@@ -234,6 +248,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             print_table("supervision", &rows);
             return Ok(true);
         }
+        (false, Some(Cmd::Webhooks { accounts, samples })) => {
+            anyhow::ensure!(
+                accounts > 0 && samples > 0,
+                "give --accounts and --samples at least 1"
+            );
+            let rows = webhooks::run(accounts, samples).await?;
+            print_table("webhooks", &rows);
+            return Ok(true);
+        }
         (false, Some(Cmd::Export { rows })) => {
             let rows = export::run(rows).await?;
             print_table("export", &rows);
@@ -277,6 +300,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // Export first: its peak-RSS figures need a small parent (see export.rs).
     let mut rows = export::run(sizes.export_rows).await?;
     rows.extend(supervise::run(sizes.supervise).await?);
+    rows.extend(webhooks::run(sizes.webhooks.0, sizes.webhooks.1).await?);
     let mut outcome = soak::run(sizes.soak).await?;
     outcome.merge(whatsapp_soak(sizes.whatsapp, false).await?);
     rows.extend(outcome.rows.iter().cloned());

@@ -97,7 +97,7 @@ pub async fn bare(addr: &str, n: usize, concurrency: usize) -> anyhow::Result<()
 }
 
 /// Pacing off (restore speed is what is measured), quick keepalives so stalls show in a second.
-fn bench_policy(concurrency: usize) -> PolicyConfig {
+pub(crate) fn bench_policy(concurrency: usize) -> PolicyConfig {
     let mut p = PolicyConfig::default();
     p.pacing.enabled = false;
     p.autorecover.start_delay_ms = 0;
@@ -107,7 +107,7 @@ fn bench_policy(concurrency: usize) -> PolicyConfig {
     p
 }
 
-async fn fleet(
+pub(crate) async fn fleet(
     addr: &str,
     n: usize,
     policy: PolicyConfig,
@@ -139,7 +139,7 @@ async fn fleet(
 
 /// Waits until `n` transitions matching `want` have been recorded; returns when the last one
 /// was seen and the events themselves.
-async fn await_recorded(
+pub(crate) async fn await_recorded(
     rx: &mut tokio::sync::broadcast::Receiver<Update>,
     want: impl Fn(&lifeline_engine::state::Event) -> bool,
     n: usize,
@@ -167,7 +167,7 @@ async fn await_recorded(
     Ok((Instant::now(), seen))
 }
 
-fn into(kind: StateKind) -> impl Fn(&lifeline_engine::state::Event) -> bool {
+pub(crate) fn into(kind: StateKind) -> impl Fn(&lifeline_engine::state::Event) -> bool {
     move |e| e.to.kind() == kind
 }
 
@@ -224,7 +224,7 @@ impl Drop for SimChild {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -434,7 +434,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
 }
 
 /// Waits until every account is connected again.
-async fn settle(sup: &Supervisor, after: &str) -> anyhow::Result<()> {
+pub(crate) async fn settle(sup: &Supervisor, after: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while sup
         .views()

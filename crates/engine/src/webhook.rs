@@ -152,11 +152,18 @@ pub enum AttemptResult {
     },
 }
 
+/// One attempt to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub delivery: i64,
+    pub result: AttemptResult,
+    pub at: Timestamp,
+}
+
 /// Counts for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct OutboxStats {
     pub pending: u64,
-    pub delivered: u64,
     pub failed: u64,
     pub oldest_pending_at: Option<Timestamp>,
 }

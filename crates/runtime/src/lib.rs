@@ -158,7 +158,7 @@ impl Runtime {
             self.sup.stopping(),
         )));
         if restore {
-            self.start_webhooks();
+            self.start_webhooks().await?;
         }
         self.startup = Some(report.clone());
         Ok(report)
@@ -166,17 +166,19 @@ impl Runtime {
 
     /// The webhook sender, woken by every recorded batch (the outbox rows are already written
     /// when subscribers hear of it) and by its own poll.
-    fn start_webhooks(&mut self) {
+    async fn start_webhooks(&mut self) -> Result<(), Error> {
         let wake = Arc::new(Notify::new());
+        let reader = Store::open_path(self.store.path()).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         self.webhook_notices = Some(rx);
         let stop = self.sup.stopping();
         self.tasks.push(tokio::spawn(lifeline_webhooks::worker::run(
             lifeline_webhooks::worker::Outbox {
-                store: self.store.clone(),
+                store: reader,
                 secrets: self.secrets.clone(),
                 clock: Clock::System,
                 metrics: Some(self.sup.metrics().clone()),
+                writer: Some(self.sup.clone()),
             },
             self.webhooks.clone(),
             wake.clone(),
@@ -197,6 +199,7 @@ impl Runtime {
                 }
             }
         }));
+        Ok(())
     }
 
     /// What the webhook sender has to tell (an endpoint it turned off), once: the face that

@@ -4,7 +4,7 @@
 //! store already holds, woken by new transitions and by a short poll (rows written by another
 //! process, retries falling due).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,8 +13,9 @@ use lifeline_engine::clock::Clock;
 use lifeline_engine::metrics::Metrics;
 use lifeline_engine::model::SecretName;
 use lifeline_engine::secrets::{self, SecretStore};
+use lifeline_engine::supervisor::Supervisor;
 use lifeline_engine::webhook::{
-    AttemptResult, Delivery, DeliveryQueue, WebhookEndpoint, WebhookUrl,
+    Attempt, AttemptResult, Delivery, DeliveryQueue, WebhookEndpoint, WebhookUrl,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
@@ -38,6 +39,8 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// Who sends, written into every message (`data.instance`).
     pub instance: String,
+    /// How long delivered messages stay listed.
+    pub keep_delivered: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -49,9 +52,16 @@ impl Default for WorkerConfig {
             give_up_after: Duration::from_secs(5 * 86_400),
             poll: Duration::from_secs(1),
             instance: String::new(),
+            keep_delivered: Duration::from_secs(30 * 86_400),
         }
     }
 }
+
+/// How often delivered messages past their keeping time are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Most queue heads read from the outbox at once.
+const READ_AHEAD: u32 = 256;
 
 /// What the sender tells the faces (the desktop notifies, `serve` logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,18 +83,22 @@ struct Ctx {
     cfg: WorkerConfig,
     http: HttpSender,
     metrics: Option<Metrics>,
+    writer: Option<Supervisor>,
     notices: mpsc::UnboundedSender<Notice>,
     /// Signing keys read from the keyring, by secret name (the keyring is slow to ask).
     keys: Mutex<HashMap<SecretName, SigningKey>>,
 }
 
-/// Where the sender works: the store holding the outbox, the keyring with the signing secrets.
+/// Where the sender works: the store holding the outbox (best a pool of its own: its reads then
+/// never wait behind the engine's), the keyring with the signing secrets, and the supervisor
+/// whose single writer records the attempts (`None`: the store does, as when none runs).
 #[derive(Debug, Clone)]
 pub struct Outbox {
     pub store: Store,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Clock,
     pub metrics: Option<Metrics>,
+    pub writer: Option<Supervisor>,
 }
 
 /// Runs until `stop`; `wake` says the outbox may have grown.
@@ -109,54 +123,81 @@ pub async fn run(
         cfg,
         http,
         metrics: outbox.metrics,
+        writer: outbox.writer,
         notices,
         keys: Mutex::new(HashMap::new()),
     });
+    // Queues due and waiting for a free sender, read from the outbox in large steps (one read
+    // per many deliveries), and every queue either waiting here or being sent: never read twice.
+    let mut ready: VecDeque<Delivery> = VecDeque::new();
     let mut busy: HashSet<DeliveryQueue> = HashSet::new();
-    let mut pool: JoinSet<DeliveryQueue> = JoinSet::new();
+    let mut pool: JoinSet<()> = JoinSet::new();
+    let mut sending: HashMap<tokio::task::Id, DeliveryQueue> = HashMap::new();
+    let mut stale = true;
+    let mut pruned: Option<tokio::time::Instant> = None;
     loop {
-        let free = ctx.cfg.concurrency.saturating_sub(pool.len());
-        let mut wait = ctx.cfg.poll;
-        if free > 0 {
-            let now = ctx.clock.now();
-            let queues: Vec<DeliveryQueue> = busy.iter().copied().collect();
+        if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned = Some(tokio::time::Instant::now());
+            let before = ctx.clock.now()
+                - chrono::Duration::from_std(ctx.cfg.keep_delivered).unwrap_or_default();
+            if let Err(e) = ctx.store.prune_delivered(before).await {
+                tracing::warn!(error = %e, "delivered webhook messages not pruned");
+            }
+        }
+        if stale || ready.len() < ctx.cfg.concurrency {
             match ctx
                 .store
-                .due_deliveries(now, &queues, u32::try_from(free).unwrap_or(u32::MAX))
+                .due_deliveries(ctx.clock.now(), &busy, READ_AHEAD)
                 .await
             {
                 Ok(due) => {
                     for head in due {
                         busy.insert(head.queue());
-                        pool.spawn(send_queue(ctx.clone(), head));
+                        ready.push_back(head);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "webhook outbox not readable"),
             }
-            if let Ok(Some(next)) = ctx.store.next_delivery_at().await {
-                let until = (next - ctx.clock.now()).to_std().unwrap_or(Duration::ZERO);
-                wait = wait.min(until.max(Duration::from_millis(10)));
-            }
+            stale = false;
+        }
+        while pool.len() < ctx.cfg.concurrency {
+            let Some(head) = ready.pop_front() else { break };
+            let queue = head.queue();
+            let task = pool.spawn(send_queue(ctx.clone(), head));
+            sending.insert(task.id(), queue);
+        }
+        let mut wait = ctx.cfg.poll;
+        if ready.is_empty()
+            && pool.len() < ctx.cfg.concurrency
+            && let Ok(Some(next)) = ctx.store.next_delivery_at().await
+        {
+            let until = (next - ctx.clock.now()).to_std().unwrap_or(Duration::ZERO);
+            wait = wait.min(until.max(Duration::from_millis(10)));
         }
         tokio::select! {
             _ = stop.cancelled() => break,
-            Some(done) = pool.join_next(), if !pool.is_empty() => {
-                match done {
-                    Ok(queue) => { busy.remove(&queue); }
-                    Err(e) => {
-                        // A panicking attempt leaves its delivery pending; it is tried again.
-                        tracing::error!(error = %e, "webhook task failed");
-                        busy.clear();
-                        pool.abort_all();
+            Some(done) = pool.join_next_with_id(), if !pool.is_empty() => {
+                let mut finished = vec![done];
+                // Every other finished queue too, before reading the outbox again.
+                while let Some(more) = pool.try_join_next_with_id() {
+                    finished.push(more);
+                }
+                for done in finished {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(e) => {
+                            // A panicking attempt leaves its delivery pending: tried again.
+                            tracing::error!(error = %e, "webhook task failed");
+                            e.id()
+                        }
+                    };
+                    if let Some(queue) = sending.remove(&id) {
+                        busy.remove(&queue);
                     }
                 }
-                // Collect every other finished queue before reading the outbox again.
-                while let Some(Ok(queue)) = pool.try_join_next() {
-                    busy.remove(&queue);
-                }
             }
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => stale = true,
+            _ = tokio::time::sleep(wait) => stale = true,
         }
     }
     // An attempt cut short stays pending and goes again on the next start, with the same
@@ -166,7 +207,7 @@ pub async fn run(
 }
 
 /// Sends one queue's deliveries in order while they are due; stops at the first that must wait.
-async fn send_queue(ctx: Arc<Ctx>, head: Delivery) -> DeliveryQueue {
+async fn send_queue(ctx: Arc<Ctx>, head: Delivery) {
     let queue = head.queue();
     let mut next = Some(head);
     while let Some(delivery) = next.take() {
@@ -181,11 +222,11 @@ async fn send_queue(ctx: Arc<Ctx>, head: Delivery) -> DeliveryQueue {
             }
         };
     }
-    queue
 }
 
 /// One attempt, recorded. True when the queue may go on (this one is done, either way).
 async fn attempt(ctx: &Ctx, delivery: &Delivery) -> bool {
+    // Read at every attempt: a change (turned off, a new secret) applies to the next message.
     let endpoint = match ctx.store.webhook(delivery.endpoint_id).await {
         Ok(e) if e.enabled => e,
         // Removed or turned off meanwhile: the delivery waits (or was dropped with it).
@@ -233,12 +274,17 @@ async fn attempt(ctx: &Ctx, delivery: &Delivery) -> bool {
         outcome,
         "webhook attempt"
     );
-    let failing = match ctx
-        .store
-        .record_attempt(delivery.id, &result, ctx.clock.now())
-        .await
-    {
-        Ok(f) => f,
+    let recorded = Attempt {
+        delivery: delivery.id,
+        result: result.clone(),
+        at: ctx.clock.now(),
+    };
+    let written = match &ctx.writer {
+        Some(sup) => sup.record_webhook_attempts(vec![recorded]).await,
+        None => ctx.store.record_attempts(&[recorded]).await,
+    };
+    let failing = match written {
+        Ok(mut f) => f.pop().flatten(),
         Err(e) => {
             // Not recorded: the delivery stays pending and goes again (same webhook-id).
             tracing::warn!(error = %e, delivery = delivery.id, "webhook attempt not recorded");

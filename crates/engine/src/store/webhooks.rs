@@ -3,6 +3,8 @@
 //! here. Deliveries leave in order per (endpoint, account): only the oldest pending delivery of
 //! each pair is ever handed out.
 
+use std::collections::HashSet;
+
 use chrono::Utc;
 
 use super::{Store, encode};
@@ -10,7 +12,7 @@ use crate::error::{Error, InputError, Result};
 use crate::model::{AccountId, SecretName};
 use crate::time::{Timestamp, from_ms, to_ms};
 use crate::webhook::{
-    AttemptResult, Delivery, DeliveryQueue, DeliveryStatus, NewWebhook, OutboxStats,
+    Attempt, AttemptResult, Delivery, DeliveryQueue, DeliveryStatus, NewWebhook, OutboxStats,
     WebhookEndpoint,
 };
 
@@ -21,10 +23,32 @@ macro_rules! endpoint_columns {
     };
 }
 
-macro_rules! delivery_columns {
+/// Deliveries with their webhook-id and their data: a message about a transition reads it from
+/// the event (and the account's name as it is when sent). Filters follow as `WHERE …`.
+macro_rules! delivery_select {
     () => {
-        "d.id, d.endpoint_id, d.msg_id, d.account_id, d.event_id, d.type, \
-     d.data, d.at, d.status, d.attempts, d.next_at, d.last_at, d.last_code, d.last_error, d.done_at"
+        "SELECT d.id, d.endpoint_id, \
+           'msg_' || (SELECT value FROM settings WHERE key = 'webhook.id_prefix') || d.id AS msg_id, \
+           d.account_id, d.event_id, d.type, \
+           COALESCE(d.data, json_object( \
+               'event_id', e.id, \
+               'account_id', e.account_id, \
+               'account_name', a.name, \
+               'account_kind', a.kind, \
+               'from', e.from_state, \
+               'to', e.to_state, \
+               'reason', e.reason, \
+               'state', json(e.state_json), \
+               'detail', e.detail, \
+               'triggered_by', e.triggered_by, \
+               'connected_for_s', CASE WHEN e.from_state = 'connected' THEN \
+                   (SELECT (e.at - s.started_at) / 1000.0 FROM sessions AS s \
+                    WHERE s.account_id = e.account_id AND s.ended_at = e.at \
+                    ORDER BY s.started_at DESC LIMIT 1) END)) AS data, \
+           d.at, d.status, d.attempts, d.next_at, d.last_at, d.last_code, d.last_error, d.done_at \
+         FROM webhook_deliveries AS d \
+         LEFT JOIN events AS e ON e.id = d.event_id \
+         LEFT JOIN accounts AS a ON a.id = e.account_id "
     };
 }
 
@@ -294,8 +318,8 @@ impl Store {
         at: Timestamp,
     ) -> Result<u64> {
         let n = sqlx::query(
-            "INSERT INTO webhook_deliveries (endpoint_id, msg_id, account_id, type, data, at, next_at) \
-             SELECT w.id, 'msg_' || lower(hex(randomblob(12))), ?1, ?2, ?3, ?4, ?4 \
+            "INSERT INTO webhook_deliveries (endpoint_id, account_id, type, data, at, next_at) \
+             SELECT w.id, ?1, ?2, ?3, ?4, ?4 \
              FROM webhook_endpoints AS w \
              WHERE w.enabled = 1 AND w.removed_at IS NULL \
                AND (?1 IS NULL OR w.accounts IS NULL \
@@ -325,8 +349,8 @@ impl Store {
         let endpoint = self.webhook(id).await?;
         let data = serde_json::json!({ "endpoint_id": endpoint.id, "url": endpoint.url });
         let delivery: i64 = sqlx::query_scalar(
-            "INSERT INTO webhook_deliveries (endpoint_id, msg_id, type, data, at, next_at) \
-             VALUES (?, 'msg_' || lower(hex(randomblob(12))), 'webhook.test', ?, ?, ?) RETURNING id",
+            "INSERT INTO webhook_deliveries (endpoint_id, type, data, at, next_at) \
+             VALUES (?, 'webhook.test', ?, ?, ?) RETURNING id",
         )
         .bind(id)
         .bind(encode(&data)?)
@@ -338,23 +362,19 @@ impl Store {
     }
 
     pub async fn delivery(&self, id: i64) -> Result<Delivery> {
-        let row: Option<DeliveryRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            delivery_columns!(),
-            " FROM webhook_deliveries AS d WHERE d.id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<DeliveryRow> =
+            sqlx::query_as(concat!(delivery_select!(), "WHERE d.id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.ok_or(InputError::UnknownDelivery(id))?.into_delivery()
     }
 
     /// Deliveries, newest first.
     pub async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>> {
         let rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            delivery_columns!(),
-            " FROM webhook_deliveries AS d \
+            delivery_select!(),
+            "\
              WHERE (?1 IS NULL OR d.endpoint_id = ?1) AND (NOT ?2 OR d.status = 'failed') \
              ORDER BY d.id DESC LIMIT ?3"
         ))
@@ -371,32 +391,34 @@ impl Store {
     pub async fn due_deliveries(
         &self,
         now: Timestamp,
-        busy: &[DeliveryQueue],
+        busy: &HashSet<DeliveryQueue>,
         limit: u32,
     ) -> Result<Vec<Delivery>> {
-        let busy: Vec<(i64, Option<i64>)> = busy
-            .iter()
-            .map(|q| (q.endpoint, q.account.map(|a| a.0)))
-            .collect();
+        // Busy queues are left out here rather than in SQL: a list to search for every pending
+        // queue would make each read cost queues × busy.
+        let wanted = i64::from(limit) + i64::try_from(busy.len()).unwrap_or(i64::MAX / 2);
         let rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            delivery_columns!(),
-            " FROM webhook_deliveries AS d \
+            delivery_select!(),
+            "\
              JOIN webhook_endpoints AS w ON w.id = d.endpoint_id \
                AND w.enabled = 1 AND w.removed_at IS NULL \
              WHERE d.id IN (SELECT MIN(id) FROM webhook_deliveries WHERE status = 'pending' \
                             GROUP BY endpoint_id, account_id) \
                AND d.next_at <= ?1 \
-               AND NOT EXISTS (SELECT 1 FROM json_each(?2) AS b \
-                               WHERE b.value->>0 = d.endpoint_id AND b.value->>1 IS d.account_id) \
-             ORDER BY d.next_at, d.id LIMIT ?3"
+             ORDER BY d.next_at, d.id LIMIT ?2"
         ))
         .bind(to_ms(now))
-        .bind(encode(&busy)?)
-        .bind(i64::from(limit))
+        .bind(wanted)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(DeliveryRow::into_delivery).collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let d = row.into_delivery()?;
+            if !busy.contains(&d.queue()) && out.len() < limit as usize {
+                out.push(d);
+            }
+        }
+        Ok(out)
     }
 
     /// The head of one queue when it is due at `now`.
@@ -406,9 +428,8 @@ impl Store {
         now: Timestamp,
     ) -> Result<Option<Delivery>> {
         let row: Option<DeliveryRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            delivery_columns!(),
-            " FROM webhook_deliveries AS d \
+            delivery_select!(),
+            "\
              WHERE d.endpoint_id = ?1 AND d.account_id IS ?2 AND d.status = 'pending' \
              ORDER BY d.id LIMIT 1"
         ))
@@ -442,81 +463,93 @@ impl Store {
         result: &AttemptResult,
         at: Timestamp,
     ) -> Result<Option<Timestamp>> {
-        let at = to_ms(at);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let endpoint: Option<i64> =
-            sqlx::query_scalar("SELECT endpoint_id FROM webhook_deliveries WHERE id = ?")
-                .bind(delivery)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let endpoint = endpoint.ok_or(InputError::UnknownDelivery(delivery))?;
-        let (status, code, error, next_at) = match result {
-            AttemptResult::Delivered { code } => ("delivered", Some(*code), None, None),
-            AttemptResult::Retry {
-                code,
-                error,
-                retry_at,
-            } => (
-                "pending",
-                *code,
-                Some(error.as_str()),
-                Some(to_ms(*retry_at)),
-            ),
-            AttemptResult::Exhausted { code, error } => {
-                ("failed", *code, Some(error.as_str()), None)
-            }
-            AttemptResult::Gone { code } => (
-                "failed",
-                Some(*code),
-                Some("the endpoint answered 410 Gone"),
-                None,
-            ),
+        let attempt = Attempt {
+            delivery,
+            result: result.clone(),
+            at,
         };
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_at = ?, \
-               last_code = ?, last_error = ?, next_at = COALESCE(?, next_at), \
-               done_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END \
-             WHERE id = ?",
-        )
-        .bind(status)
-        .bind(at)
-        .bind(code.map(i64::from))
-        .bind(error)
-        .bind(next_at)
-        .bind(status)
-        .bind(at)
-        .bind(delivery)
-        .execute(&mut *tx)
-        .await?;
-        let delivered = matches!(result, AttemptResult::Delivered { .. });
-        sqlx::query(
-            "UPDATE webhook_endpoints SET \
-               failing_since = CASE WHEN ? THEN NULL ELSE COALESCE(failing_since, ?) END \
-             WHERE id = ?",
-        )
-        .bind(delivered)
-        .bind(at)
-        .bind(endpoint)
-        .execute(&mut *tx)
-        .await?;
-        if let AttemptResult::Gone { code } = result {
+        let mut out = self.record_attempts(std::slice::from_ref(&attempt)).await?;
+        Ok(out.pop().flatten())
+    }
+
+    /// Records attempts in one transaction, in order; for each, its endpoint's failing streak
+    /// start afterwards (`None` once it succeeded).
+    pub async fn record_attempts(&self, attempts: &[Attempt]) -> Result<Vec<Option<Timestamp>>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut out = Vec::with_capacity(attempts.len());
+        for Attempt {
+            delivery,
+            result,
+            at,
+        } in attempts
+        {
+            let (delivery, at) = (*delivery, to_ms(*at));
+            let endpoint: Option<i64> =
+                sqlx::query_scalar("SELECT endpoint_id FROM webhook_deliveries WHERE id = ?")
+                    .bind(delivery)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let endpoint = endpoint.ok_or(InputError::UnknownDelivery(delivery))?;
+            let (status, code, error, next_at) = match result {
+                AttemptResult::Delivered { code } => ("delivered", Some(*code), None, None),
+                AttemptResult::Retry {
+                    code,
+                    error,
+                    retry_at,
+                } => (
+                    "pending",
+                    *code,
+                    Some(error.as_str()),
+                    Some(to_ms(*retry_at)),
+                ),
+                AttemptResult::Exhausted { code, error } => {
+                    ("failed", *code, Some(error.as_str()), None)
+                }
+                AttemptResult::Gone { code } => (
+                    "failed",
+                    Some(*code),
+                    Some("the endpoint answered 410 Gone"),
+                    None,
+                ),
+            };
             sqlx::query(
-                "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ? WHERE id = ?",
+                "UPDATE webhook_deliveries SET status = ?1, attempts = attempts + 1, last_at = ?2, \
+                   last_code = ?3, last_error = ?4, next_at = COALESCE(?5, next_at), \
+                   done_at = CASE WHEN ?1 = 'pending' THEN NULL ELSE ?2 END \
+                 WHERE id = ?6",
             )
-            .bind(format!(
-                "the endpoint answered {code} Gone: it asked not to be sent anything more"
-            ))
-            .bind(endpoint)
+            .bind(status)
+            .bind(at)
+            .bind(code.map(i64::from))
+            .bind(error)
+            .bind(next_at)
+            .bind(delivery)
             .execute(&mut *tx)
             .await?;
+            let delivered = matches!(result, AttemptResult::Delivered { .. });
+            let gone = match result {
+                AttemptResult::Gone { code } => Some(format!(
+                    "the endpoint answered {code} Gone: it asked not to be sent anything more"
+                )),
+                _ => None,
+            };
+            let failing: Option<i64> = sqlx::query_scalar(
+                "UPDATE webhook_endpoints SET \
+                   failing_since = CASE WHEN ?1 THEN NULL ELSE COALESCE(failing_since, ?2) END, \
+                   enabled = CASE WHEN ?3 IS NULL THEN enabled ELSE 0 END, \
+                   disabled_reason = COALESCE(?3, disabled_reason) \
+                 WHERE id = ?4 RETURNING failing_since",
+            )
+            .bind(delivered)
+            .bind(at)
+            .bind(gone)
+            .bind(endpoint)
+            .fetch_one(&mut *tx)
+            .await?;
+            out.push(failing.map(from_ms));
         }
-        let failing: Option<i64> =
-            sqlx::query_scalar("SELECT failing_since FROM webhook_endpoints WHERE id = ?")
-                .bind(endpoint)
-                .fetch_one(&mut *tx)
-                .await?;
         tx.commit().await?;
-        Ok(failing.map(from_ms))
+        Ok(out)
     }
 
     /// Sends a delivery again (same `webhook-id`), from now, with a fresh schedule.
@@ -554,27 +587,36 @@ impl Store {
         .rows_affected())
     }
 
-    /// Deliveries by status and the age of the oldest pending one.
+    /// What waits, its oldest, and what failed for good (read from partial indexes, so a
+    /// long history of delivered messages costs nothing here).
     pub async fn outbox_stats(&self) -> Result<OutboxStats> {
-        let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT status, COUNT(*), MIN(CASE WHEN status = 'pending' THEN at END) \
-             FROM webhook_deliveries GROUP BY status",
+        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(at) FROM webhook_deliveries WHERE status = 'pending'",
         )
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        let mut stats = OutboxStats::default();
-        for (status, n, oldest) in rows {
-            let n = u64::try_from(n).unwrap_or(0);
-            match DeliveryStatus::parse(&status) {
-                DeliveryStatus::Pending => {
-                    stats.pending = n;
-                    stats.oldest_pending_at = oldest.map(from_ms);
-                }
-                DeliveryStatus::Delivered => stats.delivered = n,
-                DeliveryStatus::Failed => stats.failed = n,
-            }
-        }
-        Ok(stats)
+        let failed: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'failed'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(OutboxStats {
+            pending: u64::try_from(pending).unwrap_or(0),
+            failed: u64::try_from(failed).unwrap_or(0),
+            oldest_pending_at: oldest.map(from_ms),
+        })
+    }
+
+    /// Forgets delivered messages done before `before` (failed ones stay, to be replayed).
+    pub async fn prune_delivered(&self, before: Timestamp) -> Result<u64> {
+        Ok(
+            sqlx::query(
+                "DELETE FROM webhook_deliveries WHERE status = 'delivered' AND done_at < ?",
+            )
+            .bind(to_ms(before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected(),
+        )
     }
 }
 
@@ -677,7 +719,7 @@ mod tests {
         assert!(listed.iter().all(|d| d.endpoint_id != only_b));
         // Order per (endpoint, account): only the head of the first endpoint's queue is due.
         let due = store
-            .due_deliveries(t0 + Duration::seconds(60), &[], 10)
+            .due_deliveries(t0 + Duration::seconds(60), &HashSet::new(), 10)
             .await
             .expect("due");
         let firsts: Vec<_> = due
@@ -720,7 +762,10 @@ mod tests {
                 .expect("record");
         }
         let later = t0 + Duration::seconds(10);
-        let head = store.due_deliveries(later, &[], 10).await.expect("due");
+        let head = store
+            .due_deliveries(later, &HashSet::new(), 10)
+            .await
+            .expect("due");
         assert_eq!(head.len(), 1);
         let retry_at = later + Duration::seconds(5);
         let failing = store
@@ -741,7 +786,7 @@ mod tests {
         );
         assert!(
             store
-                .due_deliveries(later, &[], 10)
+                .due_deliveries(later, &HashSet::new(), 10)
                 .await
                 .expect("due")
                 .is_empty()
@@ -753,7 +798,7 @@ mod tests {
         // Busy heads are not handed out twice.
         assert!(
             store
-                .due_deliveries(retry_at, &[head[0].queue()], 10)
+                .due_deliveries(retry_at, &HashSet::from([head[0].queue()]), 10)
                 .await
                 .expect("due")
                 .is_empty()
@@ -766,7 +811,10 @@ mod tests {
             )
             .await
             .expect("delivered");
-        let next = store.due_deliveries(retry_at, &[], 10).await.expect("due");
+        let next = store
+            .due_deliveries(retry_at, &HashSet::new(), 10)
+            .await
+            .expect("due");
         assert_eq!(next.len(), 1);
         assert!(next[0].id > head[0].id);
         assert_eq!(
@@ -782,13 +830,22 @@ mod tests {
         assert!(endpoint.disabled_reason.expect("why").contains("410"));
         assert!(
             store
-                .due_deliveries(retry_at, &[], 10)
+                .due_deliveries(retry_at, &HashSet::new(), 10)
                 .await
                 .expect("due")
                 .is_empty()
         );
         let stats = store.outbox_stats().await.expect("stats");
-        assert_eq!((stats.delivered, stats.failed, stats.pending), (1, 1, 1));
+        assert_eq!((stats.failed, stats.pending), (1, 1));
+        // Delivered messages are forgotten after a while; failed ones stay.
+        assert_eq!(
+            store
+                .prune_delivered(Utc::now() + Duration::days(1))
+                .await
+                .expect("prune"),
+            1
+        );
+        assert_eq!(store.outbox_stats().await.expect("stats").failed, 1);
         // Replaying the failed one queues it again, ahead of the one still pending.
         assert_eq!(store.replay_failed(Some(id)).await.expect("replay"), 1);
         store
@@ -796,7 +853,7 @@ mod tests {
             .await
             .expect("enable");
         let again = store
-            .due_deliveries(Utc::now(), &[], 10)
+            .due_deliveries(Utc::now(), &HashSet::new(), 10)
             .await
             .expect("due");
         assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), [next[0].id]);

@@ -183,6 +183,25 @@ impl Supervisor {
         &self.shared.store
     }
 
+    /// Records webhook delivery attempts through the single writer, so the sender never
+    /// contends with transitions for the database; once the supervisor has stopped, directly.
+    pub async fn record_webhook_attempts(
+        &self,
+        attempts: Vec<crate::webhook::Attempt>,
+    ) -> Result<Vec<Option<Timestamp>>> {
+        let (ack, answer) = oneshot::channel();
+        let msg = RecorderMsg::WebhookAttempts {
+            attempts: attempts.clone(),
+            ack,
+        };
+        if self.shared.recorder.send(msg).is_ok()
+            && let Ok(out) = answer.await
+        {
+            return out;
+        }
+        self.shared.store.record_attempts(&attempts).await
+    }
+
     /// Current views, in the canonical order (highest priority first, then the oldest).
     pub fn views(&self) -> Vec<AccountView> {
         let views = self.shared.views.read().unwrap_or_else(|p| p.into_inner());

@@ -12,14 +12,19 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::Update;
 use crate::clock::Clock;
+use crate::error::{Error, Result};
 use crate::model::AccountId;
 use crate::policy::alerts::{AlertConfig, Alerter};
 use crate::policy::breaker::Breaker;
 use crate::store::{Store, TransitionRecord};
 use crate::time::Timestamp;
+use crate::webhook::Attempt;
 
 /// Most records written in one transaction.
 const MAX_BATCH: usize = 2048;
+
+/// Answers a sender of webhook attempts: each endpoint's failing streak start afterwards.
+pub(crate) type AttemptsAck = oneshot::Sender<Result<Vec<Option<Timestamp>>>>;
 
 #[derive(Debug)]
 pub(crate) enum RecorderMsg {
@@ -31,6 +36,12 @@ pub(crate) enum RecorderMsg {
     Breaker {
         account: AccountId,
         breaker: Breaker,
+    },
+    /// Webhook delivery attempts, written after the batch's transitions; answered with each
+    /// endpoint's failing streak start.
+    WebhookAttempts {
+        attempts: Vec<Attempt>,
+        ack: AttemptsAck,
     },
     /// Acknowledged once everything sent before it is written.
     Flush(oneshot::Sender<()>),
@@ -68,6 +79,7 @@ pub(crate) async fn run(
         let mut transitions = Vec::new();
         let mut meta = Vec::new();
         let mut flushes = Vec::new();
+        let mut attempts = Vec::new();
         for msg in batch {
             match msg {
                 RecorderMsg::Transition {
@@ -81,6 +93,7 @@ pub(crate) async fn run(
                 RecorderMsg::Breaker { account, breaker } => {
                     write_breaker(&store, &clock, account, &breaker).await;
                 }
+                RecorderMsg::WebhookAttempts { attempts: a, ack } => attempts.push((a, ack)),
                 RecorderMsg::Flush(ack) => flushes.push(ack),
             }
         }
@@ -115,8 +128,32 @@ pub(crate) async fn run(
             }
             emit_alerts(&mut alerter, &store, &clock, &updates).await;
         }
+        if !attempts.is_empty() {
+            write_attempts(&store, &clock, attempts).await;
+        }
         for ack in flushes {
             let _ = ack.send(());
+        }
+    }
+}
+
+/// Every webhook attempt of a batch in one transaction; each sender gets its own answers.
+async fn write_attempts(store: &Store, clock: &Clock, batch: Vec<(Vec<Attempt>, AttemptsAck)>) {
+    let all: Vec<Attempt> = batch.iter().flat_map(|(a, _)| a.iter().cloned()).collect();
+    match clock.hold(store.record_attempts(&all)).await {
+        Ok(mut failing) => {
+            for (attempts, ack) in batch.into_iter().rev() {
+                let mine = failing.split_off(failing.len().saturating_sub(attempts.len()));
+                let _ = ack.send(Ok(mine));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook attempts not recorded");
+            for (_, ack) in batch {
+                let _ = ack.send(Err(Error::Webhook(format!(
+                    "Webhook attempts were not recorded: {e}"
+                ))));
+            }
         }
     }
 }
