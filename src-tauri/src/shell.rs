@@ -97,6 +97,15 @@ impl Shell {
         let prefs = load_prefs(&store).await;
         let mut runtime = Runtime::open(&dir, store.clone(), Parts::system(&dir)).await?;
         let startup = runtime.start().await?;
+        // Webhook settings arrive in the desktop with the integrations page; until then an
+        // endpoint the sender turns off is logged.
+        if let Some(mut notices) = runtime.take_webhook_notices() {
+            tokio::spawn(async move {
+                while let Some(notice) = notices.recv().await {
+                    tracing::warn!(?notice, "webhook endpoint turned off");
+                }
+            });
+        }
         let live = Live {
             sup: runtime.supervisor().clone(),
             store,

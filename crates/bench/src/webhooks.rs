@@ -106,23 +106,24 @@ impl Fleet {
         let (notices, _) = tokio::sync::mpsc::unbounded_channel();
         {
             let reader = Store::open_path(store.path()).await?;
-            let fut = lifeline_webhooks::worker::run(
-                lifeline_webhooks::worker::Outbox {
-                    store: reader,
-                    secrets,
-                    clock: Clock::System,
-                    metrics: None,
-                    writer: Some(sup.clone()),
-                },
-                WorkerConfig {
-                    instance: "bench".into(),
-                    ..WorkerConfig::default()
-                },
+            let outbox = lifeline_webhooks::worker::Outbox {
+                store: reader,
+                secrets,
+                clock: Clock::System,
+                metrics: None,
+                writer: Some(sup.clone()),
+            };
+            let cfg = WorkerConfig {
+                instance: "bench".into(),
+                ..WorkerConfig::default()
+            };
+            tokio::spawn(lifeline_webhooks::worker::run(
+                outbox,
+                cfg,
                 wake.clone(),
                 notices,
                 stop.clone(),
-            );
-            tokio::spawn(fut);
+            ));
         }
         // Woken by each recorded batch, as the runtime does.
         let mut updates = sup.subscribe();
@@ -157,7 +158,7 @@ impl Fleet {
             if Instant::now() > deadline {
                 bail!("webhook outbox not drained within 120 s");
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         Ok(())
     }
@@ -168,11 +169,14 @@ impl Fleet {
     }
 }
 
-/// Single drops one at a time: drop → recorded, sorted, in ms.
+/// Single drops one at a time: drop → recorded, sorted, in ms. Each drop comes once the last
+/// one's messages are sent (a drop on a fleet whose webhooks are idle, as single drops are; a
+/// storm is the mass drop's measure).
 async fn single_drops(sim: &Sim, fleet: &Fleet, samples: usize) -> anyhow::Result<Vec<f64>> {
     let mut rx = fleet.sup.subscribe();
     let mut out = Vec::with_capacity(samples);
     for i in 0..samples {
+        fleet.drained().await?;
         let t0 = Instant::now();
         sim.inject(Fault::Drop {
             path: Some(format!("/s/{i}")),

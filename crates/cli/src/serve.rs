@@ -32,6 +32,9 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
     let stop = runtime.stopping();
     let log_task = tokio::spawn(log_updates(sup.clone(), stop.clone()));
     let report = runtime.start().await?;
+    let notices_task = runtime
+        .take_webhook_notices()
+        .map(|rx| tokio::spawn(say_webhook_notices(rx, stop.clone())));
     match runtime.previous_run() {
         Some(p) if !p.clean => say!(
             "lifeline: the previous run (started {}) did not stop cleanly{}; its open sessions were closed as crashed.",
@@ -89,6 +92,9 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
         let _ = t.await;
     }
     let _ = log_task.await;
+    if let Some(t) = notices_task {
+        let _ = t.await;
+    }
     // Closes every connection, then writes the clean-run marker last.
     runtime.shutdown().await?;
     say!("lifeline: stopped cleanly.");
@@ -145,6 +151,31 @@ async fn log_updates(sup: Supervisor, stop: CancellationToken) {
                 tracing::warn!(skipped = n, "log fell behind")
             }
             Err(_) => return,
+        }
+    }
+}
+
+/// Says when the webhook sender turns an endpoint off (it needs the operator).
+async fn say_webhook_notices(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<lifeline_runtime::WebhookNotice>,
+    stop: CancellationToken,
+) {
+    loop {
+        let notice = tokio::select! {
+            _ = stop.cancelled() => return,
+            n = rx.recv() => match n {
+                Some(n) => n,
+                None => return,
+            },
+        };
+        match notice {
+            lifeline_runtime::WebhookNotice::Disabled {
+                endpoint,
+                url,
+                reason,
+            } => say!(
+                "lifeline: webhook endpoint {endpoint} ({url}) turned off: {reason}. Fix the receiver, then `lifeline webhook enable {endpoint}`."
+            ),
         }
     }
 }
