@@ -3,12 +3,9 @@
 
 mod common;
 
-use common::{db_facts, health, http, lifeline, ok, serve, until};
-use std::path::Path;
+use common::{add, db_facts, health, http, lifeline, ok, serve, sim, until};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-use lifeline_sim::Sim;
 
 fn state_of(h: &serde_json::Value, id: i64) -> String {
     h["accounts"]
@@ -16,30 +13,6 @@ fn state_of(h: &serde_json::Value, id: i64) -> String {
         .and_then(|a| a.iter().find(|a| a["id"] == id))
         .map(|a| a["state"]["state"].as_str().unwrap_or_default().to_owned())
         .unwrap_or_default()
-}
-
-fn sim() -> (tokio::runtime::Runtime, Sim) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let sim = rt.block_on(Sim::start("127.0.0.1:0")).expect("sim");
-    (rt, sim)
-}
-
-fn add(dir: &Path, sim: &Sim, n: usize) {
-    for i in 0..n {
-        ok(
-            dir,
-            &[
-                "account",
-                "add",
-                "--kind",
-                "websocket",
-                "--name",
-                &format!("shop {i}"),
-                "--url",
-                &sim.url(&i.to_string()),
-            ],
-        );
-    }
 }
 
 #[test]

@@ -14,8 +14,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bad_input, http, ok, serve_with_env, until};
-use lifeline_sim::{Fault, Sim};
+use common::{add, bad_input, http, ok, serve_with_env, sim, until};
+use lifeline_sim::Fault;
 use serde_json::Value;
 
 /// Short waits between attempts, so a test sees many retries in seconds.
@@ -204,31 +204,6 @@ fn all_delivered(rt: &tokio::runtime::Runtime, dir: &Path, rx: &Receiver, limit:
     }
 }
 
-fn sim() -> (tokio::runtime::Runtime, Sim) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let sim = rt.block_on(Sim::start("127.0.0.1:0")).expect("sim");
-    (rt, sim)
-}
-
-fn add_accounts(dir: &Path, sim: &Sim, n: usize) {
-    for i in 0..n {
-        let name = format!("shop {i}");
-        ok(
-            dir,
-            &[
-                "account",
-                "add",
-                "--kind",
-                "websocket",
-                "--name",
-                &name,
-                "--url",
-                &sim.url(&i.to_string()),
-            ],
-        );
-    }
-}
-
 /// Adds an endpoint for the receiver; returns its id and secret.
 fn add_endpoint(dir: &Path, rx: &Receiver, extra: &[&str]) -> (String, String) {
     let url = rx.url();
@@ -254,7 +229,7 @@ fn every_event_reaches_a_receiver_that_was_down_once_verified_and_in_order() {
     let (rt, sim) = sim();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    add_accounts(dir, &sim, 3);
+    add(dir, &sim, 3);
     let rx = Receiver::start(&python);
     let (_, secret) = add_endpoint(dir, &rx, &[]);
     rx.secret(&secret);
@@ -294,7 +269,7 @@ fn a_kill_in_the_middle_of_a_burst_loses_no_message() {
     let (rt, sim) = sim();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    add_accounts(dir, &sim, 20);
+    add(dir, &sim, 20);
     let rx = Receiver::start(&python);
     let (_, secret) = add_endpoint(dir, &rx, &["--events", "state"]);
     rx.secret(&secret);
@@ -324,7 +299,7 @@ fn retry_after_rotation_and_gone_are_honoured() {
     let (rt, sim) = sim();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    add_accounts(dir, &sim, 1);
+    add(dir, &sim, 1);
     let rx = Receiver::start(&python);
     let (id, old) = add_endpoint(dir, &rx, &[]);
     rx.secret(&old);

@@ -203,3 +203,33 @@ pub fn db_facts(rt: &tokio::runtime::Runtime, db: &Path) -> DbFacts {
         }
     })
 }
+
+/// lifeline-sim on 127.0.0.1, with the runtime it runs on.
+pub fn sim() -> (tokio::runtime::Runtime, lifeline_sim::Sim) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let sim = rt
+        .block_on(lifeline_sim::Sim::start("127.0.0.1:0"))
+        .expect("sim");
+    (rt, sim)
+}
+
+/// Adds `n` WebSocket accounts "shop 0"… on the simulator's paths /s/0….
+pub fn add(dir: &Path, sim: &lifeline_sim::Sim, n: usize) {
+    for i in 0..n {
+        let name = format!("shop {i}");
+        let url = sim.url(&i.to_string());
+        ok(
+            dir,
+            &[
+                "account",
+                "add",
+                "--kind",
+                "websocket",
+                "--name",
+                &name,
+                "--url",
+                &url,
+            ],
+        );
+    }
+}

@@ -651,6 +651,24 @@ mod tests {
             .id
     }
 
+    /// A store with account "a" and an endpoint taking every message.
+    async fn one_account_one_endpoint() -> (tempfile::TempDir, Store, crate::model::Account, i64) {
+        let (tmp, store) = temp_store().await;
+        let a = store
+            .add_account(NewAccount::new(AccountKind::Websocket, "a").with_url("ws://h/"))
+            .await
+            .expect("add");
+        let id = endpoint(&store, None, None).await;
+        (tmp, store, a, id)
+    }
+
+    async fn record(store: &Store, id: AccountId, to: State, at: Timestamp) {
+        store
+            .record_transition(id, to, None, TriggeredBy::Engine, at)
+            .await
+            .expect("record");
+    }
+
     #[tokio::test]
     async fn each_recorded_event_queues_one_message_per_endpoint_that_wants_it() {
         let (_tmp, store) = temp_store().await;
@@ -676,16 +694,7 @@ mod tests {
                 31,
             ),
         ] {
-            store
-                .record_transition(
-                    a.id,
-                    to,
-                    None,
-                    TriggeredBy::Engine,
-                    t0 + Duration::seconds(s),
-                )
-                .await
-                .expect("record");
+            record(&store, a.id, to, t0 + Duration::seconds(s)).await;
         }
         let listed = store
             .deliveries(DeliveryFilter {
@@ -737,12 +746,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_head_holds_its_queue_until_it_is_done_and_gone_disables() {
-        let (_tmp, store) = temp_store().await;
-        let a = store
-            .add_account(NewAccount::new(AccountKind::Websocket, "a").with_url("ws://h/"))
-            .await
-            .expect("add");
-        let id = endpoint(&store, None, None).await;
+        let (_tmp, store, a, id) = one_account_one_endpoint().await;
         let t0 = Utc::now();
         for s in 0..3 {
             let to = if s % 2 == 0 {
@@ -750,16 +754,7 @@ mod tests {
             } else {
                 State::Connected
             };
-            store
-                .record_transition(
-                    a.id,
-                    to,
-                    None,
-                    TriggeredBy::Engine,
-                    t0 + Duration::seconds(s),
-                )
-                .await
-                .expect("record");
+            record(&store, a.id, to, t0 + Duration::seconds(s)).await;
         }
         let later = t0 + Duration::seconds(10);
         let head = store
@@ -863,12 +858,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_endpoint_means_no_outbox_rows() {
-        let (_tmp, store) = temp_store().await;
-        let a = store
-            .add_account(NewAccount::new(AccountKind::Websocket, "a").with_url("ws://h/"))
-            .await
-            .expect("add");
-        let id = endpoint(&store, None, None).await;
+        let (_tmp, store, a, id) = one_account_one_endpoint().await;
         store
             .set_webhook_enabled(id, false, Some("paused by the operator"))
             .await
