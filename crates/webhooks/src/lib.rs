@@ -39,7 +39,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// How long a rotated-out secret keeps signing beside the new one.
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 
-/// The body of a message: `{type, timestamp, data}`, byte for byte the same on every attempt.
+/// The body of a message: `{type, timestamp, data}`. Every attempt sends the same bytes, unless
+/// the account was renamed in between (the name is read when the message is sent).
 pub fn body(delivery: &Delivery, instance: &str) -> Vec<u8> {
     let mut data = delivery.data.clone();
     if let Some(map) = data.as_object_mut() {

@@ -169,7 +169,7 @@ pub async fn run(
         let mut wait = ctx.cfg.poll;
         if ready.is_empty()
             && pool.len() < ctx.cfg.concurrency
-            && let Ok(Some(next)) = ctx.store.next_delivery_at().await
+            && let Ok(Some(next)) = ctx.store.next_delivery_at(ctx.clock.now()).await
         {
             let until = (next - ctx.clock.now()).to_std().unwrap_or(Duration::ZERO);
             wait = wait.min(until.max(Duration::from_millis(10)));

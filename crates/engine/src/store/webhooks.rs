@@ -441,15 +441,19 @@ impl Store {
         Ok(head.filter(|d| d.next_at <= now))
     }
 
-    /// When the next queue head of an enabled endpoint falls due (`None`: nothing pending).
-    pub async fn next_delivery_at(&self) -> Result<Option<Timestamp>> {
+    /// When the next queue head of an enabled endpoint falls due after `now` (`None`: none
+    /// waits). Heads already due are left out: they are being sent, or read by
+    /// [`Store::due_deliveries`].
+    pub async fn next_delivery_at(&self, now: Timestamp) -> Result<Option<Timestamp>> {
         let at: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(d.next_at) FROM webhook_deliveries AS d \
              JOIN webhook_endpoints AS w ON w.id = d.endpoint_id \
                AND w.enabled = 1 AND w.removed_at IS NULL \
              WHERE d.id IN (SELECT MIN(id) FROM webhook_deliveries WHERE status = 'pending' \
-                            GROUP BY endpoint_id, account_id)",
+                            GROUP BY endpoint_id, account_id) \
+               AND d.next_at > ?",
         )
+        .bind(to_ms(now))
         .fetch_one(&self.pool)
         .await?;
         Ok(at.map(from_ms))
@@ -787,7 +791,11 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(
-            store.next_delivery_at().await.expect("next").map(to_ms),
+            store
+                .next_delivery_at(later)
+                .await
+                .expect("next")
+                .map(to_ms),
             Some(to_ms(retry_at))
         );
         // Busy heads are not handed out twice.
