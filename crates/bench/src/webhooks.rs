@@ -18,7 +18,6 @@ use lifeline_engine::supervisor::Supervisor;
 use lifeline_engine::webhook::{NewWebhook, WebhookUrl};
 use lifeline_sim::{Fault, Sim};
 use lifeline_webhooks::WorkerConfig;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::supervise::{await_recorded, bench_policy, fleet, into, ms, settle};
@@ -101,45 +100,26 @@ impl Fleet {
                 })
                 .await?;
         }
+        // As the runtime runs it: a read pool of its own, attempts through the single writer.
         let stop = CancellationToken::new();
-        let wake = Arc::new(Notify::new());
         let (notices, _) = tokio::sync::mpsc::unbounded_channel();
-        {
-            let reader = Store::open_path(store.path()).await?;
-            let outbox = lifeline_webhooks::worker::Outbox {
-                store: reader,
-                secrets,
-                clock: Clock::System,
-                metrics: None,
-                writer: Some(sup.clone()),
-            };
-            let cfg = WorkerConfig {
-                instance: "bench".into(),
-                ..WorkerConfig::default()
-            };
-            tokio::spawn(lifeline_webhooks::worker::run(
-                outbox,
-                cfg,
-                wake.clone(),
-                notices,
-                stop.clone(),
-            ));
-        }
-        // Woken by each recorded batch, as the runtime does.
-        let mut updates = sup.subscribe();
-        let until = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = until.cancelled() => return,
-                    u = updates.recv() => match u {
-                        Ok(_) => wake.notify_one(),
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => wake.notify_one(),
-                        Err(_) => return,
-                    },
-                }
-            }
-        });
+        let outbox = lifeline_webhooks::worker::Outbox {
+            store: Store::open_path(store.path()).await?,
+            secrets,
+            clock: Clock::System,
+            metrics: None,
+            writer: Some(sup.clone()),
+        };
+        let cfg = WorkerConfig {
+            instance: "bench".into(),
+            ..WorkerConfig::default()
+        };
+        tokio::spawn(lifeline_webhooks::worker::run(
+            outbox,
+            cfg,
+            notices,
+            stop.clone(),
+        ));
         let mut rx = sup.subscribe();
         sup.startup(None, None).await?;
         await_recorded(&mut rx, into(StateKind::Connected), n).await?;

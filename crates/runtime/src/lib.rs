@@ -19,7 +19,6 @@ use lifeline_engine::secrets::{KeyringSecretStore, SecretStore};
 use lifeline_engine::store::PreviousRun;
 use lifeline_engine::supervisor::{StartupReport, Supervisor, SupervisorDeps, queue};
 
-use lifeline_engine::supervisor::Update;
 use lifeline_engine::time::Timestamp;
 use lifeline_engine::{DataDir, Error, Store, SupervisorLock};
 pub use lifeline_webhooks::Notice as WebhookNotice;
@@ -29,7 +28,7 @@ use lifeline_websocket::WebSocketConnector;
 /// must never talk to real WhatsApp, and every face says so when it starts.
 pub use lifeline_whatsapp::TEST_PEER_BUILD;
 use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -164,14 +163,12 @@ impl Runtime {
         Ok(report)
     }
 
-    /// The webhook sender, woken by every recorded batch (the outbox rows are already written
-    /// when subscribers hear of it) and by its own poll.
+    /// The webhook sender, with a read pool of its own; the supervisor's single writer records
+    /// its attempts.
     async fn start_webhooks(&mut self) -> Result<(), Error> {
-        let wake = Arc::new(Notify::new());
         let reader = Store::open_path(self.store.path()).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         self.webhook_notices = Some(rx);
-        let stop = self.sup.stopping();
         self.tasks.push(tokio::spawn(lifeline_webhooks::worker::run(
             lifeline_webhooks::worker::Outbox {
                 store: reader,
@@ -181,24 +178,9 @@ impl Runtime {
                 writer: Some(self.sup.clone()),
             },
             self.webhooks.clone(),
-            wake.clone(),
             tx,
-            stop.clone(),
+            self.sup.stopping(),
         )));
-        let mut updates = self.sup.subscribe();
-        self.tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    u = updates.recv() => match u {
-                        Ok(Update::Transitions(_) | Update::Alerts(_))
-                        | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => wake.notify_one(),
-                        Ok(Update::Link { .. }) => {}
-                        Err(_) => return,
-                    },
-                }
-            }
-        }));
         Ok(())
     }
 

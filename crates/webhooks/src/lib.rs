@@ -184,6 +184,27 @@ pub async fn remove_endpoint(
     Ok(endpoint)
 }
 
+/// Builds a message's body, signs it with `keys` for this attempt (stamped `now`) and sends it.
+pub(crate) async fn send_signed(
+    http: &send::HttpSender,
+    url: &WebhookUrl,
+    keys: &[sign::SigningKey],
+    delivery: &Delivery,
+    instance: &str,
+    now: lifeline_engine::Timestamp,
+) -> send::Answer {
+    let body = body(delivery, instance);
+    let timestamp = now.timestamp();
+    let signature = sign::signature_header(keys, &delivery.msg_id, timestamp, &body);
+    let signed = send::Signed {
+        msg_id: &delivery.msg_id,
+        timestamp,
+        signature,
+        body,
+    };
+    http.send(url, signed).await
+}
+
 /// Sends a `webhook.test` message to one endpoint now, once, and records the attempt. The
 /// answer is in the returned delivery (`status`, `last_code`, `last_error`).
 pub async fn send_test(
@@ -207,21 +228,8 @@ pub async fn send_test(
     let key = sign::SigningKey::parse(&value).ok_or_else(|| {
         lifeline_engine::InputError::UnknownSecret(endpoint.secret_name.to_string())
     })?;
-    let body = body(&delivery, instance);
-    let timestamp = chrono::Utc::now().timestamp();
-    let signature = sign::signature_header(&[key], &delivery.msg_id, timestamp, &body);
     let http = send::HttpSender::new(send::TIMEOUT)?;
-    let answer = http
-        .send(
-            &url,
-            send::Signed {
-                msg_id: &delivery.msg_id,
-                timestamp,
-                signature,
-                body,
-            },
-        )
-        .await;
+    let answer = send_signed(&http, &url, &[key], &delivery, instance, chrono::Utc::now()).await;
     let result = match answer.code {
         Some(code) if answer.is_success() => AttemptResult::Delivered { code },
         code => AttemptResult::Exhausted {

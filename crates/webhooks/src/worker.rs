@@ -14,16 +14,17 @@ use lifeline_engine::metrics::Metrics;
 use lifeline_engine::model::SecretName;
 use lifeline_engine::secrets::{self, SecretStore};
 use lifeline_engine::supervisor::Supervisor;
+use lifeline_engine::supervisor::Update;
 use lifeline_engine::webhook::{
     Attempt, AttemptResult, Delivery, DeliveryQueue, WebhookEndpoint, WebhookUrl,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::schedule::Schedule;
-use crate::send::{Answer, HttpSender, Signed};
-use crate::sign::{SigningKey, signature_header};
+use crate::send::{Answer, HttpSender};
+use crate::sign::SigningKey;
 
 /// How the sender behaves. [`WorkerConfig::default`] is what Lifeline ships.
 #[derive(Debug, Clone)]
@@ -101,14 +102,15 @@ pub struct Outbox {
     pub writer: Option<Supervisor>,
 }
 
-/// Runs until `stop`; `wake` says the outbox may have grown.
+/// Runs until `stop`. With a supervisor (`writer`), every batch it records wakes the sender (its
+/// outbox rows are written by then); otherwise, and for rows other processes write, the poll.
 pub async fn run(
     outbox: Outbox,
     cfg: WorkerConfig,
-    wake: Arc<Notify>,
     notices: mpsc::UnboundedSender<Notice>,
     stop: CancellationToken,
 ) {
+    let mut updates = outbox.writer.as_ref().map(Supervisor::subscribe);
     let http = match HttpSender::new(cfg.timeout) {
         Ok(h) => h,
         Err(e) => {
@@ -196,7 +198,12 @@ pub async fn run(
                     }
                 }
             }
-            _ = wake.notified() => stale = true,
+            more = next_update(&mut updates) => {
+                if !more {
+                    updates = None;
+                }
+                stale = true;
+            }
             _ = tokio::time::sleep(wait) => stale = true,
         }
     }
@@ -204,6 +211,15 @@ pub async fn run(
     // webhook-id: receivers drop the duplicate.
     pool.abort_all();
     while pool.join_next().await.is_some() {}
+}
+
+/// Waits for the supervisor's next update (or a lag: updates were missed); false once it has
+/// stopped. Without a supervisor, never.
+async fn next_update(updates: &mut Option<broadcast::Receiver<Update>>) -> bool {
+    match updates {
+        Some(rx) => !matches!(rx.recv().await, Err(broadcast::error::RecvError::Closed)),
+        None => std::future::pending().await,
+    }
 }
 
 /// Sends one queue's deliveries in order while they are due; stops at the first that must wait.
@@ -235,16 +251,7 @@ async fn attempt(ctx: &Ctx, delivery: &Delivery) -> bool {
     let now = ctx.clock.now();
     let answer = match prepare(ctx, &endpoint).await {
         Ok((url, keys)) => {
-            let body = crate::body(delivery, &ctx.cfg.instance);
-            let timestamp = now.timestamp();
-            let signature = signature_header(&keys, &delivery.msg_id, timestamp, &body);
-            let signed = Signed {
-                msg_id: &delivery.msg_id,
-                timestamp,
-                signature,
-                body,
-            };
-            ctx.http.send(&url, signed).await
+            crate::send_signed(&ctx.http, &url, &keys, delivery, &ctx.cfg.instance, now).await
         }
         Err(why) => Answer {
             code: None,

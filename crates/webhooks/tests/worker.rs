@@ -14,7 +14,7 @@ use lifeline_engine::webhook::{NewWebhook, WebhookUrl};
 use lifeline_webhooks::schedule::Schedule;
 use lifeline_webhooks::worker::{Outbox, run};
 use lifeline_webhooks::{Notice, WorkerConfig};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// A receiver answering `status` to everything; counts the requests.
@@ -100,7 +100,6 @@ fn start(
             writer: None,
         },
         cfg,
-        Arc::new(Notify::new()),
         tx,
         stop.clone(),
     ));

@@ -52,6 +52,17 @@ macro_rules! delivery_select {
     };
 }
 
+/// Narrows `webhook_deliveries AS d` to the head of each (endpoint, account) queue of an
+/// enabled endpoint; more conditions follow as `AND …`.
+macro_rules! queue_heads {
+    () => {
+        " JOIN webhook_endpoints AS w ON w.id = d.endpoint_id \
+           AND w.enabled = 1 AND w.removed_at IS NULL \
+         WHERE d.id IN (SELECT MIN(id) FROM webhook_deliveries WHERE status = 'pending' \
+                        GROUP BY endpoint_id, account_id)"
+    };
+}
+
 #[derive(sqlx::FromRow)]
 struct EndpointRow {
     id: i64,
@@ -274,8 +285,8 @@ impl Store {
     }
 
     /// Starts signing with `new` while the current secret keeps signing until `old_until`.
-    /// Returns the secret that was current before, and the one whose rotation window it ends
-    /// (to delete from the keyring), if any.
+    /// Returns the secret of an earlier rotation that this one ends (to delete from the
+    /// keyring), if any.
     pub async fn rotate_webhook_secret(
         &self,
         id: i64,
@@ -399,13 +410,8 @@ impl Store {
         let wanted = i64::from(limit) + i64::try_from(busy.len()).unwrap_or(i64::MAX / 2);
         let rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
             delivery_select!(),
-            "\
-             JOIN webhook_endpoints AS w ON w.id = d.endpoint_id \
-               AND w.enabled = 1 AND w.removed_at IS NULL \
-             WHERE d.id IN (SELECT MIN(id) FROM webhook_deliveries WHERE status = 'pending' \
-                            GROUP BY endpoint_id, account_id) \
-               AND d.next_at <= ?1 \
-             ORDER BY d.next_at, d.id LIMIT ?2"
+            queue_heads!(),
+            " AND d.next_at <= ?1 ORDER BY d.next_at, d.id LIMIT ?2"
         ))
         .bind(to_ms(now))
         .bind(wanted)
@@ -445,14 +451,11 @@ impl Store {
     /// waits). Heads already due are left out: they are being sent, or read by
     /// [`Store::due_deliveries`].
     pub async fn next_delivery_at(&self, now: Timestamp) -> Result<Option<Timestamp>> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(d.next_at) FROM webhook_deliveries AS d \
-             JOIN webhook_endpoints AS w ON w.id = d.endpoint_id \
-               AND w.enabled = 1 AND w.removed_at IS NULL \
-             WHERE d.id IN (SELECT MIN(id) FROM webhook_deliveries WHERE status = 'pending' \
-                            GROUP BY endpoint_id, account_id) \
-               AND d.next_at > ?",
-        )
+        let at: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT MIN(d.next_at) FROM webhook_deliveries AS d ",
+            queue_heads!(),
+            " AND d.next_at > ?"
+        ))
         .bind(to_ms(now))
         .fetch_one(&self.pool)
         .await?;
