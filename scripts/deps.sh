@@ -8,7 +8,8 @@ packages=(
   sqlite3                                               # export benchmark baseline
   dbus-daemon gnome-keyring libsecret-tools             # tests: a real Secret Service keyring
   prometheus                                            # tests: promtool validates /metrics
-  python3 python3-venv                                  # tests: independent webhook verifier
+  python3 python3-venv                                  # tests: webhook verifier, OpenAPI checks
+  zbar-tools                                            # tests: read QR codes the API and app draw
   libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev    # build: the Tauri desktop app
   librsvg2-dev libayatana-appindicator3-dev libxdo-dev
 )

@@ -15,7 +15,6 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lifeline/target}"
 desktop_packages=(
   xvfb xauth dbus-x11 at-spi2-core webkit2gtk-driver   # e2e: a display and the WebDriver
   dunst imagemagick curl                                # e2e: notifications, screenshots, HTTP
-  zbar-tools                                            # e2e: read the QR off a screenshot
   xdotool desktop-file-utils python3                    # package test: window, desktop entry, JSON
   nodejs npm
 )

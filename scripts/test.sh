@@ -36,7 +36,7 @@ if ! "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'standardwebhooks==1.1.0'
 fi
-export LIFELINE_WEBHOOK_PYTHON="$venv/bin/python"
+export LIFELINE_TEST_PYTHON="$venv/bin/python"
 echo "== cargo test"
 keyring_home=$(mktemp -d)
 log=$(mktemp)

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use lifeline_engine::model::AccountChange;
 use lifeline_engine::ops::{Action, Control, Target};
 use lifeline_engine::secrets::{self, KeyringSecretStore};
 use lifeline_engine::{AccountId, export};
@@ -98,7 +99,12 @@ pub async fn reset_breaker(state: Sh<'_>, id: i64) -> CommandResult<()> {
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn set_muted(state: Sh<'_>, id: i64, muted: bool) -> CommandResult<()> {
-    Ok(state.live()?.sup.set_muted(AccountId(id), muted).await?)
+    let change = AccountChange {
+        muted: Some(muted),
+        ..AccountChange::default()
+    };
+    state.live()?.sup.update(AccountId(id), change).await?;
+    Ok(())
 }
 
 #[tauri::command]

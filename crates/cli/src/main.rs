@@ -3,7 +3,6 @@
 
 mod args;
 mod commands;
-mod http;
 mod link;
 mod report;
 mod serve;

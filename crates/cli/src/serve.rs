@@ -12,7 +12,6 @@ use lifeline_runtime::{Parts, Runtime};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::ServeArgs;
-use crate::http;
 
 /// A line for the operator on stderr. Serve outlives whoever reads its stderr (`| head`, a log
 /// collector that went away): a failed write is dropped rather than panicking (as `eprintln!`
@@ -74,11 +73,12 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
                 }
             };
             let bound = listener.local_addr().map_err(listen_err)?;
-            say!("lifeline: HTTP on http://{bound} (/health, /metrics)");
-            Some(tokio::spawn(http::serve(
+            say!(
+                "lifeline: HTTP on http://{bound} (/health, /metrics, API described at /openapi.json)"
+            );
+            Some(tokio::spawn(lifeline_api::serve(
                 listener,
-                sup.clone(),
-                token_secret,
+                runtime.api(token_secret),
                 stop.clone(),
             )))
         }

@@ -4,7 +4,7 @@
 //! the new secret during a rotation; serve is killed with SIGKILL in the middle of a burst.
 //!
 //! Needs a Secret Service (signing secrets live in the keyring: LIFELINE_TEST_KEYRING=1) and a
-//! Python with `standardwebhooks` (LIFELINE_WEBHOOK_PYTHON); scripts/test.sh provides both.
+//! Python with `standardwebhooks` (LIFELINE_TEST_PYTHON); scripts/test.sh provides both.
 
 mod common;
 
@@ -25,13 +25,13 @@ const SCHEDULE: (&str, &str) = (
 );
 
 fn ready() -> Option<String> {
-    let python = std::env::var("LIFELINE_WEBHOOK_PYTHON").ok();
+    let python = std::env::var("LIFELINE_TEST_PYTHON").ok();
     let keyring = std::env::var_os("LIFELINE_TEST_KEYRING").is_some();
     match (python, keyring) {
         (Some(p), true) => Some(p),
         _ => {
             eprintln!(
-                "skipped: set LIFELINE_TEST_KEYRING=1 (an unlocked Secret Service) and LIFELINE_WEBHOOK_PYTHON (a Python with standardwebhooks)"
+                "skipped: set LIFELINE_TEST_KEYRING=1 (an unlocked Secret Service) and LIFELINE_TEST_PYTHON (the venv scripts/test.sh makes)"
             );
             None
         }

@@ -22,7 +22,7 @@ use crate::state::Reason;
 use crate::time::Timestamp;
 
 /// How a linking kind should link when it has no session yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum LinkMode {
     Qr,
@@ -33,10 +33,11 @@ pub enum LinkMode {
 }
 
 /// A code to show the operator. `code` is sensitive: shown, never logged.
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LinkCode {
     pub mode: LinkMode,
     pub code: String,
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
 }
 

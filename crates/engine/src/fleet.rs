@@ -14,7 +14,7 @@ use crate::state::{State, StateKind};
 use crate::time::Timestamp;
 
 /// One account: settings and live state in one value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub id: AccountId,
     pub name: String,
@@ -27,14 +27,17 @@ pub struct AccountView {
     pub muted: bool,
     pub desired_running: bool,
     pub state: State,
+    #[schema(value_type = String, format = DateTime)]
     pub since: Timestamp,
     /// closed | open | half_open
     pub breaker: &'static str,
     /// Connections restored after a drop, this run.
     pub reconnects: u64,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// Set while the account keeps connecting and dropping (`alerts.flap_drops` drops within
     /// `alerts.flap_window_s`): until when it counts as unstable unless it drops again.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub unstable_until: Option<Timestamp>,
 }
 

@@ -14,13 +14,14 @@ use crate::state::State;
 use crate::store::Store;
 use crate::time::Timestamp;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AccountHealth {
     pub id: AccountId,
     pub name: String,
     pub kind: AccountKind,
     pub desired_running: bool,
     pub state: State,
+    #[schema(value_type = String, format = DateTime)]
     pub since: Timestamp,
     /// Connected share of the last 24 hours, in percent.
     pub uptime_24h_pct: f64,
@@ -29,8 +30,9 @@ pub struct AccountHealth {
     pub failures_1h: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FleetHealth {
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     /// True when every desired-running account is connected (the verdict of [`Counts`]).
     pub healthy: bool,

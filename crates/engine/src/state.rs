@@ -11,7 +11,7 @@ use crate::time::Timestamp;
 /// Why an account is where it is. Serialized with a stable kebab-case `kind` (also
 /// [`Reason::code`]) that the store, the CSV export and every face use; the faces put codes and
 /// their parameters into words (the CLI in English, the desktop in English or Bahasa Indonesia).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Reason {
     /// The connection attempt or a protocol answer took too long.
@@ -39,6 +39,7 @@ pub enum Reason {
     /// The service banned the number temporarily.
     Banned {
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<String>, format = DateTime)]
         until: Option<Timestamp>,
     },
     /// The service refuses this client version.
@@ -104,7 +105,7 @@ impl Reason {
 
 /// Actual state of one account: stopped, linking, connecting, connected, waiting to retry,
 /// paused by rule, or waiting for a person. Every change is recorded as an [`Event`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum State {
     Stopped {
@@ -116,11 +117,13 @@ pub enum State {
     Connected,
     Backoff {
         attempt: u32,
+        #[schema(value_type = String, format = DateTime)]
         retry_at: Timestamp,
         reason: Reason,
     },
     Paused {
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<String>, format = DateTime)]
         until: Option<Timestamp>,
         reason: Reason,
     },
@@ -156,7 +159,19 @@ impl State {
 }
 
 /// The state without its data: what counts, filters and columns use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StateKind {
     Stopped,
@@ -203,7 +218,7 @@ impl fmt::Display for StateKind {
 }
 
 /// Who caused a transition; kept on every event for the audit trail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggeredBy {
     /// The supervisor reacting to the connector or a policy.
@@ -234,10 +249,11 @@ impl TriggeredBy {
 }
 
 /// One recorded transition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: i64,
     pub account_id: AccountId,
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub from: StateKind,
     pub to: State,

@@ -36,7 +36,7 @@ pub fn parse_event_filters(list: &str) -> Result<Option<Vec<String>>, InputError
 }
 
 /// One of the operator's endpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WebhookEndpoint {
     pub id: i64,
     pub url: String,
@@ -52,7 +52,9 @@ pub struct WebhookEndpoint {
     #[serde(skip)]
     pub old_secret: Option<(SecretName, Timestamp)>,
     /// The first failed attempt since the last success.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub failing_since: Option<Timestamp>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 
@@ -65,7 +67,7 @@ pub struct NewWebhook {
     pub secret_name: SecretName,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Pending,
@@ -92,7 +94,7 @@ impl DeliveryStatus {
 }
 
 /// One message for one endpoint, with where its delivery stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: i64,
     pub endpoint_id: i64,
@@ -103,13 +105,17 @@ pub struct Delivery {
     #[serde(rename = "type")]
     pub kind: String,
     pub data: serde_json::Value,
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub status: DeliveryStatus,
     pub attempts: u32,
+    #[schema(value_type = String, format = DateTime)]
     pub next_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_at: Option<Timestamp>,
     pub last_code: Option<u16>,
     pub last_error: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub done_at: Option<Timestamp>,
 }
 
@@ -161,10 +167,11 @@ pub struct Attempt {
 }
 
 /// Counts for `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OutboxStats {
     pub pending: u64,
     pub failed: u64,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub oldest_pending_at: Option<Timestamp>,
 }
 

@@ -127,6 +127,16 @@ impl Runtime {
         })
     }
 
+    /// The HTTP API over this runtime's supervisor, guarded by the token in `token_secret`.
+    pub fn api(&self, token_secret: lifeline_engine::model::SecretName) -> lifeline_api::Api {
+        lifeline_api::Api {
+            sup: self.sup.clone(),
+            token_secret,
+            secrets: self.secrets.clone(),
+            instance: self.webhooks.instance.clone(),
+        }
+    }
+
     /// Runs the startup sequence (crash cleanup, autorecover restore), then the heartbeat and the
     /// command queue that lets admin commands from other processes reach this supervisor.
     pub async fn start(&mut self) -> Result<StartupReport, Error> {

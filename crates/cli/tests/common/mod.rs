@@ -233,3 +233,32 @@ pub fn add(dir: &Path, sim: &lifeline_sim::Sim, n: usize) {
         );
     }
 }
+
+/// True where the tests may use a real Secret Service (scripts/test.sh starts a throwaway one).
+pub fn keyring_available() -> bool {
+    std::env::var_os("LIFELINE_TEST_KEYRING").is_some()
+}
+
+/// `lifeline secret set NAME` with `value` on standard input.
+pub fn set_secret(dir: &Path, name: &str, value: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args(["secret", "set", name])
+        .env("LIFELINE_DATA_DIR", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(value.as_bytes())
+        .expect("write value");
+    let out: Output = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use chrono::Utc;
 
-use crate::error::{Error, InputError, Result};
+use crate::error::{Error, Result};
 use crate::model::AccountId;
 use crate::store::Store;
 use crate::time::{TimeRange, to_ms, write_rfc3339_ms};
@@ -90,16 +90,8 @@ where
     W: Write + Send + 'static,
     P: FnMut(u64) + Send + 'static,
 {
-    if let Some(id) = filter.account {
-        // Removed accounts still have exportable history, so look among all of them.
-        let known: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
-            .bind(id.0)
-            .fetch_optional(store.pool())
-            .await?;
-        if known.is_none() {
-            return Err(InputError::UnknownAccount(id.0).into());
-        }
-    }
+    // Removed accounts still have exportable history, so look among all of them.
+    store.known_account(filter.account).await?;
     let db = store.path().to_owned();
     let now = to_ms(Utc::now());
     tokio::task::spawn_blocking(move || stream_rows(&db, kind, filter, now, out, progress))

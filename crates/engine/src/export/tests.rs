@@ -180,7 +180,10 @@ async fn unknown_account_filter_is_an_input_error() {
     )
     .await
     .expect_err("unknown");
-    assert!(matches!(err, Error::Input(InputError::UnknownAccount(77))));
+    assert!(matches!(
+        err,
+        Error::Input(crate::InputError::UnknownAccount(77))
+    ));
 }
 
 #[tokio::test]

@@ -16,7 +16,19 @@ pub const MIN_PRIORITY: i64 = 0;
 pub const MAX_PRIORITY: i64 = 1000;
 pub const DEFAULT_PRIORITY: i64 = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct AccountId(pub i64);
 
@@ -26,7 +38,7 @@ impl fmt::Display for AccountId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountKind {
     Websocket,
@@ -68,7 +80,9 @@ impl fmt::Display for AccountKind {
 
 /// The name under which a secret's value sits in the OS keyring. Only names are ever stored
 /// in the database or shown after entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct SecretName(String);
 
@@ -110,7 +124,7 @@ impl fmt::Display for SecretName {
 }
 
 /// An HTTP header sent on connect whose value is the named secret (e.g. `Authorization`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeaderRef {
     pub name: String,
     pub secret: SecretName,
@@ -137,7 +151,7 @@ impl HeaderRef {
 }
 
 /// An account as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Account {
     pub id: AccountId,
     pub kind: AccountKind,
@@ -160,7 +174,9 @@ pub struct Account {
     pub desired_running: bool,
     /// Last recorded actual state.
     pub state: State,
+    #[schema(value_type = String, format = DateTime)]
     pub state_since: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 
@@ -249,6 +265,34 @@ impl NewAccount {
         self.proxy_secret
             .iter()
             .chain(self.headers.iter().map(|h| &h.secret))
+    }
+}
+
+/// What an operator may change on an existing account; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountChange {
+    /// A new name (unique among live accounts).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Restore order at startup, 0–1000, higher first.
+    #[serde(default)]
+    pub priority: Option<i64>,
+    /// No desktop notifications for this account.
+    #[serde(default)]
+    pub muted: Option<bool>,
+}
+
+impl AccountChange {
+    /// Checks and normalises every given field.
+    pub fn validate(mut self) -> Result<Self, InputError> {
+        self.name = self.name.as_deref().map(validate_name).transpose()?;
+        if let Some(p) = self.priority
+            && !(MIN_PRIORITY..=MAX_PRIORITY).contains(&p)
+        {
+            return Err(InputError::InvalidPriority(p));
+        }
+        Ok(self)
     }
 }
 

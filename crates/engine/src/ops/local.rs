@@ -3,7 +3,7 @@
 use super::{Action, Control, Target, linkable};
 use crate::connector::LinkMode;
 use crate::error::Result;
-use crate::model::{Account, AccountId, NewAccount};
+use crate::model::{Account, AccountChange, AccountId, NewAccount};
 use crate::policy::PolicyConfig;
 use crate::supervisor::Supervisor;
 
@@ -35,9 +35,10 @@ impl Control for Supervisor {
         Ok(ids.len())
     }
 
-    async fn set_muted(&self, id: AccountId, muted: bool) -> Result<()> {
-        self.store().set_muted(id, muted).await?;
-        self.reload_account(id).await
+    async fn update(&self, id: AccountId, change: AccountChange) -> Result<Account> {
+        let account = self.store().update_account(id, change).await?;
+        self.reload_account(id).await?;
+        Ok(account)
     }
 
     async fn link(&self, id: AccountId, mode: LinkMode) -> Result<()> {

@@ -18,7 +18,7 @@ use std::future::Future;
 
 use crate::connector::LinkMode;
 use crate::error::{InputError, Result};
-use crate::model::{Account, AccountId, NewAccount};
+use crate::model::{Account, AccountChange, AccountId, NewAccount};
 use crate::policy::PolicyConfig;
 
 pub use queued::{ANSWER_WITHIN, Delivery, Queued};
@@ -85,7 +85,7 @@ pub enum Op {
     /// Pick up an account added to the store.
     Add(AccountId),
     Remove(AccountId),
-    /// An account's settings changed (mute, name): reload them.
+    /// An account's settings changed (name, priority, mute): reload them.
     Reload(AccountId),
     Link(AccountId, LinkMode),
 }
@@ -139,7 +139,12 @@ pub trait Control {
     fn remove(&self, id: AccountId) -> impl Future<Output = Result<Account>> + Send;
     /// Start, stop, retry, reset or check one account or all; returns how many it applied to.
     fn act(&self, action: Action, target: Target) -> impl Future<Output = Result<usize>> + Send;
-    fn set_muted(&self, id: AccountId, muted: bool) -> impl Future<Output = Result<()>> + Send;
+    /// Renames, reprioritises or mutes an account; returns it as stored.
+    fn update(
+        &self,
+        id: AccountId,
+        change: AccountChange,
+    ) -> impl Future<Output = Result<Account>> + Send;
     /// Asks for a QR code or a pair code; the codes are shown by the supervising process (and
     /// written for the CLI to read while it waits, see `supervisor::queue`).
     fn link(&self, id: AccountId, mode: LinkMode) -> impl Future<Output = Result<()>> + Send;

@@ -11,7 +11,7 @@ use super::{Action, Control, Op, Target, linkable, offline};
 use crate::connector::{Connectors, LinkMode};
 use crate::datadir::DataDir;
 use crate::error::{Error, InputError, Result};
-use crate::model::{Account, AccountId, NewAccount};
+use crate::model::{Account, AccountChange, AccountId, NewAccount};
 use crate::policy::PolicyConfig;
 use crate::policy::lifecycle::Input;
 use crate::state::TriggeredBy;
@@ -170,10 +170,10 @@ impl Control for Queued {
         Ok(n)
     }
 
-    async fn set_muted(&self, id: AccountId, muted: bool) -> Result<()> {
-        self.store.set_muted(id, muted).await?;
+    async fn update(&self, id: AccountId, change: AccountChange) -> Result<Account> {
+        let account = self.store.update_account(id, change).await?;
         self.deliver(Op::Reload(id)).await?;
-        Ok(())
+        Ok(account)
     }
 
     async fn link(&self, id: AccountId, mode: LinkMode) -> Result<()> {

@@ -15,7 +15,7 @@ use crate::model::AccountId;
 use crate::state::{Reason, State, StateKind};
 use crate::time::Timestamp;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertConfig {
     pub grace_s: u64,

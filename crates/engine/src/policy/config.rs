@@ -14,7 +14,7 @@ use crate::error::InputError;
 
 pub const SETTING_KEY: &str = "policy";
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectionConfig {
     /// A connect attempt (TCP + TLS + handshake) that takes longer fails with `timeout`.
@@ -110,7 +110,7 @@ impl ConnectionConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     pub backoff: Backoff,

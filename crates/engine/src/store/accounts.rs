@@ -6,7 +6,9 @@ use sqlx::Row;
 
 use super::{Store, decode, encode};
 use crate::error::{Error, InputError, Result};
-use crate::model::{Account, AccountId, AccountKind, HeaderRef, NewAccount, SecretName};
+use crate::model::{
+    Account, AccountChange, AccountId, AccountKind, HeaderRef, NewAccount, SecretName,
+};
 use crate::time::{from_ms, to_ms};
 
 /// An account row as one JSON object, built by SQLite: a fleet's listing then crosses from
@@ -100,14 +102,30 @@ impl Store {
         .await
     }
 
-    /// Silences (or unsilences) desktop notifications for the account.
-    pub async fn set_muted(&self, id: AccountId, muted: bool) -> Result<()> {
-        self.update_flag(
-            "UPDATE accounts SET muted = ? WHERE id = ? AND removed_at IS NULL",
-            id,
-            muted,
+    /// Applies an operator's change (validated) to a live account and returns it as stored.
+    pub async fn update_account(&self, id: AccountId, change: AccountChange) -> Result<Account> {
+        let change = change.validate()?;
+        let result = sqlx::query(
+            "UPDATE accounts SET name = COALESCE(?, name), priority = COALESCE(?, priority), \
+             muted = COALESCE(?, muted) WHERE id = ? AND removed_at IS NULL",
         )
-        .await
+        .bind(&change.name)
+        .bind(change.priority)
+        .bind(change.muted)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(done) if done.rows_affected() == 0 => {
+                return Err(InputError::UnknownAccount(id.0).into());
+            }
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                return Err(InputError::DuplicateName(change.name.unwrap_or_default()).into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.account(id).await
     }
 
     async fn update_flag(&self, sql: &'static str, id: AccountId, value: bool) -> Result<()> {

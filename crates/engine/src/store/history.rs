@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 
+use serde::Serialize;
 use sqlx::Row;
 
 use super::Store;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputError, Result};
 use crate::model::AccountId;
 use crate::state::{Event, State, StateKind, TriggeredBy};
-use crate::time::{Timestamp, from_ms, to_ms};
+use crate::time::{TimeRange, Timestamp, from_ms, to_ms};
 
 /// At most this many events are returned (newest first); a busy account's week can be long.
 pub const MAX_HISTORY_EVENTS: u32 = 500;
@@ -61,24 +62,10 @@ impl Store {
         .bind(i64::from(MAX_HISTORY_EVENTS))
         .fetch_all(&self.pool)
         .await?;
-        let mut events = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let from: String = r.try_get(2)?;
-            let state_json: String = r.try_get(3)?;
-            let by: String = r.try_get(5)?;
-            events.push(Event {
-                id: r.try_get(0)?,
-                account_id: id,
-                at: from_ms(r.try_get(1)?),
-                from: StateKind::parse(&from)
-                    .ok_or_else(|| Error::Decode(format!("state '{from}'")))?,
-                to: serde_json::from_str::<State>(&state_json)
-                    .map_err(|e| Error::Decode(e.to_string()))?,
-                detail: r.try_get(4)?,
-                triggered_by: TriggeredBy::parse(&by)
-                    .ok_or_else(|| Error::Decode(format!("triggered_by '{by}'")))?,
-            });
-        }
+        let events = rows
+            .iter()
+            .map(|r| event_row(r, id))
+            .collect::<Result<Vec<_>>>()?;
         Ok(AccountHistory {
             since,
             intervals,
@@ -127,6 +114,128 @@ impl Store {
                 ))
             })
             .collect()
+    }
+}
+
+/// An event row `id, at, from_state, state_json, detail, triggered_by` of account `id`.
+fn event_row(r: &sqlx::sqlite::SqliteRow, id: AccountId) -> Result<Event> {
+    let from: String = r.try_get(2)?;
+    let state_json: String = r.try_get(3)?;
+    let by: String = r.try_get(5)?;
+    Ok(Event {
+        id: r.try_get(0)?,
+        account_id: id,
+        at: from_ms(r.try_get(1)?),
+        from: StateKind::parse(&from).ok_or_else(|| Error::Decode(format!("state '{from}'")))?,
+        to: serde_json::from_str::<State>(&state_json).map_err(|e| Error::Decode(e.to_string()))?,
+        detail: r.try_get(4)?,
+        triggered_by: TriggeredBy::parse(&by)
+            .ok_or_else(|| Error::Decode(format!("triggered_by '{by}'")))?,
+    })
+}
+
+/// One page of history, filtered as the CSV export is, in id order: `after` is the last id of
+/// the previous page (none for the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub account: Option<AccountId>,
+    pub range: TimeRange,
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+/// Most rows one page may hold.
+pub const MAX_PAGE: u32 = 1000;
+
+/// A connected interval as listed: one row of the sessions export.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SessionRecord {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub account_name: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Timestamp,
+    /// None while still connected.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<Timestamp>,
+    /// Seconds connected (until now for an open session).
+    pub duration_s: f64,
+    pub end_reason: Option<String>,
+}
+
+impl Store {
+    /// Events inside the page's range (`at` in `[since, until)`).
+    pub async fn events_page(&self, page: HistoryPage) -> Result<Vec<Event>> {
+        self.known_account(page.account).await?;
+        let rows = sqlx::query(
+            "SELECT id, at, from_state, state_json, detail, triggered_by, account_id FROM events \
+             WHERE (?1 IS NULL OR account_id = ?1) AND (?2 IS NULL OR at >= ?2) \
+               AND (?3 IS NULL OR at < ?3) AND id > ?4 ORDER BY id LIMIT ?5",
+        )
+        .bind(page.account.map(|a| a.0))
+        .bind(page.range.since.map(to_ms))
+        .bind(page.range.until.map(to_ms))
+        .bind(page.after.unwrap_or(0))
+        .bind(i64::from(page.limit.min(MAX_PAGE)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| event_row(r, AccountId(r.try_get(6)?)))
+            .collect()
+    }
+
+    /// Sessions overlapping the page's range (an open one runs until now).
+    pub async fn sessions_page(
+        &self,
+        page: HistoryPage,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>> {
+        self.known_account(page.account).await?;
+        let now = to_ms(now);
+        let rows = sqlx::query(
+            "SELECT s.id, s.account_id, a.name, s.started_at, s.ended_at, s.end_reason \
+             FROM sessions s JOIN accounts a ON a.id = s.account_id \
+             WHERE (?1 IS NULL OR s.account_id = ?1) \
+               AND (?2 IS NULL OR COALESCE(s.ended_at, ?4) > ?2) \
+               AND (?3 IS NULL OR s.started_at < ?3) AND s.id > ?5 ORDER BY s.id LIMIT ?6",
+        )
+        .bind(page.account.map(|a| a.0))
+        .bind(page.range.since.map(to_ms))
+        .bind(page.range.until.map(to_ms))
+        .bind(now)
+        .bind(page.after.unwrap_or(0))
+        .bind(i64::from(page.limit.min(MAX_PAGE)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let started: i64 = r.try_get(3)?;
+                let ended: Option<i64> = r.try_get(4)?;
+                Ok(SessionRecord {
+                    id: r.try_get(0)?,
+                    account_id: AccountId(r.try_get(1)?),
+                    account_name: r.try_get(2)?,
+                    started_at: from_ms(started),
+                    ended_at: ended.map(from_ms),
+                    duration_s: (ended.unwrap_or(now) - started).max(0) as f64 / 1000.0,
+                    end_reason: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// An account filter names an account that exists or once existed (removed accounts keep
+    /// their history).
+    pub async fn known_account(&self, id: Option<AccountId>) -> Result<()> {
+        let Some(id) = id else { return Ok(()) };
+        let known: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        match known {
+            Some(_) => Ok(()),
+            None => Err(InputError::UnknownAccount(id.0).into()),
+        }
     }
 }
 

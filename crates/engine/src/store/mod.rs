@@ -21,7 +21,9 @@ use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 
 pub use commands::{CommandOutcome, QueuedCommand};
-pub use history::{AccountHistory, Interval, MAX_HISTORY_EVENTS};
+pub use history::{
+    AccountHistory, HistoryPage, Interval, MAX_HISTORY_EVENTS, MAX_PAGE, SessionRecord,
+};
 pub use settings::{PreviousRun, RunStart};
 pub use transitions::TransitionRecord;
 pub use webhooks::DeliveryFilter;
