@@ -30,11 +30,13 @@ for pkg in lifeline lifeline-desktop; do
   fi
   echo "$pkg: ok"
 done
-echo "== webhook verifier (the Standard Webhooks project's Python library, in a venv)"
+echo "== independent checkers in a venv: Standard Webhooks' own library, openapi-spec-validator, schemathesis"
 venv="$HOME/.cache/lifeline/venv"
-if ! "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
+python_tools=('standardwebhooks==1.1.0' 'openapi-spec-validator==0.9.0' 'schemathesis==4.32.5')
+installed=$("$venv/bin/pip" freeze 2>/dev/null | grep -cxF "${python_tools[@]/#/-e}" || true)
+if [ "$installed" != "${#python_tools[@]}" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'standardwebhooks==1.1.0'
+  "$venv/bin/pip" install -q --disable-pip-version-check "${python_tools[@]}"
 fi
 export LIFELINE_TEST_PYTHON="$venv/bin/python"
 echo "== cargo test"

@@ -447,3 +447,86 @@ fn get(api: &Api, path: &str) -> (u16, Vec<u8>) {
     }
     (status, body)
 }
+
+/// The document `serve` publishes is the one in docs/, valid per `openapi-spec-validator`, and
+/// a property-based `schemathesis` run against the live server (a fleet with an account, the
+/// token set) finds no 5xx, no answer outside the document (status, content type, schema), and
+/// no guarded operation that answers without the token.
+#[test]
+fn the_published_document_is_valid_and_the_live_api_keeps_to_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let (_rt, sim) = common::sim();
+    common::add(d, &sim, 2);
+    let Some(python) = std::env::var_os("LIFELINE_TEST_PYTHON") else {
+        eprintln!("skipped: set LIFELINE_TEST_PYTHON (the venv scripts/test.sh makes)");
+        return;
+    };
+    let Some(api) = start(d, &[]) else { return };
+
+    let (st, served) = http(&api.serve.http, "GET", "/openapi.json", &[], b"");
+    assert_eq!(st, 200, "the document needs no token");
+    let published = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json"),
+    )
+    .expect("docs/openapi.json");
+    let served: Value = serde_json::from_str(&served).expect("json");
+    assert_eq!(
+        served,
+        serde_json::from_str::<Value>(&published).expect("json")
+    );
+    let file = d.join("openapi.json");
+    std::fs::write(&file, published).expect("write");
+
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import sys\n\
+             from openapi_spec_validator import validate\n\
+             from openapi_spec_validator.readers import read_from_filename\n\
+             validate(read_from_filename(sys.argv[1])[0])\n\
+             print('valid')",
+        ])
+        .arg(&file)
+        .output()
+        .expect("run openapi-spec-validator");
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator refused the document: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let schemathesis = Path::new(&python).with_file_name("schemathesis");
+    let started = Instant::now();
+    let out = Command::new(&schemathesis)
+        .arg("run")
+        .arg(format!("http://{}/openapi.json", api.serve.http))
+        .args(["-H", &api.bearer.replacen(": ", ":", 1)])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth",
+            "--max-examples",
+            "10",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "20",
+            "--no-color",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", schemathesis.display()));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = report
+        .lines()
+        .find(|l| l.contains("generated,"))
+        .unwrap_or_default()
+        .trim();
+    eprintln!("schemathesis: {summary} in {:?}", started.elapsed());
+    let (st, _) = http(&api.serve.http, "GET", "/metrics", &[], b"");
+    assert_eq!(st, 200, "still serving");
+}
