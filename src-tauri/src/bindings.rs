@@ -39,6 +39,12 @@ fn decls() -> Vec<String> {
         Language::decl(),
         Theme::decl(),
         Prefs::decl(),
+        WebhookInfo::decl(),
+        DeliveryState::decl(),
+        DeliveryInfo::decl(),
+        NewWebhookInput::decl(),
+        WebhookSecret::decl(),
+        WebhookOff::decl(),
         ErrorCode::decl(),
         CommandError::decl(),
     ]

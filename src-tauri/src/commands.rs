@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use lifeline_engine::model::AccountChange;
 use lifeline_engine::ops::{Action, Control, Target};
-use lifeline_engine::secrets::{self, KeyringSecretStore};
+use lifeline_engine::secrets::{self, KeyringSecretStore, SecretStore};
+use lifeline_engine::store::DeliveryFilter;
 use lifeline_engine::{AccountId, export};
 use tauri::{AppHandle, Emitter, State};
 use tauri_plugin_autostart::ManagerExt as _;
@@ -266,7 +267,10 @@ pub async fn get_prefs(state: Sh<'_>, app: AppHandle) -> CommandResult<Prefs> {
 pub async fn set_prefs(state: Sh<'_>, app: AppHandle, prefs: Prefs) -> CommandResult<Prefs> {
     let json = serde_json::to_string(&prefs)
         .map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
-    state.live()?.store.set_setting(PREFS_KEY, &json).await?;
+    let live = state.live()?;
+    // First the server: a port that cannot be used is refused before anything is stored.
+    state.serve_api(&prefs).await?;
+    live.store.set_setting(PREFS_KEY, &json).await?;
     state.set_prefs(prefs);
     crate::set_start_at_login(&app, prefs.start_at_login)?;
     Ok(prefs)
@@ -297,4 +301,112 @@ pub async fn set_tray_labels(app: AppHandle, labels: TrayLabels) -> CommandResul
 pub async fn quit(app: AppHandle) -> CommandResult<()> {
     app.exit(0);
     Ok(())
+}
+
+fn keyring() -> Arc<dyn SecretStore> {
+    Arc::new(KeyringSecretStore)
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn list_webhooks(state: Sh<'_>) -> CommandResult<Vec<WebhookInfo>> {
+    let endpoints = state.live()?.store.webhooks().await?;
+    Ok(endpoints.iter().map(WebhookInfo::from).collect())
+}
+
+/// Adds an endpoint; its signing secret is answered this once (and kept in the keyring).
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn add_webhook(state: Sh<'_>, input: NewWebhookInput) -> CommandResult<WebhookSecret> {
+    let events = (!input.events.is_empty()).then(|| input.events.join(","));
+    let (endpoint, secret) = lifeline_webhooks::add_endpoint(
+        &state.live()?.store,
+        &keyring(),
+        &input.url,
+        events.as_deref(),
+        &[],
+    )
+    .await?;
+    Ok(WebhookSecret {
+        endpoint: WebhookInfo::from(&endpoint),
+        secret: secret.expose().to_owned(),
+    })
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn remove_webhook(state: Sh<'_>, id: i64) -> CommandResult<()> {
+    lifeline_webhooks::remove_endpoint(&state.live()?.store, &keyring(), id).await?;
+    Ok(())
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn set_webhook_enabled(
+    state: Sh<'_>,
+    id: i64,
+    enabled: bool,
+) -> CommandResult<WebhookInfo> {
+    let store = &state.live()?.store;
+    let reason = (!enabled).then_some("turned off by the operator");
+    store.set_webhook_enabled(id, enabled, reason).await?;
+    Ok(WebhookInfo::from(&store.webhook(id).await?))
+}
+
+/// Sends a signed test message now; answers the delivery as recorded (code or error).
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn test_webhook(state: Sh<'_>, id: i64) -> CommandResult<DeliveryInfo> {
+    let instance = lifeline_runtime::webhook_config().instance;
+    let d = lifeline_webhooks::send_test(&state.live()?.store, &keyring(), id, &instance).await?;
+    Ok(DeliveryInfo::from(&d))
+}
+
+/// A new signing secret, answered this once; the old one keeps signing beside it for 24 h.
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn rotate_webhook_secret(state: Sh<'_>, id: i64) -> CommandResult<WebhookSecret> {
+    let store = &state.live()?.store;
+    let secret = lifeline_webhooks::rotate_secret(
+        store,
+        &keyring(),
+        id,
+        lifeline_webhooks::ROTATION_OVERLAP,
+    )
+    .await?;
+    Ok(WebhookSecret {
+        endpoint: WebhookInfo::from(&store.webhook(id).await?),
+        secret: secret.expose().to_owned(),
+    })
+}
+
+/// The latest deliveries of one endpoint, newest first.
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn webhook_deliveries(
+    state: Sh<'_>,
+    id: i64,
+    limit: u32,
+) -> CommandResult<Vec<DeliveryInfo>> {
+    let store = &state.live()?.store;
+    store.webhook(id).await?;
+    let filter = DeliveryFilter {
+        endpoint: Some(id),
+        failed_only: false,
+        limit: limit.clamp(1, 500),
+    };
+    Ok(store
+        .deliveries(filter)
+        .await?
+        .iter()
+        .map(DeliveryInfo::from)
+        .collect())
+}
+
+/// Sends a delivery again (same webhook-id): queued at once for the sender.
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn replay_delivery(state: Sh<'_>, id: i64) -> CommandResult<DeliveryInfo> {
+    let d = state.live()?.store.replay_delivery(id).await?;
+    Ok(DeliveryInfo::from(&d))
 }

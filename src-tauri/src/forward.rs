@@ -40,10 +40,16 @@ pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live) {
     let mut health = tokio::time::interval(HEALTH_EVERY);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut autorecover = live.store.autorecover().await.ok();
+    let mut webhook_notices = shell.take_webhook_notices();
     update_tray(&app, &live);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            Some(notice) = async { webhook_notices.as_mut()?.recv().await }, if webhook_notices.is_some() => {
+                let lifeline_runtime::WebhookNotice::Disabled { endpoint, url, reason } = notice;
+                tracing::warn!(endpoint, "webhook endpoint turned off: {reason}");
+                let _ = app.emit(names::EVENT_WEBHOOK_OFF, api::WebhookOff { endpoint, url, reason });
+            }
             u = updates.recv() => match u {
                 Ok(Update::Transitions(events)) => pending.extend(events.iter().map(|e| e.account_id)),
                 Ok(Update::Alerts(alerts)) => {

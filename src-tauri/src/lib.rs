@@ -78,12 +78,27 @@ pub fn run() -> i32 {
             commands::quit,
             commands::notify,
             commands::set_tray_labels,
+            commands::list_webhooks,
+            commands::add_webhook,
+            commands::remove_webhook,
+            commands::set_webhook_enabled,
+            commands::test_webhook,
+            commands::rotate_webhook_secret,
+            commands::webhook_deliveries,
+            commands::replay_delivery,
         ])
         .setup({
             move |app| {
                 let shell = tauri::async_runtime::block_on(Shell::start());
                 app.manage(shell.clone());
                 if let Ok(live) = shell.live() {
+                    let prefs = shell.prefs();
+                    let api = shell.clone();
+                    tauri::async_runtime::spawn(async move {
+                        if let Err(e) = api.serve_api(&prefs).await {
+                            tracing::warn!(error = %e, "HTTP API not started");
+                        }
+                    });
                     tauri::async_runtime::spawn(forward::run(
                         app.handle().clone(),
                         shell.clone(),

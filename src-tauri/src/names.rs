@@ -35,6 +35,14 @@ pub const COMMANDS: &[&str] = &[
     "quit",
     "notify",
     "set_tray_labels",
+    "list_webhooks",
+    "add_webhook",
+    "remove_webhook",
+    "set_webhook_enabled",
+    "test_webhook",
+    "rotate_webhook_secret",
+    "webhook_deliveries",
+    "replay_delivery",
 ];
 
 /// A QR or pair code to show while linking (never logged).
@@ -46,9 +54,13 @@ pub const EVENT_EXPORT_PROGRESS: &str = "lifeline://export-progress";
 /// Fleet-wide settings changed (autorecover), possibly from the CLI.
 pub const EVENT_SETTINGS: &str = "lifeline://settings";
 
+/// The webhook sender turned an endpoint off (it answered 410, or failed for days).
+pub const EVENT_WEBHOOK_OFF: &str = "lifeline://webhook-off";
+
 pub const EVENTS: &[(&str, &str)] = &[
     ("link", EVENT_LINK),
     ("alert", EVENT_ALERT),
     ("exportProgress", EVENT_EXPORT_PROGRESS),
     ("settings", EVENT_SETTINGS),
+    ("webhookOff", EVENT_WEBHOOK_OFF),
 ];

@@ -34,6 +34,19 @@ pub struct Shell {
     exit: Mutex<Exit>,
     /// Where card changes go (the window's `watch_fleet` channel; a reload replaces it).
     fleet: Mutex<Option<FleetChannel>>,
+    /// Endpoints the webhook sender turned off, until `forward` takes them to the window.
+    webhook_notices: Mutex<Option<WebhookNotices>>,
+    /// The HTTP API, while the operator has it on.
+    api_server: tokio::sync::Mutex<Option<ApiServer>>,
+}
+
+type WebhookNotices = tokio::sync::mpsc::UnboundedReceiver<lifeline_runtime::WebhookNotice>;
+
+#[derive(Debug)]
+struct ApiServer {
+    port: u16,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +81,15 @@ impl Shell {
     /// the UI instead of a window that never appears.
     pub async fn start() -> Arc<Self> {
         match Self::open().await {
-            Ok((runtime, live, prefs)) => Arc::new(Self {
+            Ok((mut runtime, live, prefs)) => Arc::new(Self {
                 live: Ok(live),
+                webhook_notices: Mutex::new(runtime.take_webhook_notices()),
                 runtime: tokio::sync::Mutex::new(Some(runtime)),
                 health: Mutex::default(),
                 prefs: RwLock::new(prefs),
                 exit: Mutex::new(Exit::Running),
                 fleet: Mutex::new(None),
+                api_server: tokio::sync::Mutex::new(None),
             }),
             Err(e) => {
                 tracing::error!(error = %e, "cannot supervise");
@@ -85,6 +100,8 @@ impl Shell {
                     prefs: RwLock::new(Prefs::default()),
                     exit: Mutex::new(Exit::Running),
                     fleet: Mutex::new(None),
+                    webhook_notices: Mutex::new(None),
+                    api_server: tokio::sync::Mutex::new(None),
                 })
             }
         }
@@ -97,15 +114,6 @@ impl Shell {
         let prefs = load_prefs(&store).await;
         let mut runtime = Runtime::open(&dir, store.clone(), Parts::system(&dir)).await?;
         let startup = runtime.start().await?;
-        // Webhook settings arrive in the desktop with the integrations page; until then an
-        // endpoint the sender turns off is logged.
-        if let Some(mut notices) = runtime.take_webhook_notices() {
-            tokio::spawn(async move {
-                while let Some(notice) = notices.recv().await {
-                    tracing::warn!(?notice, "webhook endpoint turned off");
-                }
-            });
-        }
         let live = Live {
             sup: runtime.supervisor().clone(),
             store,
@@ -124,6 +132,63 @@ impl Shell {
             ));
         }
         Ok(live)
+    }
+
+    /// The notices of endpoints the webhook sender turns off (once: `forward` takes them).
+    pub fn take_webhook_notices(&self) -> Option<WebhookNotices> {
+        self.webhook_notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Serves the HTTP API on 127.0.0.1 as `prefs` say: started, moved to another port, or
+    /// stopped. A port that cannot be bound is refused with the reason and changes nothing.
+    pub async fn serve_api(&self, prefs: &Prefs) -> CommandResult<Option<u16>> {
+        let mut server = self.api_server.lock().await;
+        let wanted = prefs.http_api.then_some(prefs.http_port);
+        if server.as_ref().map(|s| s.port) == wanted {
+            return Ok(wanted);
+        }
+        let listener = match wanted {
+            Some(0) => {
+                return Err(CommandError::new(
+                    ErrorCode::InvalidInput,
+                    "Pick a port for the HTTP API between 1 and 65535.",
+                ));
+            }
+            Some(port) => Some(
+                tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+                    .await
+                    .map_err(|e| {
+                        CommandError::new(
+                            ErrorCode::InvalidInput,
+                            format!("The HTTP API cannot listen on 127.0.0.1:{port} ({e}): pick another port."),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        if let Some(old) = server.take() {
+            old.stop.cancel();
+            let _ = old.task.await;
+        }
+        let (Some(listener), Some(port)) = (listener, wanted) else {
+            return Ok(None);
+        };
+        let token = lifeline_engine::model::SecretName::parse(api::HTTP_TOKEN_SECRET)?;
+        let runtime = self.runtime.lock().await;
+        let Some(rt) = runtime.as_ref() else {
+            return Err(CommandError::new(
+                ErrorCode::Unavailable,
+                "Lifeline is shutting down.",
+            ));
+        };
+        let stop = rt.supervisor().stopping().child_token();
+        let task = tokio::spawn(lifeline_api::serve(listener, rt.api(token), stop.clone()));
+        tracing::info!(port, "HTTP API on");
+        *server = Some(ApiServer { port, stop, task });
+        Ok(wanted)
     }
 
     pub fn prefs(&self) -> Prefs {
@@ -165,6 +230,10 @@ impl Shell {
     /// Graceful stop: connections closed, clean-run marker written last. Afterwards every exit
     /// request goes through.
     pub async fn shutdown(&self) {
+        if let Some(server) = self.api_server.lock().await.take() {
+            server.stop.cancel();
+            let _ = server.task.await;
+        }
         let runtime = self.runtime.lock().await.take();
         if let Some(rt) = runtime
             && let Err(e) = rt.shutdown().await

@@ -7,6 +7,8 @@
 // The steps share one data dir and run in order; every wait is for a condition, bounded.
 
 import { execFileSync, spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { createServer } from "node:http";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -268,6 +270,103 @@ test("a secret saved in settings is in the keyring and nowhere in the data dir",
   const about = await browser.$("[data-testid=about]").getText();
   assert.ok(about.includes(`Lifeline ${version}`), `About says: ${about}`);
   await shot("settings");
+  await browser.$("button*=Back to accounts").click();
+});
+
+/** A webhook receiver on 127.0.0.1 answering `status.code`, keeping what it received. */
+async function receiver(status) {
+  const got = [];
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      got.push({ headers: req.headers, body });
+      res.writeHead(status.code);
+      res.end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { got, server, url: `http://127.0.0.1:${server.address().port}/hook` };
+}
+
+test("settings → integrations: an endpoint gets signed messages, is turned off by a 410 with a notification", async () => {
+  const status = { code: 204 };
+  const hook = await receiver(status);
+  await browser.$("button=Settings").click();
+  const form = await browser.$("[data-testid=webhook-form]");
+  await form.$("input[name=webhook-url]").setValue(hook.url);
+  await form.$("button[type=submit]").click();
+  const dialog = await browser.$("[data-testid=webhook-secret]");
+  await dialog.waitForExist({ timeout: 10_000 });
+  const secret = await dialog.$("input[name=webhook-secret]").getValue();
+  assert.match(secret, /^whsec_/);
+  await dialog.$("button.primary").click();
+  await until("the secret dialog to close", async () => !(await dialog.isExisting()));
+  assert.ok(!(await browser.$("body").getText()).includes(secret), "shown once");
+  assert.ok(cli("webhook", "list").includes(hook.url), "the CLI lists the endpoint");
+
+  await browser.$("[data-testid=webhook-list] li").$("button=Send test").click();
+  await until("the test delivered", async () => (await browser.$("[data-testid=webhook-msg]").getText()).includes("delivered (204)"));
+  const message = hook.got.at(-1);
+  assert.equal(JSON.parse(message.body).type, "webhook.test");
+  // Standard Webhooks: HMAC-SHA256 over "id.timestamp.body" with the secret's bytes.
+  const key = Buffer.from(secret.slice("whsec_".length), "base64");
+  const signed = `${message.headers["webhook-id"]}.${message.headers["webhook-timestamp"]}.${message.body}`;
+  const expected = `v1,${createHmac("sha256", key).update(signed).digest("base64")}`;
+  assert.ok(message.headers["webhook-signature"].split(" ").includes(expected), "signed with the secret shown");
+  await until("the test in the deliveries", async () => (await browser.$("[data-testid=deliveries-1]").getText()).includes("webhook.test"));
+  await shot("integrations");
+
+  // The receiver is gone for good: the sender turns the endpoint off and a notification says so.
+  status.code = 410;
+  cli("stop", String(JSON.parse(cli("account", "list", "--json")).find((a) => a.name === "Support line").id));
+  await until(
+    "the 'endpoint turned off' notification",
+    () => readFileSync(NOTIFY_LOG, "utf8").includes("Webhook endpoint turned off"),
+    30_000,
+  );
+  await until("the endpoint shown off with the reason", async () =>
+    (await browser.$("[data-testid=webhook-list]").getText()).includes("410"),
+  );
+  hook.server.close();
+  await browser.$("button*=Back to accounts").click();
+});
+
+test("the HTTP API, switched on in settings, answers with the keyring token and closes when off", async () => {
+  const port = SIM_PORT + 7;
+  const base = `http://127.0.0.1:${port}`;
+  await browser.$("button=Settings").click();
+  const box = await browser.$("[data-testid=integrations] input[name=http_port]");
+  await box.setValue(String(port));
+  await browser.$("[data-testid=integrations] input[name=http_api]").click();
+  await until("the API to answer", async () => {
+    try {
+      return (await fetch(`${base}/health`)).status > 0;
+    } catch {
+      return false;
+    }
+  });
+  const document = await (await fetch(`${base}/openapi.json`)).json();
+  assert.ok(document.paths["/accounts"], "the OpenAPI document is served");
+  assert.equal((await fetch(`${base}/accounts`)).status, 401, "no token, no answer");
+  const token = `e2e-api-${Date.now()}`;
+  const form = await browser.$("[data-testid=secret-form]");
+  await form.$("input[name=secret-name]").setValue("http-token");
+  await form.$("input[name=secret-value]").setValue(token);
+  await form.$("button[type=submit]").click();
+  await until("the token in the list", async () => (await browser.$("[data-testid=secret-list]").getText()).includes("http-token"));
+  const r = await fetch(`${base}/accounts`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(r.status, 200);
+  assert.ok((await r.json()).some((a) => a.name === "Toko Mawar"));
+  await browser.$("[data-testid=integrations] input[name=http_api]").click();
+  await until("the port to close", async () => {
+    try {
+      await fetch(`${base}/health`);
+      return false;
+    } catch {
+      return true;
+    }
+  });
   await browser.$("button*=Back to accounts").click();
 });
 

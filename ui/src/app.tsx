@@ -42,6 +42,8 @@ export function App({ backend }: { backend: Backend }) {
     theme: "system",
     notifications: true,
     start_at_login: false,
+    http_api: false,
+    http_port: 7700,
   });
   const [autorecover, setAutorecover] = useState(true);
   const [alerts, setAlerts] = useState<Alert[]>([]);
@@ -62,6 +64,12 @@ export function App({ backend }: { backend: Backend }) {
       backend.onAlert((a) => {
         const text = alertText(a, words.current.t, words.current.lang);
         setAlerts((list) => [{ kind: a.kind, ...text }, ...list].slice(0, 3));
+        void backend.notify(text).catch(() => undefined);
+      }),
+      backend.onWebhookOff((w) => {
+        const { t } = words.current;
+        const text = { title: t("webhookOffTitle"), body: t("webhookOffBody", { url: w.url, reason: w.reason }) };
+        setAlerts((list) => [{ kind: "summary" as const, ...text }, ...list].slice(0, 3));
         void backend.notify(text).catch(() => undefined);
       }),
     ];

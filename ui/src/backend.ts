@@ -5,6 +5,7 @@ import type {
   AlertInfo,
   Card,
   CommandError,
+  DeliveryInfo,
   ErrorCode,
   ExportDone,
   ExportProgress,
@@ -21,6 +22,10 @@ import type {
   SettingsChanged,
   Snapshot,
   TrayLabels,
+  NewWebhookInput,
+  WebhookInfo,
+  WebhookOff,
+  WebhookSecret,
 } from "./generated/api";
 
 export type * from "./generated/api";
@@ -57,12 +62,22 @@ export interface Backend {
   notify(text: NotificationText): Promise<void>;
   /** The tray's words; the first call puts the tray up. */
   setTrayLabels(labels: TrayLabels): Promise<void>;
+  listWebhooks(): Promise<WebhookInfo[]>;
+  /** The answer carries the signing secret, to show once. */
+  addWebhook(input: NewWebhookInput): Promise<WebhookSecret>;
+  removeWebhook(id: number): Promise<void>;
+  setWebhookEnabled(id: number, enabled: boolean): Promise<WebhookInfo>;
+  testWebhook(id: number): Promise<DeliveryInfo>;
+  rotateWebhookSecret(id: number): Promise<WebhookSecret>;
+  webhookDeliveries(id: number, limit: number): Promise<DeliveryInfo[]>;
+  replayDelivery(id: number): Promise<DeliveryInfo>;
 
   onFleet(cb: (delta: FleetDelta) => void): Unsubscribe;
   onLink(cb: (link: LinkInfo) => void): Unsubscribe;
   onAlert(cb: (alert: AlertInfo) => void): Unsubscribe;
   onExportProgress(cb: (p: ExportProgress) => void): Unsubscribe;
   onSettings(cb: (s: SettingsChanged) => void): Unsubscribe;
+  onWebhookOff(cb: (w: WebhookOff) => void): Unsubscribe;
 }
 
 /** A failed command, as the shell reports it: `{ code, message }`. */

@@ -5,6 +5,7 @@ import { type Backend, BackendError, type Unsubscribe } from "./backend";
 import type {
   AlertInfo,
   Card,
+  DeliveryInfo,
   ExportProgress,
   FleetDelta,
   HistoryInfo,
@@ -16,6 +17,10 @@ import type {
   Snapshot,
   StateName,
   TrayLabels,
+  NewWebhookInput,
+  WebhookInfo,
+  WebhookOff,
+  WebhookSecret,
 } from "./generated/api";
 
 type Listener<T> = Set<(v: T) => void>;
@@ -59,7 +64,18 @@ export class FakeBackend implements Backend {
   dataDir = "/tmp/lifeline";
   secrets: string[] = [];
   policy: PolicyValues = structuredClone(DEFAULT_POLICY);
-  prefs: Prefs = { language: "en", theme: "system", notifications: true, start_at_login: false };
+  prefs: Prefs = {
+    language: "en",
+    theme: "system",
+    notifications: true,
+    start_at_login: false,
+    http_api: false,
+    http_port: 7700,
+  };
+  webhooks = new Map<number, WebhookInfo>();
+  deliveries: DeliveryInfo[] = [];
+  /** The HTTP status the fake receiver answers a test message with. */
+  receiverAnswers = 204;
   calls: Array<[string, ...unknown[]]> = [];
   exportPath: string | null = "/tmp/export.csv";
   history_: HistoryInfo = { since: "", now: "", intervals: [], events: [] };
@@ -71,6 +87,9 @@ export class FakeBackend implements Backend {
   private alert: Listener<AlertInfo> = new Set();
   private progress: Listener<ExportProgress> = new Set();
   private settings: Listener<SettingsChanged> = new Set();
+  private webhookOff: Listener<WebhookOff> = new Set();
+  private nextHook = 1;
+  private secretNo = 0;
 
   constructor(cards: Card[] = []) {
     for (const c of cards) {
@@ -117,6 +136,39 @@ export class FakeBackend implements Backend {
   }
   emitSettings(s: SettingsChanged) {
     this.settings.forEach((f) => f(s));
+  }
+  /** The sender turns an endpoint off, as the shell reports it. */
+  emitWebhookOff(w: WebhookOff) {
+    const e = this.webhooks.get(w.endpoint);
+    if (e) this.webhooks.set(w.endpoint, { ...e, enabled: false, disabled_reason: w.reason });
+    this.webhookOff.forEach((f) => f(w));
+  }
+
+  private hook(id: number): WebhookInfo {
+    const e = this.webhooks.get(id);
+    if (!e) throw new BackendError("not_found", `No webhook endpoint ${id}: see the list of endpoints.`);
+    return e;
+  }
+  private secret(): string {
+    this.secretNo += 1;
+    return `whsec_${btoa(`fake-secret-${this.secretNo}-0123456789abcdef`)}`;
+  }
+  private delivery(endpoint: number, kind: string, over: Partial<DeliveryInfo> = {}): DeliveryInfo {
+    const d: DeliveryInfo = {
+      id: this.deliveries.length + 1,
+      endpoint_id: endpoint,
+      kind,
+      account: null,
+      at: "2026-11-23T10:00:00.000Z",
+      state: "pending",
+      attempts: 0,
+      last_code: null,
+      last_error: null,
+      next_at: "2026-11-23T10:00:00.000Z",
+      ...over,
+    };
+    this.deliveries.unshift(d);
+    return d;
   }
 
   snapshot(): Promise<Snapshot> {
@@ -271,6 +323,71 @@ export class FakeBackend implements Backend {
     return this.act("setTrayLabels", [labels], () => undefined);
   }
 
+  listWebhooks() {
+    return this.act("listWebhooks", [], () => [...this.webhooks.values()]);
+  }
+  addWebhook(input: NewWebhookInput) {
+    return this.act("addWebhook", [input], (): WebhookSecret => {
+      if (!/^https?:\/\/[^/\s]+/.test(input.url)) {
+        throw new BackendError("invalid_input", `Invalid webhook URL '${input.url}': use http:// or https://.`);
+      }
+      const endpoint: WebhookInfo = {
+        id: this.nextHook++,
+        url: input.url,
+        events: input.events.length ? [...input.events] : null,
+        accounts: null,
+        enabled: true,
+        disabled_reason: null,
+        failing_since: null,
+      };
+      this.webhooks.set(endpoint.id, endpoint);
+      return { endpoint, secret: this.secret() };
+    });
+  }
+  removeWebhook(id: number) {
+    return this.act("removeWebhook", [id], () => {
+      this.hook(id);
+      this.webhooks.delete(id);
+    });
+  }
+  setWebhookEnabled(id: number, enabled: boolean) {
+    return this.act("setWebhookEnabled", [id, enabled], () => {
+      const e = { ...this.hook(id), enabled, disabled_reason: enabled ? null : "turned off by the operator" };
+      this.webhooks.set(id, e);
+      return e;
+    });
+  }
+  testWebhook(id: number) {
+    return this.act("testWebhook", [id], () => {
+      this.hook(id);
+      const ok = this.receiverAnswers >= 200 && this.receiverAnswers < 300;
+      return this.delivery(id, "webhook.test", {
+        state: ok ? "delivered" : "failed",
+        attempts: 1,
+        last_code: this.receiverAnswers,
+        next_at: null,
+      });
+    });
+  }
+  rotateWebhookSecret(id: number) {
+    return this.act("rotateWebhookSecret", [id], () => ({ endpoint: this.hook(id), secret: this.secret() }));
+  }
+  webhookDeliveries(id: number, limit: number) {
+    return this.act("webhookDeliveries", [id, limit], () => {
+      this.hook(id);
+      return this.deliveries.filter((d) => d.endpoint_id === id).slice(0, limit);
+    });
+  }
+  replayDelivery(id: number) {
+    return this.act("replayDelivery", [id], () => {
+      const i = this.deliveries.findIndex((d) => d.id === id);
+      if (i < 0) throw new BackendError("not_found", `No delivery ${id}.`);
+      const d: DeliveryInfo = { ...this.deliveries[i], state: "pending", attempts: 0, next_at: "2026-11-23T10:00:05.000Z" };
+      this.deliveries[i] = d;
+      return d;
+    });
+  }
+
   private sub<T>(set: Listener<T>, cb: (v: T) => void): Unsubscribe {
     set.add(cb);
     return () => set.delete(cb);
@@ -289,5 +406,8 @@ export class FakeBackend implements Backend {
   }
   onSettings(cb: (s: SettingsChanged) => void) {
     return this.sub(this.settings, cb);
+  }
+  onWebhookOff(cb: (w: WebhookOff) => void) {
+    return this.sub(this.webhookOff, cb);
   }
 }

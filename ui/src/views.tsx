@@ -7,6 +7,7 @@ import { StateBadge } from "./card";
 import { ErrorText } from "./dialogs";
 import type { Card, HistoryInfo, Language, PolicyValues, Prefs, Theme } from "./generated/api";
 import { dateTime, spans } from "./format";
+import { Integrations } from "./integrations";
 import { type Key, reasonText, stateLabel, useI18n } from "./i18n";
 
 export function Timeline({ history }: { history: HistoryInfo }) {
@@ -316,6 +317,12 @@ export function Settings(props: {
             </p>
           )}
         </section>
+        <Integrations
+          backend={backend}
+          prefs={p}
+          secrets={secrets}
+          savePrefs={async (next) => props.onPrefs(await backend.setPrefs(next))}
+        />
         <section aria-labelledby="s-policy" class="wide">
           <h3 id="s-policy">{t("policy")}</h3>
           <p class="help">{t("policyHelp")}</p>

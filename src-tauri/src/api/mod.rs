@@ -9,11 +9,13 @@ mod link;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 pub use alerts::*;
 pub use history::*;
 pub use link::*;
 pub use settings::*;
+pub use webhooks::*;
 
 use lifeline_engine::model::AccountKind;
 use lifeline_engine::report::AccountHealth;

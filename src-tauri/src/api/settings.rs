@@ -72,7 +72,15 @@ pub struct Prefs {
     pub notifications: bool,
     /// Read from and written to the OS autostart entry, not the database.
     pub start_at_login: bool,
+    /// Serve the HTTP API (the one `lifeline serve --http` serves) on 127.0.0.1:`http_port`.
+    pub http_api: bool,
+    pub http_port: u16,
 }
+
+/// The HTTP API's port until the operator picks another.
+pub const DEFAULT_HTTP_PORT: u16 = 7700;
+/// The keyring secret whose value is the HTTP API's bearer token (as `serve`'s default).
+pub const HTTP_TOKEN_SECRET: &str = "http-token";
 
 impl Default for Prefs {
     fn default() -> Self {
@@ -81,6 +89,8 @@ impl Default for Prefs {
             theme: Theme::System,
             notifications: true,
             start_at_login: false,
+            http_api: false,
+            http_port: DEFAULT_HTTP_PORT,
         }
     }
 }

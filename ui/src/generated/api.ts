@@ -160,7 +160,63 @@ notifications: boolean,
 /**
  * Read from and written to the OS autostart entry, not the database.
  */
-start_at_login: boolean, };
+start_at_login: boolean, 
+/**
+ * Serve the HTTP API (the one `lifeline serve --http` serves) on 127.0.0.1:`http_port`.
+ */
+http_api: boolean, http_port: number, };
+
+export type WebhookInfo = { id: number, url: string, 
+/**
+ * None: every message.
+ */
+events: Array<string> | null, 
+/**
+ * None: every account.
+ */
+accounts: number[] | null, enabled: boolean, 
+/**
+ * Why it is off (the operator, a 410 answer, days of failures).
+ */
+disabled_reason: string | null, 
+/**
+ * The first failed attempt since the last success (RFC 3339).
+ */
+failing_since: string | null, };
+
+export type DeliveryState = "pending" | "delivered" | "failed";
+
+export type DeliveryInfo = { id: number, endpoint_id: number, 
+/**
+ * The message type, e.g. `account.dropped`.
+ */
+kind: string, account: number | null, 
+/**
+ * When the message was recorded (RFC 3339).
+ */
+at: string, state: DeliveryState, attempts: number, 
+/**
+ * The receiver's last HTTP status, if it answered.
+ */
+last_code: number | null, 
+/**
+ * What went wrong on the last attempt (timeout, refused, …).
+ */
+last_error: string | null, 
+/**
+ * The next attempt, while pending (RFC 3339).
+ */
+next_at: string | null, };
+
+export type NewWebhookInput = { url: string, 
+/**
+ * Empty: every message.
+ */
+events: Array<string>, };
+
+export type WebhookSecret = { endpoint: WebhookInfo, secret: string, };
+
+export type WebhookOff = { endpoint: number, url: string, reason: string, };
 
 export type ErrorCode = "invalid_input" | "not_found" | "already_running" | "keyring" | "storage" | "io" | "cancelled" | "unavailable" | "internal";
 

@@ -29,6 +29,14 @@ export const Command = {
   quit: "quit",
   notify: "notify",
   setTrayLabels: "set_tray_labels",
+  listWebhooks: "list_webhooks",
+  addWebhook: "add_webhook",
+  removeWebhook: "remove_webhook",
+  setWebhookEnabled: "set_webhook_enabled",
+  testWebhook: "test_webhook",
+  rotateWebhookSecret: "rotate_webhook_secret",
+  webhookDeliveries: "webhook_deliveries",
+  replayDelivery: "replay_delivery",
 } as const;
 
 export const Event = {
@@ -36,4 +44,5 @@ export const Event = {
   alert: "lifeline://alert",
   exportProgress: "lifeline://export-progress",
   settings: "lifeline://settings",
+  webhookOff: "lifeline://webhook-off",
 } as const;
