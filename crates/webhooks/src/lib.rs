@@ -220,16 +220,25 @@ pub async fn send_test(
         .enqueue_webhook_test(id, now, now + chrono::Duration::hours(1))
         .await?;
     let url = WebhookUrl::parse(&endpoint.url)?;
-    let value = lifeline_engine::secrets::fetch(secrets.clone(), &endpoint.secret_name)
-        .await?
-        .ok_or_else(|| {
-            lifeline_engine::InputError::UnknownSecret(endpoint.secret_name.to_string())
+    // Signed as the sender signs: with both secrets while a rotation lasts.
+    let mut names = vec![&endpoint.secret_name];
+    if let Some((old, until)) = &endpoint.old_secret
+        && *until > now
+    {
+        names.push(old);
+    }
+    let mut keys = Vec::with_capacity(names.len());
+    for name in names {
+        let value = lifeline_engine::secrets::fetch(secrets.clone(), name).await?;
+        let key = value.as_ref().and_then(sign::SigningKey::parse).ok_or_else(|| {
+            Error::Webhook(format!(
+                "endpoint {id}'s signing secret '{name}' is missing from the keyring or damaged: `lifeline webhook rotate-secret {id}` makes a new one"
+            ))
         })?;
-    let key = sign::SigningKey::parse(&value).ok_or_else(|| {
-        lifeline_engine::InputError::UnknownSecret(endpoint.secret_name.to_string())
-    })?;
+        keys.push(key);
+    }
     let http = send::HttpSender::new(send::TIMEOUT)?;
-    let answer = send_signed(&http, &url, &[key], &delivery, instance, chrono::Utc::now()).await;
+    let answer = send_signed(&http, &url, &keys, &delivery, instance, chrono::Utc::now()).await;
     let result = match answer.code {
         Some(code) if answer.is_success() => AttemptResult::Delivered { code },
         code => AttemptResult::Exhausted {
