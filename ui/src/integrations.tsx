@@ -111,7 +111,7 @@ export function Integrations(props: {
         </label>
         <input
           name="http_port"
-          aria-label={t("httpApiOn")}
+          aria-label={t("httpPort")}
           inputMode="numeric"
           size={6}
           value={port}

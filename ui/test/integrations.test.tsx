@@ -95,14 +95,14 @@ describe("settings → integrations", () => {
   it("the HTTP API switch saves the port, says when the token is missing, and keeps the old value on a refusal", async () => {
     const b = new FakeBackend([makeCard(1)]);
     const page = within(await settings(b));
-    fireEvent.input(page.getByRole("textbox", { name: /port/ }), { target: { value: "7811" } });
+    fireEvent.input(page.getByRole("textbox", { name: "HTTP API port" }), { target: { value: "7811" } });
     fireEvent.click(page.getByRole("checkbox", { name: /Serve the HTTP API/ }));
     await waitFor(() => expect(b.prefs.http_api).toBe(true));
     expect(b.prefs.http_port).toBe(7811);
     expect(page.getByText(/Set the secret 'http-token' first/)).toBeTruthy();
     expect(page.getByText(/http:\/\/127\.0\.0\.1:7811\/openapi\.json/)).toBeTruthy();
     b.failNext = new BackendError("invalid_input", "The HTTP API cannot listen on 127.0.0.1:80 (permission denied): pick another port.");
-    const port = page.getByRole("textbox", { name: /port/ });
+    const port = page.getByRole("textbox", { name: "HTTP API port" });
     fireEvent.input(port, { target: { value: "80" } });
     fireEvent.change(port);
     expect((await page.findByRole("alert")).textContent).toContain("pick another port");

@@ -64,7 +64,13 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // No connection checkpoints the WAL as part of its own commit (SQLite's default
+            // every 1000 pages): that made the commit that crossed the mark — usually the
+            // recorder's, holding a transition — wait for the database file to be written and
+            // synced. A supervising process checkpoints from its own task instead
+            // ([`Store::checkpoint`]); any process checkpoints when it closes its last connection.
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(acquire_timeout)
@@ -110,6 +116,15 @@ impl Store {
             pool,
             path: path.to_owned(),
         })
+    }
+
+    /// Copies what the WAL holds into the database file, without waiting for readers or
+    /// writers (a passive checkpoint): writers keep appending meanwhile.
+    pub async fn checkpoint(&self) -> Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -247,6 +262,42 @@ pub(crate) mod tests {
             .await
             .expect("open");
         (tmp, store)
+    }
+
+    /// Commits never checkpoint (the WAL grows past SQLite's usual 1000-page mark instead of
+    /// being copied into the database file by whichever commit crosses it), and
+    /// [`Store::checkpoint`] makes the WAL reusable, so the next writes do not grow it further.
+    #[tokio::test]
+    async fn commits_leave_checkpoints_to_the_checkpointer() {
+        let (tmp, store) = temp_store().await;
+        let wal = tmp.path().join("t.db-wal");
+        let value = "x".repeat(16 * 1024);
+        let write = |round: usize| {
+            let (store, value) = (store.clone(), value.clone());
+            async move {
+                // 400 values of 16 KiB: about 1600 pages of 4 KiB.
+                for i in 0..400 {
+                    store
+                        .set_setting(&format!("bulk.{round}.{i}"), &value)
+                        .await
+                        .expect("write");
+                }
+            }
+        };
+        let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        write(0).await;
+        let first = size();
+        assert!(
+            first > 1200 * 4096,
+            "the WAL holds every page written ({first} bytes): no commit checkpointed it"
+        );
+        store.checkpoint().await.expect("checkpoint");
+        write(1).await;
+        let second = size();
+        assert!(
+            second < first + first / 5,
+            "after a checkpoint the WAL is written from its start again ({first} then {second} bytes)"
+        );
     }
 
     /// An upgrade's first start: the desktop app (autostarted) and a `lifeline` command open a

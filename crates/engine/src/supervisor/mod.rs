@@ -11,9 +11,10 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -148,6 +149,7 @@ impl Supervisor {
             shutdown: CancellationToken::new(),
             jitter_seed,
         });
+        let written = Arc::new(Notify::new());
         tokio::spawn(recorder::run(
             shared.store.clone(),
             shared.clock,
@@ -155,6 +157,13 @@ impl Supervisor {
             recorder_rx,
             shared.updates.clone(),
             shared.unstable.clone(),
+            written.clone(),
+        ));
+        tokio::spawn(checkpoints(
+            shared.store.clone(),
+            shared.clock,
+            written.clone(),
+            shared.shutdown.clone(),
         ));
         Self {
             shared,
@@ -418,4 +427,26 @@ fn marked(view: &AccountView, marks: &HashMap<AccountId, Timestamp>) -> AccountV
 
 fn operator(input: Input) -> AccountCommand {
     AccountCommand::Do(Box::new(input))
+}
+
+/// Least time between two WAL checkpoints while the recorder keeps writing.
+const CHECKPOINT_SPACING: Duration = Duration::from_millis(250);
+
+/// Checkpoints the WAL after the recorder wrote (see the store's options: no commit pays for a
+/// checkpoint itself), at most every [`CHECKPOINT_SPACING`], until shutdown; closing the store
+/// checkpoints the rest. Idle when nothing is written, so paused-clock tests see no timer.
+async fn checkpoints(store: Store, clock: Clock, written: Arc<Notify>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = written.notified() => {}
+        }
+        if let Err(e) = clock.hold(store.checkpoint()).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed; the next write retries it");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(CHECKPOINT_SPACING) => {}
+        }
+    }
 }

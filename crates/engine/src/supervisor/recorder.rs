@@ -54,6 +54,7 @@ pub(crate) async fn run(
     mut rx: mpsc::UnboundedReceiver<RecorderMsg>,
     updates: broadcast::Sender<Update>,
     unstable: Arc<RwLock<HashMap<AccountId, Timestamp>>>,
+    written: Arc<tokio::sync::Notify>,
 ) {
     let mut alerter = Alerter::new(alerts);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -131,6 +132,8 @@ pub(crate) async fn run(
         if !attempts.is_empty() {
             write_attempts(&store, &clock, attempts).await;
         }
+        // The WAL grew: the checkpoint task copies it into the database file, off this loop.
+        written.notify_one();
         for ack in flushes {
             let _ = ack.send(());
         }
