@@ -3,7 +3,7 @@
 
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
-import { type Backend, BackendError } from "./backend";
+import { type Backend, BackendError, DEFAULT_PREFS } from "./backend";
 import { type CardAction, CardGrid } from "./card";
 import { AddAccount, ConfirmRemove, ExportDialog, LinkModal } from "./dialogs";
 import { Fleet, STATES, filterCards } from "./fleet";
@@ -37,14 +37,7 @@ export function App({ backend }: { backend: Backend }) {
   const fleet = useMemo(() => new Fleet(), []);
   const [snapshot, setSnapshot] = useState<Snapshot | null>(null);
   const [fatal, setFatal] = useState<string | null>(null);
-  const [prefs, setPrefs] = useState<Prefs>({
-    language: "en",
-    theme: "system",
-    notifications: true,
-    start_at_login: false,
-    http_api: false,
-    http_port: 7700,
-  });
+  const [prefs, setPrefs] = useState<Prefs>(DEFAULT_PREFS);
   const [autorecover, setAutorecover] = useState(true);
   const [alerts, setAlerts] = useState<Alert[]>([]);
   // Alerts are worded when they arrive, in the language of that moment.

@@ -30,6 +30,16 @@ import type {
 
 export type * from "./generated/api";
 
+/** Preferences before the shell has answered (the shell's own defaults). */
+export const DEFAULT_PREFS: Prefs = {
+  language: "en",
+  theme: "system",
+  notifications: true,
+  start_at_login: false,
+  http_api: false,
+  http_port: 7700,
+};
+
 export type Unsubscribe = () => void;
 export type HistoryWindow = "24h" | "7d";
 

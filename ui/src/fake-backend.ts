@@ -1,7 +1,7 @@
 // An in-memory Backend for tests (and for trying views without the shell). It behaves like the
 // shell where the views can tell: commands change cards and the change arrives as a fleet event.
 
-import { type Backend, BackendError, type Unsubscribe } from "./backend";
+import { type Backend, BackendError, DEFAULT_PREFS, type Unsubscribe } from "./backend";
 import type {
   AlertInfo,
   Card,
@@ -64,14 +64,7 @@ export class FakeBackend implements Backend {
   dataDir = "/tmp/lifeline";
   secrets: string[] = [];
   policy: PolicyValues = structuredClone(DEFAULT_POLICY);
-  prefs: Prefs = {
-    language: "en",
-    theme: "system",
-    notifications: true,
-    start_at_login: false,
-    http_api: false,
-    http_port: 7700,
-  };
+  prefs: Prefs = { ...DEFAULT_PREFS };
   webhooks = new Map<number, WebhookInfo>();
   deliveries: DeliveryInfo[] = [];
   /** The HTTP status the fake receiver answers a test message with. */
