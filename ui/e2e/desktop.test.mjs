@@ -289,10 +289,12 @@ async function receiver(status) {
   return { got, server, url: `http://127.0.0.1:${server.address().port}/hook` };
 }
 
-test("settings → integrations: an endpoint gets signed messages, is turned off by a 410 with a notification", async () => {
+test("settings → integrations: an endpoint gets signed messages, is turned off by a 410 with a notification", async (t) => {
   const status = { code: 204 };
   const hook = await receiver(status);
+  t.after(() => hook.server.close());
   await browser.$("button=Settings").click();
+  backToFleet(t);
   const form = await browser.$("[data-testid=webhook-form]");
   await form.$("input[name=webhook-url]").setValue(hook.url);
   await form.$("button[type=submit]").click();
@@ -328,17 +330,37 @@ test("settings → integrations: an endpoint gets signed messages, is turned off
   await until("the endpoint shown off with the reason", async () =>
     (await browser.$("[data-testid=webhook-list]").getText()).includes("410"),
   );
-  hook.server.close();
-  await browser.$("button*=Back to accounts").click();
 });
 
-test("the HTTP API, switched on in settings, answers with the keyring token and closes when off", async () => {
-  const port = SIM_PORT + 7;
+/** Back to the fleet after a Settings step, also when it failed (the next steps start there). */
+function backToFleet(t) {
+  t.after(async () => {
+    const back = await browser.$("button*=Back to accounts");
+    if (await back.isExisting()) await back.click();
+  });
+}
+
+/** A port nothing listens on right now. */
+async function freePort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+test("the HTTP API, switched on in settings, answers with the keyring token and closes when off", async (t) => {
+  const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   await browser.$("button=Settings").click();
+  backToFleet(t);
   const box = await browser.$("[data-testid=integrations] input[name=http_port]");
   await box.setValue(String(port));
+  await until("the port typed", async () => (await box.getValue()) === String(port));
   await browser.$("[data-testid=integrations] input[name=http_api]").click();
+  await until("Settings to name the API's address", async () =>
+    (await browser.$("[data-testid=integrations]").getText()).includes(`127.0.0.1:${port}/openapi.json`),
+  );
   await until("the API to answer", async () => {
     try {
       return (await fetch(`${base}/health`)).status > 0;
@@ -367,7 +389,6 @@ test("the HTTP API, switched on in settings, answers with the keyring token and 
       return true;
     }
   });
-  await browser.$("button*=Back to accounts").click();
 });
 
 test("CSV export writes a file that parses back", async () => {

@@ -2,7 +2,7 @@
 // shown once, test, turn off and on, new secret, remove) with each endpoint's latest deliveries
 // and their answers, re-sendable.
 
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 
 import { type Backend, BackendError } from "./backend";
 import { ErrorText, Modal } from "./dialogs";
@@ -27,6 +27,9 @@ export function Integrations(props: {
   const { t } = useI18n();
   const { backend, prefs } = props;
   const [port, setPort] = useState(String(prefs.http_port));
+  // What is typed, read when the switch flips: the switch's handler may run before the field's
+  // last keystroke has re-rendered this component.
+  const typed = useRef(String(prefs.http_port));
   const [apiError, setApiError] = useState<string | null>(null);
   const [hooks, setHooks] = useState<WebhookInfo[]>([]);
   const [url, setUrl] = useState("");
@@ -41,10 +44,13 @@ export function Integrations(props: {
     void refresh();
     return backend.onWebhookOff(() => void refresh());
   }, []);
-  useEffect(() => setPort(String(prefs.http_port)), [prefs.http_port]);
+  useEffect(() => {
+    typed.current = String(prefs.http_port);
+    setPort(typed.current);
+  }, [prefs.http_port]);
 
   const setApi = async (on: boolean) => {
-    const n = Number(port);
+    const n = Number(typed.current);
     if (!Number.isInteger(n) || n < 1 || n > 65535) {
       setApiError(t("notANumber", { key: t("httpApi") }));
       return;
@@ -115,7 +121,10 @@ export function Integrations(props: {
           inputMode="numeric"
           size={6}
           value={port}
-          onInput={(e) => setPort((e.currentTarget as HTMLInputElement).value)}
+          onInput={(e) => {
+            typed.current = (e.currentTarget as HTMLInputElement).value;
+            setPort(typed.current);
+          }}
           onChange={() => prefs.http_api && void setApi(true)}
         />
       </div>
