@@ -348,7 +348,7 @@ pub async fn set_webhook_enabled(
     enabled: bool,
 ) -> CommandResult<WebhookInfo> {
     let store = &state.live()?.store;
-    let reason = (!enabled).then_some("turned off by the operator");
+    let reason = (!enabled).then_some(lifeline_engine::webhook::TURNED_OFF_BY_OPERATOR);
     store.set_webhook_enabled(id, enabled, reason).await?;
     Ok(WebhookInfo::from(&store.webhook(id).await?))
 }

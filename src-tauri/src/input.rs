@@ -5,7 +5,6 @@ use lifeline_engine::connector::LinkMode;
 use lifeline_engine::export::{ExportFilter, ExportKind};
 use lifeline_engine::model::{HeaderRef, NewAccount, SecretName, normalize_phone};
 use lifeline_engine::policy::PolicyConfig;
-use lifeline_engine::time::parse_time;
 use lifeline_engine::{AccountId, AccountKind, InputError, TimeRange};
 
 use crate::api::{ExportRequest, ExportWhat, LinkRequest, NewAccountInput, PolicyValues};
@@ -41,8 +40,6 @@ pub fn link_mode(req: &LinkRequest) -> Result<LinkMode, InputError> {
 }
 
 pub fn export(req: &ExportRequest) -> Result<(ExportKind, ExportFilter), InputError> {
-    let since = blank(&req.since).map(parse_time).transpose()?;
-    let until = blank(&req.until).map(parse_time).transpose()?;
     let kind = match req.what {
         ExportWhat::Sessions => ExportKind::Sessions,
         ExportWhat::Events => ExportKind::Events,
@@ -51,7 +48,7 @@ pub fn export(req: &ExportRequest) -> Result<(ExportKind, ExportFilter), InputEr
         kind,
         ExportFilter {
             account: req.account.map(AccountId),
-            range: TimeRange::new(since, until)?,
+            range: TimeRange::parse(blank(&req.since), blank(&req.until))?,
         },
     ))
 }

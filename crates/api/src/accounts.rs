@@ -13,7 +13,7 @@ use lifeline_engine::model::{
 };
 use lifeline_engine::ops::{Action, Control, Target};
 use lifeline_engine::policy::breaker::Breaker;
-use lifeline_engine::supervisor::queue::keep_link_codes;
+use lifeline_engine::supervisor::queue::link_for_another;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -241,11 +241,7 @@ pub async fn link(
         },
         None => LinkMode::Qr,
     };
-    let id = AccountId(id);
-    // Subscribed before asking, so the first code is kept.
-    let watch = keep_link_codes(api.sup.clone(), id);
-    api.sup.link(id, mode).await?;
-    tokio::spawn(watch);
+    link_for_another(&api.sup, AccountId(id), mode).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(Applied { applied: 1 })))
 }
 

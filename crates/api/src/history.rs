@@ -8,7 +8,7 @@ use lifeline_engine::Event;
 use lifeline_engine::export::{self, ExportFilter, ExportKind};
 use lifeline_engine::model::AccountId;
 use lifeline_engine::store::{HistoryPage, MAX_PAGE, SessionRecord};
-use lifeline_engine::time::{TimeRange, parse_time};
+use lifeline_engine::time::TimeRange;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -59,15 +59,7 @@ pub struct ExportQuery {
 }
 
 fn range(since: Option<&str>, until: Option<&str>) -> Result<TimeRange, ApiError> {
-    let since = since
-        .map(parse_time)
-        .transpose()
-        .map_err(lifeline_engine::Error::from)?;
-    let until = until
-        .map(parse_time)
-        .transpose()
-        .map_err(lifeline_engine::Error::from)?;
-    Ok(TimeRange::new(since, until).map_err(lifeline_engine::Error::from)?)
+    Ok(TimeRange::parse(since, until).map_err(lifeline_engine::Error::from)?)
 }
 
 fn page(q: &PageQuery) -> Result<HistoryPage, ApiError> {

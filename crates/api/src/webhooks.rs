@@ -133,7 +133,11 @@ pub async fn disable_webhook(
 ) -> Result<axum::Json<WebhookEndpoint>, ApiError> {
     api.sup
         .store()
-        .set_webhook_enabled(id, false, Some("turned off by the operator"))
+        .set_webhook_enabled(
+            id,
+            false,
+            Some(lifeline_engine::webhook::TURNED_OFF_BY_OPERATOR),
+        )
         .await?;
     get_webhook(State(api), Path(id)).await
 }

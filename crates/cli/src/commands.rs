@@ -9,7 +9,6 @@ use lifeline_engine::model::{HeaderRef, NewAccount, SecretName};
 use lifeline_engine::ops::{Action, Control, Queued, Target};
 use lifeline_engine::policy::PolicyConfig;
 use lifeline_engine::secrets::{self, KeyringSecretStore, SecretValue};
-use lifeline_engine::time::parse_time;
 use lifeline_engine::{AccountId, DataDir, Error, InputError, Store, TimeRange};
 use lifeline_runtime::Parts;
 
@@ -140,11 +139,9 @@ async fn autorecover(store: &Store, mode: AutorecoverMode) -> Result {
 }
 
 async fn export(store: &Store, a: ExportArgs) -> Result {
-    let since = a.since.as_deref().map(parse_time).transpose()?;
-    let until = a.until.as_deref().map(parse_time).transpose()?;
     let filter = ExportFilter {
         account: a.account.map(AccountId),
-        range: TimeRange::new(since, until)?,
+        range: TimeRange::parse(a.since.as_deref(), a.until.as_deref())?,
     };
     let kind = match a.what {
         WhatArg::Sessions => ExportKind::Sessions,

@@ -54,15 +54,7 @@ pub async fn link(
     }
     let asked_at = chrono::Utc::now();
     let requested = match &temporary {
-        Some(rt) => {
-            let sup = rt.supervisor().clone();
-            let keep = queue::keep_link_codes(sup.clone(), id);
-            let r = sup.link(id, mode).await;
-            if r.is_ok() {
-                tokio::spawn(keep);
-            }
-            r
-        }
+        Some(rt) => queue::link_for_another(rt.supervisor(), id, mode).await,
         None => {
             Queued::new(dir.clone(), store.clone(), Parts::system(dir).connectors)
                 .link(id, mode)

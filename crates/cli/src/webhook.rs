@@ -67,7 +67,11 @@ pub async fn run(dir: &DataDir, store: &Store, c: WebhookCommand) -> Result {
         }
         WebhookCommand::Disable { id } => {
             store
-                .set_webhook_enabled(id, false, Some("turned off by the operator"))
+                .set_webhook_enabled(
+                    id,
+                    false,
+                    Some(lifeline_engine::webhook::TURNED_OFF_BY_OPERATOR),
+                )
                 .await?;
             println!("Endpoint {id} turned off; messages keep queueing for it.");
         }

@@ -101,6 +101,15 @@ impl TimeRange {
         Ok(Self { since, until })
     }
 
+    /// A range as an operator types it: each bound RFC 3339 or a date (YYYY-MM-DD, UTC), either
+    /// left open.
+    pub fn parse(since: Option<&str>, until: Option<&str>) -> Result<Self, InputError> {
+        Self::new(
+            since.map(parse_time).transpose()?,
+            until.map(parse_time).transpose()?,
+        )
+    }
+
     pub fn all() -> Self {
         Self::default()
     }

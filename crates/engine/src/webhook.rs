@@ -35,6 +35,9 @@ pub fn parse_event_filters(list: &str) -> Result<Option<Vec<String>>, InputError
     Ok((!out.is_empty()).then_some(out))
 }
 
+/// Why an endpoint is off when the operator turned it off (every face says the same).
+pub const TURNED_OFF_BY_OPERATOR: &str = "turned off by the operator";
+
 /// One of the operator's endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WebhookEndpoint {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::Duration as ChronoDuration;
 
 use super::{Supervisor, Update};
+use crate::connector::LinkMode;
 use crate::error::Result;
 use crate::model::AccountId;
 use crate::ops::{Control, Op};
@@ -84,14 +85,18 @@ async fn apply(sup: &Supervisor, c: &QueuedCommand) -> Result<()> {
         Op::Add(id) => sup.add_account(id).await,
         Op::Remove(id) => sup.remove(id).await.map(drop),
         Op::Reload(id) => sup.reload_account(id).await,
-        Op::Link(id, mode) => {
-            // Subscribed first, so the first code is not missed.
-            let watch = keep_link_codes(sup.clone(), id);
-            sup.link(id, mode).await?;
-            tokio::spawn(watch);
-            Ok(())
-        }
+        Op::Link(id, mode) => link_for_another(sup, id, mode).await,
     }
+}
+
+/// Links `id` for a face that reads the codes from the store (the CLI, the HTTP API) rather
+/// than from this process's updates: the codes are kept there until linking ends.
+pub async fn link_for_another(sup: &Supervisor, id: AccountId, mode: LinkMode) -> Result<()> {
+    // Subscribed first, so the first code is not missed.
+    let watch = keep_link_codes(sup.clone(), id);
+    sup.link(id, mode).await?;
+    tokio::spawn(watch);
+    Ok(())
 }
 
 /// Keeps the current link code of `id` in the store for the process that asked for the link,
