@@ -129,23 +129,37 @@ fn a_wal_torn_after_kill_9_opens_with_every_checkpointed_row_and_integrity_ok() 
     let len = wal.len() as u64;
     let frames = (len - 32) / frame;
     assert!(frames >= 2, "the WAL holds the run's writes: {len} bytes");
-    // Frames already copied into the database file (the checkpointer's progress, nBackfill in the
-    // -shm index right after its two 48-byte headers) were synced before they were copied: a
-    // crash can only tear the WAL after them. A cut inside them would pair old frames with a
-    // newer database file, a state no crash produces.
+    // Frames a checkpoint has copied, or begun to copy, into the database file were synced
+    // before the copying started: a crash can only tear the WAL after them. A cut inside them
+    // would pair old frames with a newer database file, a state no crash produces. The -shm
+    // index says how far: nBackfill right after its two 48-byte headers, and nBackfillAttempted
+    // (set before copying, so it covers a kill in the middle of a checkpoint) 32 bytes on.
     let shm = std::fs::read(dir.join("lifeline.db-shm")).expect("kill -9 leaves the -shm index");
-    let backfilled = u64::from(u32::from_ne_bytes(
-        shm[96..100].try_into().expect("4 bytes"),
-    ))
-    .min(frames);
-    let cuts = [
-        0,
-        20,
-        32 + 100,
-        32 + (backfilled + (frames - backfilled) / 2) * frame + frame / 2,
-        len - 1,
-        len,
-    ];
+    let at = |offset: usize| {
+        u64::from(u32::from_ne_bytes(
+            shm[offset..offset + 4].try_into().expect("4 bytes"),
+        ))
+    };
+    // Those counts are of the index's current WAL generation. When its salt is not the file's,
+    // the writer has restarted the WAL after a complete checkpoint and not yet written over the
+    // file's header: every frame in the file is already in the database file.
+    // (The index keeps the salt as the file's bytes.)
+    let same_generation = shm[32..40] == wal[16..24];
+    let backfilled = if same_generation {
+        at(96).max(at(128)).min(frames)
+    } else {
+        frames
+    };
+    let mid = (32 + (backfilled + (frames - backfilled) / 2) * frame + frame / 2).min(len);
+    // Tears before the first whole frame (the WAL is then ignored), and after the backfilled
+    // frames: in the middle of the rest, and in its last frame if it has not been copied.
+    let first_unbackfilled = 32 + backfilled * frame;
+    let mut cuts: Vec<u64> = [0, 20, 32 + 100, mid, len - 1, len]
+        .into_iter()
+        .filter(|c| *c < 32 + frame || *c >= first_unbackfilled)
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
     let mut last = (0, 0);
     for cut in cuts {
         let copy = copy_with_torn_wal(dir, Some(cut));
@@ -178,7 +192,7 @@ fn a_wal_torn_after_kill_9_opens_with_every_checkpointed_row_and_integrity_ok() 
     assert!(last.0 > 0, "the intact WAL held the run's transitions");
 
     // The next start on a torn WAL restores the fleet as usual.
-    let torn = copy_with_torn_wal(dir, Some(32 + frames / 2 * frame + frame / 2));
+    let torn = copy_with_torn_wal(dir, Some(mid));
     let _s = serve(torn.path(), &[]);
     until(
         torn.path(),
