@@ -159,7 +159,8 @@ pub async fn get_policy(state: Sh<'_>) -> CommandResult<PolicyValues> {
     Ok(input::policy_values(&state.live()?.store.policy().await?)?)
 }
 
-/// Saves validated policy values; the supervisor applies them at its next start.
+/// Saves validated policy values and puts them in force at once (each changed value is logged,
+/// old → new; connections up now are not cut).
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn set_policy(state: Sh<'_>, values: PolicyValues) -> CommandResult<PolicyValues> {

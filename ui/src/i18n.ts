@@ -116,7 +116,7 @@ const en = {
   exported: "Exported {rows} rows to {path}",
   // settings
   policy: "Recovery policy",
-  policyHelp: "Saved values apply the next time Lifeline starts.",
+  policyHelp: "Saved values are in force at once, from each account's next step; connections that are up are not cut.",
   notifications: "Notifications",
   notificationsOn: "Show desktop notifications for alerts",
   secrets: "Secrets",
@@ -305,7 +305,7 @@ const id: Record<Key, string> = {
   exporting: "Mengekspor… {rows} baris",
   exported: "{rows} baris diekspor ke {path}",
   policy: "Kebijakan pemulihan",
-  policyHelp: "Nilai yang disimpan berlaku saat Lifeline mulai berikutnya.",
+  policyHelp: "Nilai yang disimpan langsung berlaku, mulai langkah berikutnya tiap akun; koneksi yang sedang tersambung tidak diputus.",
   notifications: "Notifikasi",
   notificationsOn: "Tampilkan notifikasi desktop untuk peringatan",
   secrets: "Rahasia",

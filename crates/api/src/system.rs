@@ -21,6 +21,7 @@ pub fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(status))
         .routes(routes!(get_autorecover, set_autorecover))
         .routes(routes!(get_policy, put_policy, patch_policy))
+        .routes(routes!(setting_changes))
         .routes(routes!(start_all))
         .routes(routes!(stop_all))
         .routes(routes!(reset_all))
@@ -129,7 +130,7 @@ pub async fn get_policy(State(api): State<Api>) -> Result<axum::Json<PolicyConfi
 
 /// Replaces the policy; a value left out takes its default (`{}` resets every value).
 #[utoipa::path(put, path = "/policy", tag = "policy", request_body = PolicyConfig,
-    responses((status = 200, description = "Stored; the running supervisor applies it at its next start", body = PolicyConfig), Errors))]
+    responses((status = 200, description = "Stored, logged (each changed value, old → new) and in force in the running supervisor from its next decision; connections up now are not cut", body = PolicyConfig), Errors))]
 pub async fn put_policy(
     State(api): State<Api>,
     Json(body): Json<serde_json::Value>,
@@ -140,7 +141,7 @@ pub async fn put_policy(
 /// Changes only the values given (a JSON merge patch of the policy), e.g.
 /// `{"breaker": {"threshold": 5}}`.
 #[utoipa::path(patch, path = "/policy", tag = "policy", request_body = PolicyConfig,
-    responses((status = 200, description = "Stored; the running supervisor applies it at its next start", body = PolicyConfig), Errors))]
+    responses((status = 200, description = "Stored, logged (each changed value, old → new) and in force in the running supervisor from its next decision; connections up now are not cut", body = PolicyConfig), Errors))]
 pub async fn patch_policy(
     State(api): State<Api>,
     Json(patch): Json<serde_json::Value>,
@@ -150,6 +151,16 @@ pub async fn patch_policy(
         .map_err(|e| ApiError::from(lifeline_engine::Error::Decode(e.to_string())))?;
     merge(&mut merged, patch);
     store_policy(&api, &merged).await
+}
+
+/// The latest 100 setting changes, newest first: each policy value (`section.key`) and the
+/// autorecover switch an operator changed, when, from what to what.
+#[utoipa::path(get, path = "/policy/changes", tag = "policy",
+    responses((status = 200, body = Vec<lifeline_engine::store::SettingChange>), Errors))]
+pub async fn setting_changes(
+    State(api): State<Api>,
+) -> Result<axum::Json<Vec<lifeline_engine::store::SettingChange>>, ApiError> {
+    Ok(axum::Json(api.sup.store().setting_changes(100).await?))
 }
 
 /// Validates with the engine's own rules (its words come back on a `400`) and stores.

@@ -208,6 +208,12 @@ pub enum PolicyCommand {
     },
     /// Back to the defaults.
     Reset,
+    /// The latest changes of policy values and of autorecover: when, which, old → new.
+    Changes {
+        /// How many, newest first.
+        #[arg(long, default_value_t = 20)]
+        last: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -222,15 +222,44 @@ async fn policy(ops: &Queued, store: &Store, c: PolicyCommand) -> Result {
         // Never reads the stored values: reset is the way out when they are unusable.
         PolicyCommand::Reset => PolicyConfig::default(),
         PolicyCommand::Set { assignment } => store.policy().await?.assign(&assignment)?,
+        PolicyCommand::Changes { last } => {
+            let mut out = String::new();
+            for c in store.setting_changes(last).await? {
+                let at =
+                    c.at.with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S");
+                let old = c.old.as_deref().unwrap_or("(unset)");
+                out.push_str(&format!(
+                    "{at}  {}: {old} → {}  by {}\n",
+                    c.key,
+                    c.new,
+                    c.triggered_by.as_str()
+                ));
+            }
+            if out.is_empty() {
+                out.push_str("No setting has been changed yet.\n");
+            }
+            return std::io::stdout()
+                .lock()
+                .write_all(out.as_bytes())
+                .map_err(stdout_err);
+        }
     };
-    ops.set_policy(cfg).await?;
-    let note = if ops.supervised().is_some() {
-        " Restart the running supervisor to apply it."
-    } else {
-        ""
-    };
-    println!("Policy saved.{note}");
-    Ok(())
+    let changes = ops.set_policy(cfg).await?;
+    let mut out = String::new();
+    for c in &changes {
+        let old = c.old.as_deref().unwrap_or("(unreadable)");
+        out.push_str(&format!("{}: {old} → {}\n", c.key, c.new));
+    }
+    out.push_str(match (changes.is_empty(), ops.supervised()) {
+        (true, _) => "Nothing changed.\n",
+        (false, Some(_)) => "Policy saved and in force in the running supervisor.\n",
+        (false, None) => "Policy saved; it is in force whenever Lifeline supervises.\n",
+    });
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .map_err(stdout_err)
 }
 
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result {

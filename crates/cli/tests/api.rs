@@ -237,6 +237,27 @@ fn accounts_history_policy_and_webhooks_through_the_api() {
     assert_eq!(st, 400, "{text}");
     let reset = api.json("PUT", "/policy", Some(json!({})), 200);
     assert_ne!(reset["breaker"]["threshold"], 3);
+    // Each change logged, newest first, old → new; the refused ones not at all.
+    let changes = api.json("GET", "/policy/changes", None, 200);
+    let threshold: Vec<(&str, &str)> = changes
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|c| c["key"] == "breaker.threshold")
+        .map(|c| {
+            (
+                c["old"].as_str().unwrap_or("-"),
+                c["new"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    let default = reset["breaker"]["threshold"].to_string();
+    assert_eq!(
+        threshold,
+        [("3", default.as_str()), (default.as_str(), "3")],
+        "{changes}"
+    );
+    assert_eq!(changes[0]["triggered_by"], "operator");
     let status = api.json("GET", "/status", None, 200);
     assert_eq!(
         (

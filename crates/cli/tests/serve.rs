@@ -235,6 +235,61 @@ fn promtool_accepts(metrics: &str) {
 }
 
 #[test]
+fn a_policy_change_reaches_the_running_serve_without_a_restart() {
+    let (_rt, sim) = sim();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    add(dir, &sim, 1);
+    // Nothing listens on port 9: this one fails fast, again and again.
+    ok(
+        dir,
+        &[
+            "account",
+            "add",
+            "--kind",
+            "websocket",
+            "--name",
+            "gone",
+            "--url",
+            "ws://127.0.0.1:9/",
+        ],
+    );
+    for setting in [
+        "autorecover.start_delay_ms=0",
+        "backoff.base_ms=20",
+        "backoff.cap_ms=100",
+        "backoff.floor_network_ms=20",
+        "backoff.floor_refused_ms=20",
+        "backoff.floor_timeout_ms=20",
+        "breaker.threshold=1000",
+    ] {
+        ok(dir, &["policy", "set", setting]);
+    }
+    let _s = serve(dir, &[]);
+    until(dir, Duration::from_secs(20), "a drop or two", |h| {
+        state_of(h, 1) == "connected"
+            && h["accounts"][1]["breaker"] == "closed"
+            && h["accounts"][1]["state"]["state"] == "backoff"
+    });
+    // The command returns once the running supervisor has the new values.
+    let out = ok(dir, &["policy", "set", "breaker.threshold=2"]);
+    assert!(out.contains("breaker.threshold: 1000 → 2"), "{out}");
+    assert!(out.contains("in force in the running supervisor"), "{out}");
+    until(dir, Duration::from_secs(10), "the breaker open", |h| {
+        state_of(h, 2) == "paused" && h["accounts"][1]["breaker"] == "open"
+    });
+    // The live connection was not touched.
+    assert_eq!(state_of(&health(dir), 1), "connected");
+    assert_eq!(sim.stats("/s/0").accepted, 1);
+    assert!(ok(dir, &["policy", "set", "breaker.threshold=2"]).contains("Nothing changed"));
+    let log = ok(dir, &["policy", "changes", "--last", "1"]);
+    assert!(
+        log.contains("breaker.threshold: 1000 → 2  by operator") && log.lines().count() == 1,
+        "{log}"
+    );
+}
+
+#[test]
 fn kill_9_under_churn_never_loses_a_committed_row_and_the_next_start_recovers() {
     let rounds: usize = std::env::var("LIFELINE_KILL_ROUNDS")
         .ok()

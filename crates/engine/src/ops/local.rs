@@ -5,6 +5,7 @@ use crate::connector::LinkMode;
 use crate::error::Result;
 use crate::model::{Account, AccountChange, AccountId, NewAccount};
 use crate::policy::PolicyConfig;
+use crate::policy::config::PolicyChange;
 use crate::supervisor::Supervisor;
 
 impl Control for Supervisor {
@@ -46,7 +47,9 @@ impl Control for Supervisor {
         self.request_link(id, mode).await
     }
 
-    async fn set_policy(&self, policy: PolicyConfig) -> Result<()> {
-        self.store().set_policy(&policy).await
+    async fn set_policy(&self, policy: PolicyConfig) -> Result<Vec<PolicyChange>> {
+        let changes = self.store().set_policy(&policy).await?;
+        self.apply_policy(policy);
+        Ok(changes)
     }
 }

@@ -20,6 +20,7 @@ use crate::connector::LinkMode;
 use crate::error::{InputError, Result};
 use crate::model::{Account, AccountChange, AccountId, NewAccount};
 use crate::policy::PolicyConfig;
+use crate::policy::config::PolicyChange;
 
 pub use queued::{ANSWER_WITHIN, Delivery, Queued};
 
@@ -88,6 +89,8 @@ pub enum Op {
     /// An account's settings changed (name, priority, mute): reload them.
     Reload(AccountId),
     Link(AccountId, LinkMode),
+    /// The stored policy changed: put it in force.
+    Policy,
 }
 
 impl Op {
@@ -99,6 +102,7 @@ impl Op {
             Op::Add(id) => ("add".into(), Some(*id), None),
             Op::Remove(id) => ("remove".into(), Some(*id), None),
             Op::Reload(id) => ("reload".into(), Some(*id), None),
+            Op::Policy => ("policy".into(), None, None),
             Op::Link(id, LinkMode::Qr) => ("link".into(), Some(*id), None),
             Op::Link(id, LinkMode::PhoneCode { phone }) => {
                 ("link".into(), Some(*id), Some(phone.clone()))
@@ -110,6 +114,9 @@ impl Op {
     pub fn decode(name: &str, account: Option<AccountId>, arg: Option<&str>) -> Option<Self> {
         if let Some(action) = Action::for_all(name) {
             return Some(Op::Act(action, Target::All));
+        }
+        if name == "policy" {
+            return Some(Op::Policy);
         }
         let id = account?;
         Some(match name {
@@ -148,8 +155,12 @@ pub trait Control {
     /// Asks for a QR code or a pair code; the codes are shown by the supervising process (and
     /// written for the CLI to read while it waits, see `supervisor::queue`).
     fn link(&self, id: AccountId, mode: LinkMode) -> impl Future<Output = Result<()>> + Send;
-    /// Validates and stores the recovery policy.
-    fn set_policy(&self, policy: PolicyConfig) -> impl Future<Output = Result<()>> + Send;
+    /// Validates and stores the recovery policy, logging each changed value (old → new), and
+    /// puts it in force in the running supervisor at once. Returns what changed.
+    fn set_policy(
+        &self,
+        policy: PolicyConfig,
+    ) -> impl Future<Output = Result<Vec<PolicyChange>>> + Send;
 }
 
 /// Only accounts of a linking kind can be linked.

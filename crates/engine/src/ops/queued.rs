@@ -13,6 +13,7 @@ use crate::datadir::DataDir;
 use crate::error::{Error, InputError, Result};
 use crate::model::{Account, AccountChange, AccountId, NewAccount};
 use crate::policy::PolicyConfig;
+use crate::policy::config::PolicyChange;
 use crate::policy::lifecycle::Input;
 use crate::state::TriggeredBy;
 use crate::store::{CommandOutcome, Store};
@@ -134,7 +135,7 @@ impl Queued {
                 store.mark_removed(*id).await?;
             }
             // The next supervisor reads settings from the store.
-            Op::Add(_) | Op::Reload(_) => {}
+            Op::Add(_) | Op::Reload(_) | Op::Policy => {}
             Op::Link(..) => return Err(Error::NeedsSupervisor),
         }
         Ok(())
@@ -182,7 +183,11 @@ impl Control for Queued {
         Ok(())
     }
 
-    async fn set_policy(&self, policy: PolicyConfig) -> Result<()> {
-        self.store.set_policy(&policy).await
+    async fn set_policy(&self, policy: PolicyConfig) -> Result<Vec<PolicyChange>> {
+        let changes = self.store.set_policy(&policy).await?;
+        if !changes.is_empty() {
+            self.deliver(Op::Policy).await?;
+        }
+        Ok(changes)
     }
 }

@@ -133,6 +133,11 @@ impl Alerter {
         }
     }
 
+    /// Takes new values; drops already pending keep the grace they began with.
+    pub fn configure(&mut self, cfg: AlertConfig) {
+        self.cfg = cfg;
+    }
+
     /// Counts a drop of a live connection; the one that makes `flap_drops` within the window
     /// alerts, unless the account has alerted as unstable and not been steady since.
     fn count_drop(&mut self, account: AccountId, name: &str, now: Timestamp) {

@@ -194,6 +194,50 @@ impl PolicyConfig {
     }
 }
 
+/// Every value of a policy as `section.key` and its JSON text, in a stable order.
+fn value_texts(cfg: &PolicyConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Ok(serde_json::Value::Object(sections)) = serde_json::to_value(cfg) {
+        for (section, values) in sections {
+            if let serde_json::Value::Object(values) = values {
+                for (key, value) in values {
+                    out.push((format!("{section}.{key}"), value.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One value that a policy change altered (`old` is `None` when nothing usable was stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PolicyChange {
+    /// `section.key`, as `lifeline policy set` names it.
+    pub key: String,
+    pub old: Option<String>,
+    pub new: String,
+}
+
+impl PolicyConfig {
+    /// The values that differ from `old` to `self` (every value when `old` is unknown).
+    pub fn changes_from(&self, old: Option<&PolicyConfig>) -> Vec<PolicyChange> {
+        let before: std::collections::HashMap<String, String> = old
+            .map(value_texts)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        value_texts(self)
+            .into_iter()
+            .filter(|(key, new)| before.get(key) != Some(new))
+            .map(|(key, new)| PolicyChange {
+                old: before.get(&key).cloned(),
+                key,
+                new,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +253,33 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn changes_name_each_altered_value_with_old_and_new() {
+        let old = PolicyConfig::default();
+        let new = old
+            .assign("breaker.threshold=2")
+            .and_then(|p| p.assign("pacing.rate_per_s=1.5"))
+            .expect("valid");
+        let changes = new.changes_from(Some(&old));
+        assert_eq!(
+            changes,
+            vec![
+                PolicyChange {
+                    key: "breaker.threshold".into(),
+                    old: Some(old.breaker.threshold.to_string()),
+                    new: "2".into(),
+                },
+                PolicyChange {
+                    key: "pacing.rate_per_s".into(),
+                    old: Some(serde_json::to_string(&old.pacing.rate_per_s).expect("json")),
+                    new: "1.5".into(),
+                },
+            ]
+        );
+        assert!(old.changes_from(Some(&old)).is_empty());
+        assert_eq!(old.changes_from(None).len(), value_texts(&old).len());
     }
 
     #[test]

@@ -58,18 +58,26 @@ impl Pacer {
     /// Values outside the validated range (a config that skipped validation) are clamped into
     /// it rather than trusted: a rate of 0 or NaN would otherwise panic here.
     pub fn new(cfg: &PacingConfig) -> Self {
+        let mut pacer = Self {
+            enabled: false,
+            interval: Duration::ZERO,
+            tolerance: Duration::ZERO,
+            tat: None,
+        };
+        pacer.configure(cfg);
+        pacer
+    }
+
+    /// Takes new values from the next reservation on; slots already handed out stand.
+    pub fn configure(&mut self, cfg: &PacingConfig) {
         let rate = if cfg.rate_per_s.is_nan() {
             PacingConfig::default().rate_per_s
         } else {
             cfg.rate_per_s.clamp(MIN_RATE_PER_S, MAX_RATE_PER_S)
         };
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        Self {
-            enabled: cfg.enabled,
-            interval,
-            tolerance: interval * cfg.burst.saturating_sub(1),
-            tat: None,
-        }
+        self.enabled = cfg.enabled;
+        self.interval = Duration::from_secs_f64(1.0 / rate);
+        self.tolerance = self.interval * cfg.burst.saturating_sub(1);
     }
 
     /// Reserves the next slot and returns when the attempt may start (`now` or later).

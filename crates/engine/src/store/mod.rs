@@ -24,7 +24,7 @@ pub use commands::{CommandOutcome, QueuedCommand};
 pub use history::{
     AccountHistory, HistoryPage, Interval, MAX_HISTORY_EVENTS, MAX_PAGE, SessionRecord,
 };
-pub use settings::{PreviousRun, RunStart};
+pub use settings::{PreviousRun, RunStart, SettingChange};
 pub use transitions::TransitionRecord;
 pub use webhooks::DeliveryFilter;
 

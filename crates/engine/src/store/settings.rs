@@ -27,6 +27,59 @@ pub struct RunStart {
     pub previous: Option<PreviousRun>,
 }
 
+/// One logged change of a setting: a policy value (`section.key`) or `autorecover`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SettingChange {
+    pub id: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    pub key: String,
+    /// `None`: unset, or unreadable, before.
+    pub old: Option<String>,
+    pub new: String,
+    pub triggered_by: crate::state::TriggeredBy,
+}
+
+async fn write_setting(
+    tx: &mut sqlx::SqliteConnection,
+    key: &str,
+    value: &str,
+    at: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(key)
+    .bind(value)
+    .bind(to_ms(at))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Settings change only at an operator's word (the CLI, the HTTP API, the desktop app).
+async fn log_change(
+    tx: &mut sqlx::SqliteConnection,
+    at: Timestamp,
+    key: &str,
+    old: Option<&str>,
+    new: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO setting_changes (at, key, old_value, new_value, triggered_by) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(to_ms(at))
+    .bind(key)
+    .bind(old)
+    .bind(new)
+    .bind(crate::state::TriggeredBy::Operator.as_str())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
         Ok(
@@ -77,17 +130,79 @@ impl Store {
         }
     }
 
-    /// Validates and stores policy values; nothing is stored when any value is invalid.
-    pub async fn set_policy(&self, cfg: &crate::policy::PolicyConfig) -> Result<()> {
+    /// Validates and stores policy values an operator chose, logging each value that changed
+    /// (old → new) in the same transaction; nothing is stored when any value is invalid.
+    /// Returns what changed.
+    pub async fn set_policy(
+        &self,
+        cfg: &crate::policy::PolicyConfig,
+    ) -> Result<Vec<crate::policy::config::PolicyChange>> {
         cfg.validate()?;
         let json = serde_json::to_string(cfg).map_err(|e| crate::Error::Decode(e.to_string()))?;
-        self.set_setting(crate::policy::config::SETTING_KEY, &json)
-            .await
+        let key = crate::policy::config::SETTING_KEY;
+        let now = Utc::now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let stored: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        // Never set: the defaults were in force. Unreadable: what was in force is unknown.
+        let old = match stored {
+            None => Some(crate::policy::PolicyConfig::default()),
+            Some(text) => crate::policy::PolicyConfig::from_json(&text).ok(),
+        };
+        let changes = cfg.changes_from(old.as_ref());
+        if changes.is_empty() {
+            return Ok(changes);
+        }
+        write_setting(&mut tx, key, &json, now).await?;
+        for c in &changes {
+            log_change(&mut tx, now, &c.key, c.old.as_deref(), &c.new).await?;
+        }
+        tx.commit().await?;
+        Ok(changes)
     }
 
+    /// Turns autorecover on or off as an operator asked, logging the change (old → new).
     pub async fn set_autorecover(&self, on: bool) -> Result<()> {
-        self.set_setting(AUTORECOVER, if on { "on" } else { "off" })
-            .await
+        let new = if on { "on" } else { "off" };
+        let now = Utc::now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let old: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(AUTORECOVER)
+            .fetch_optional(&mut *tx)
+            .await?;
+        // Never set: on, the default.
+        let old = old.unwrap_or_else(|| "on".into());
+        if old != new {
+            write_setting(&mut tx, AUTORECOVER, new, now).await?;
+            log_change(&mut tx, now, AUTORECOVER, Some(&old), new).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The latest setting changes, newest first (at most `limit`).
+    pub async fn setting_changes(&self, limit: u32) -> Result<Vec<SettingChange>> {
+        let rows: Vec<(i64, i64, String, Option<String>, String, String)> = sqlx::query_as(
+            "SELECT id, at, key, old_value, new_value, triggered_by FROM setting_changes \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at, key, old, new, by)| SettingChange {
+                id,
+                at: from_ms(at),
+                key,
+                old,
+                new,
+                triggered_by: crate::state::TriggeredBy::parse(&by)
+                    .unwrap_or(crate::state::TriggeredBy::Operator),
+            })
+            .collect())
     }
 
     /// Marks the start of a supervising run and reports how the previous one ended.
@@ -267,6 +382,18 @@ mod tests {
         assert!(store.autorecover().await.expect("get"));
         store.set_autorecover(false).await.expect("set");
         assert!(!store.autorecover().await.expect("get"));
+        // Logged once, old → new; turning it off again changes nothing.
+        store.set_autorecover(false).await.expect("set");
+        let log = store.setting_changes(10).await.expect("log");
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (
+                log[0].key.as_str(),
+                log[0].old.as_deref(),
+                log[0].new.as_str()
+            ),
+            ("autorecover", Some("on"), "off")
+        );
         store
             .set_setting("autorecover", "maybe")
             .await

@@ -94,11 +94,9 @@ impl AccountTask {
     }
 
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<AccountCommand>) {
-        let period = self.shared.policy.connection.reconcile_interval();
-        // Spread the health passes of a large fleet over the period.
-        let offset = Duration::from_millis(self.jitter.up_to(period.as_millis() as u64));
-        let mut reconcile = tokio::time::interval_at(Instant::now() + period + offset, period);
-        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut policy = self.shared.policy.subscribe();
+        let mut period = policy.borrow_and_update().connection.reconcile_interval();
+        let mut reconcile = self.reconcile_timer(period);
         let shutdown = self.shared.shutdown.clone();
         loop {
             tokio::select! {
@@ -155,12 +153,29 @@ impl AccountTask {
                         self.apply(Input::Wake(wake.kind)).await;
                     }
                 }
+                Ok(()) = policy.changed() => {
+                    // A new health-pass period starts counting now; every other value is read
+                    // where it is used.
+                    let now = policy.borrow_and_update().connection.reconcile_interval();
+                    if now != period {
+                        period = now;
+                        reconcile = self.reconcile_timer(period);
+                    }
+                }
                 _ = reconcile.tick() => {
                     let input = self.observe(TriggeredBy::Reconcile);
                     self.apply(input).await;
                 }
             }
         }
+    }
+
+    /// The health pass's timer, spread over the period so a large fleet's passes do not bunch.
+    fn reconcile_timer(&mut self, period: Duration) -> tokio::time::Interval {
+        let offset = Duration::from_millis(self.jitter.up_to(period.as_millis() as u64));
+        let mut timer = tokio::time::interval_at(Instant::now() + period + offset, period);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer
     }
 
     /// What the health pass sees of the connection.
@@ -188,7 +203,7 @@ impl AccountTask {
                 &self.life,
                 input,
                 now,
-                &self.shared.policy,
+                &self.shared.policy(),
                 &mut self.jitter,
             );
             if let Some(t) = &decision.transition
@@ -280,7 +295,7 @@ impl AccountTask {
         let cancel = CancellationToken::new();
         let request = ConnectRequest {
             account: self.account.clone(),
-            config: self.shared.policy.connection,
+            config: self.shared.policy().connection,
             secrets: self.shared.secrets.clone(),
             link: self.life.link.clone(),
             route: self.shared.route(&self.account),
@@ -297,7 +312,7 @@ impl AccountTask {
     async fn close_conn(&mut self) {
         if let Some(mut conn) = self.conn.take() {
             conn.cancel.cancel();
-            let timeout = self.shared.policy.connection.close_timeout();
+            let timeout = self.shared.policy().connection.close_timeout();
             if tokio::time::timeout(timeout, &mut conn.task).await.is_err() {
                 conn.task.abort();
                 let _ = conn.task.await;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -68,7 +68,8 @@ pub(crate) struct Shared {
     pub connectors: Connectors,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Clock,
-    pub policy: PolicyConfig,
+    /// The policy in force: replaced whole when an operator changes it, read at each decision.
+    pub policy: watch::Sender<Arc<PolicyConfig>>,
     pub pacer: Mutex<Pacer>,
     pub views: RwLock<HashMap<AccountId, AccountView>>,
     /// Until when each account that keeps dropping counts as unstable (kept by the writer,
@@ -84,6 +85,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<PolicyConfig> {
+        self.policy.borrow().clone()
+    }
+
     pub fn set_view(&self, view: AccountView) {
         let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
         views.insert(view.id, view);
@@ -108,7 +114,7 @@ impl Shared {
         crate::proxy::chain(
             account,
             pool.values(),
-            self.policy.connection.direct_fallback,
+            self.policy().connection.direct_fallback,
         )
     }
 }
@@ -139,7 +145,7 @@ impl Supervisor {
             connectors: deps.connectors,
             secrets: deps.secrets,
             clock: deps.clock,
-            policy: deps.policy,
+            policy: watch::Sender::new(Arc::new(deps.policy)),
             views: RwLock::new(HashMap::new()),
             unstable: Arc::default(),
             proxies: RwLock::new(HashMap::new()),
@@ -153,7 +159,7 @@ impl Supervisor {
         tokio::spawn(recorder::run(
             shared.store.clone(),
             shared.clock,
-            shared.policy.alerts,
+            shared.policy.subscribe(),
             recorder_rx,
             shared.updates.clone(),
             shared.unstable.clone(),
@@ -180,8 +186,33 @@ impl Supervisor {
         &self.shared.metrics
     }
 
-    pub fn policy(&self) -> &PolicyConfig {
-        &self.shared.policy
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<PolicyConfig> {
+        self.shared.policy()
+    }
+
+    /// Puts a validated policy in force at once: every account's next decision (backoff,
+    /// breaker, keepalive of its next connection, reconcile period), the fleet's pacing and the
+    /// alerts use it; connections up now are not cut. Storing (and logging) it is the caller's.
+    pub fn apply_policy(&self, policy: PolicyConfig) {
+        if **self.shared.policy.borrow() == policy {
+            return;
+        }
+        self.shared
+            .pacer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .configure(&policy.pacing);
+        self.shared.policy.send_replace(Arc::new(policy));
+        tracing::info!("recovery policy changed; in force from the next decision");
+    }
+
+    /// Reads the stored policy and puts it in force (an operator changed it from another
+    /// process).
+    pub async fn reload_policy(&self) -> Result<()> {
+        let policy = self.shared.store.policy().await?;
+        self.apply_policy(policy);
+        Ok(())
     }
 
     pub fn clock(&self) -> Clock {

@@ -85,6 +85,7 @@ async fn apply(sup: &Supervisor, c: &QueuedCommand) -> Result<()> {
         Op::Add(id) => sup.add_account(id).await,
         Op::Remove(id) => sup.remove(id).await.map(drop),
         Op::Reload(id) => sup.reload_account(id).await,
+        Op::Policy => sup.reload_policy().await,
         Op::Link(id, mode) => link_for_another(sup, id, mode).await,
     }
 }

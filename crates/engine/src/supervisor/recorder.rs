@@ -14,7 +14,8 @@ use super::Update;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::AccountId;
-use crate::policy::alerts::{AlertConfig, Alerter};
+use crate::policy::PolicyConfig;
+use crate::policy::alerts::Alerter;
 use crate::policy::breaker::Breaker;
 use crate::store::{Store, TransitionRecord};
 use crate::time::Timestamp;
@@ -50,13 +51,13 @@ pub(crate) enum RecorderMsg {
 pub(crate) async fn run(
     store: Store,
     clock: Clock,
-    alerts: AlertConfig,
+    mut policy: tokio::sync::watch::Receiver<Arc<PolicyConfig>>,
     mut rx: mpsc::UnboundedReceiver<RecorderMsg>,
     updates: broadcast::Sender<Update>,
     unstable: Arc<RwLock<HashMap<AccountId, Timestamp>>>,
     written: Arc<tokio::sync::Notify>,
 ) {
-    let mut alerter = Alerter::new(alerts);
+    let mut alerter = Alerter::new(policy.borrow_and_update().alerts);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -66,10 +67,17 @@ pub(crate) async fn run(
                 None => break,
             },
             _ = tick.tick() => {
+                if policy.has_changed().unwrap_or(false) {
+                    alerter.configure(policy.borrow_and_update().alerts);
+                }
                 emit_alerts(&mut alerter, &store, &clock, &updates).await;
                 continue;
             }
         };
+        // An operator's new alert values count from this batch (or tick) on.
+        if policy.has_changed().unwrap_or(false) {
+            alerter.configure(policy.borrow_and_update().alerts);
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {

@@ -102,8 +102,9 @@ impl Supervisor {
         }
         report.restoring = restore.len();
         let this = self.clone();
-        let delay = Duration::from_millis(self.shared.policy.autorecover.start_delay_ms);
-        let concurrency = self.shared.policy.autorecover.concurrency as usize;
+        let policy = self.shared.policy();
+        let delay = Duration::from_millis(policy.autorecover.start_delay_ms);
+        let concurrency = policy.autorecover.concurrency as usize;
         self.tasks.spawn(async move {
             let shutdown = this.shared.shutdown.clone();
             tokio::select! {

@@ -890,3 +890,82 @@ async fn an_account_that_keeps_dropping_is_marked_unstable_until_it_holds() {
     let now = f.sup.clock().now();
     assert!(f.sup.view(flapping).and_then(|v| v.unstable_until) <= Some(now));
 }
+
+#[tokio::test]
+async fn a_policy_change_is_in_force_at_once_and_cuts_no_connection() {
+    let conn = Scripted::new(|id, _| {
+        if id.0 == 1 {
+            vec![
+                Step::Send(ConnEvent::Connected { via: None }),
+                Step::Healthy,
+            ]
+        } else {
+            vec![ended(Reason::Refused { status: Some(503) })]
+        }
+    });
+    let mut policy = fast_policy();
+    policy.backoff.cap_ms = 4_000;
+    policy.breaker.threshold = 1000;
+    let f = fixture(2, policy, conn).await;
+    // Stored as a running supervisor's policy is: what it started with.
+    let logged = f.store.set_policy(&policy).await.expect("store").len();
+    tokio::time::pause();
+    f.sup.startup(None, None).await.expect("startup");
+    let (steady, refused) = (AccountId(1), AccountId(2));
+    advance(Duration::from_secs(60)).await;
+    assert_eq!(state_of(&f.sup, refused).kind(), StateKind::Backoff);
+    let failures = f.conn.attempts(refused);
+    assert!(failures >= 10, "{failures} attempts");
+
+    let lowered = policy.assign("breaker.threshold=3").expect("valid");
+    let changes = db(crate::ops::Control::set_policy(&f.sup, lowered))
+        .await
+        .expect("set");
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        (
+            changes[0].key.as_str(),
+            changes[0].old.as_deref(),
+            changes[0].new.as_str()
+        ),
+        ("breaker.threshold", Some("1000"), "3")
+    );
+    assert_eq!(f.sup.policy().breaker.threshold, 3);
+    // The next failure decides with the new threshold: the breaker opens, no restart needed.
+    advance(Duration::from_secs(10)).await;
+    assert!(
+        matches!(
+            state_of(&f.sup, refused),
+            State::Paused {
+                reason: Reason::BreakerOpen,
+                ..
+            }
+        ),
+        "{:?}",
+        state_of(&f.sup, refused)
+    );
+    // The connection that was up stayed up: never cut, never reopened.
+    assert_eq!(state_of(&f.sup, steady), State::Connected);
+    assert_eq!(f.conn.attempts(steady), 1);
+    // Logged as an operator's change, old → new.
+    let log = db(f.store.setting_changes(10)).await.expect("log");
+    assert_eq!(log.len(), logged + 1);
+    assert_eq!(
+        (
+            log[0].key.as_str(),
+            log[0].old.as_deref(),
+            log[0].new.as_str()
+        ),
+        ("breaker.threshold", Some("1000"), "3")
+    );
+    assert_eq!(log[0].triggered_by, TriggeredBy::Operator);
+    // Setting the same values again changes and logs nothing.
+    let again = db(crate::ops::Control::set_policy(&f.sup, lowered))
+        .await
+        .expect("set");
+    assert!(again.is_empty());
+    assert_eq!(
+        db(f.store.setting_changes(10)).await.expect("log").len(),
+        logged + 1
+    );
+}
