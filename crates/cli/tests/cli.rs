@@ -254,7 +254,8 @@ fn export_writes_parseable_csv_to_file_and_stdout() {
             "started_at",
             "ended_at",
             "duration_s",
-            "end_reason"
+            "end_reason",
+            "account_number"
         ]
     );
     assert_eq!(reader.records().count(), 0);

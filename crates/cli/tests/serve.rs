@@ -143,7 +143,7 @@ fn kill_9_then_restart_records_the_crash_and_restores() {
     // The restart closes the crashed run's sessions through its recorder, just after startup:
     // until then the stored states still say connected, so wait for the closes themselves.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let crashed = |csv: &str| csv.lines().filter(|l| l.ends_with(",crashed")).count();
+    let crashed = |csv: &str| ended_by(csv, "crashed");
     let csv = loop {
         let csv = ok(dir, &["export", "--what", "sessions", "--out", "-"]);
         if crashed(&csv) >= 2 || std::time::Instant::now() > deadline {
@@ -187,7 +187,7 @@ fn sigterm_stops_cleanly_and_the_next_start_knows() {
     assert_eq!(sim.total_live(), 0, "connections closed");
     let csv = ok(dir, &["export", "--what", "sessions", "--out", "-"]);
     assert_eq!(
-        csv.lines().filter(|l| l.ends_with(",shutdown")).count(),
+        ended_by(&csv, "shutdown"),
         2,
         "{csv}"
     );
@@ -195,6 +195,19 @@ fn sigterm_stops_cleanly_and_the_next_start_knows() {
     let out = lifeline(dir, &["health"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no supervisor"));
+}
+
+/// How many rows of a sessions export ended for `reason` (the column found by its header; these
+/// tests' account names hold no commas or quotes).
+fn ended_by(csv: &str, reason: &str) -> usize {
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap_or_default();
+    let Some(column) = header.split(',').position(|h| h == "end_reason") else {
+        panic!("no end_reason column in:\n{csv}");
+    };
+    lines
+        .filter(|l| l.split(',').nth(column) == Some(reason))
+        .count()
 }
 
 /// Validates exposition text with Prometheus's own parser (`promtool check metrics`, Debian's

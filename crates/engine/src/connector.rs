@@ -58,6 +58,9 @@ pub enum ConnEvent {
     Connected { via: Option<String> },
     /// Liveness proven again (pong, protocol ping, any inbound frame).
     Alive,
+    /// Who the account is at the remote, learnt on connecting (a WhatsApp number's phone
+    /// number and profile name).
+    Identity(crate::model::Identity),
     /// A code to scan or type (linking kinds only). Boxed, being rare and the largest: every
     /// connection's event channel allocates its slots at this type's size.
     Link(Box<LinkCode>),

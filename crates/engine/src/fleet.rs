@@ -39,6 +39,8 @@ pub struct AccountView {
     /// `alerts.flap_window_s`): until when it counts as unstable unless it drops again.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub unstable_until: Option<Timestamp>,
+    /// Who it is at the remote, once connected (a WhatsApp number's phone number and name).
+    pub identity: Option<crate::model::Identity>,
 }
 
 impl AccountView {
@@ -72,6 +74,7 @@ impl AccountView {
             reconnects: 0,
             created_at: account.created_at,
             unstable_until: None,
+            identity: account.identity.clone(),
         }
     }
 }

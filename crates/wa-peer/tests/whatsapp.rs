@@ -394,6 +394,19 @@ async fn link_by_phone_code_end_to_end() {
         "linked as the phone's own number"
     );
     assert_eq!(peer.stats().pairings, 1);
+    // The card can say which phone this is: the number as WhatsApp paired it, kept in the store.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.sup.view(id).and_then(|v| v.identity).is_none() {
+        assert!(Instant::now() < deadline, "no identity reported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let identity = w.sup.view(id).and_then(|v| v.identity).expect("identity");
+    assert_eq!(identity.id, "+6281234567890");
+    w.sup.flush().await;
+    assert_eq!(
+        w.sup.store().account(id).await.expect("stored").identity,
+        Some(identity)
+    );
     w.sup.shutdown().await;
 }
 

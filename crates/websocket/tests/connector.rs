@@ -33,6 +33,7 @@ fn account(url: &str) -> Account {
         state: State::INITIAL,
         state_since: Utc::now(),
         created_at: Utc::now(),
+        identity: None,
     }
 }
 

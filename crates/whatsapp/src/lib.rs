@@ -299,9 +299,14 @@ impl WhatsAppConnector {
                             ConnEvent::Link(_) => settled = true,
                             _ => {}
                         }
+                        let connected = matches!(e, ConnEvent::Connected { .. });
                         if events.send(e).await.is_err() {
                             stop(handle, close_wait).await;
                             return None;
+                        }
+                        // Which number this is, for the operator (the phone to pick up).
+                        if connected && let Some(identity) = identity(&client) {
+                            let _ = events.send(ConnEvent::Identity(identity)).await;
                         }
                     }
                     Mapped::Linked => {
@@ -487,4 +492,14 @@ async fn stop(handle: BotHandle, within: Duration) {
     {
         tracing::debug!("whatsapp client did not stop in time; aborted");
     }
+}
+
+/// The number's phone number (`+` and digits) and profile name, once paired.
+fn identity(client: &whatsapp_rust::Client) -> Option<lifeline_engine::model::Identity> {
+    let pn = client.pn()?;
+    let name = client.push_name();
+    Some(lifeline_engine::model::Identity {
+        id: format!("+{}", pn.user),
+        name: (!name.trim().is_empty()).then(|| name.trim().to_owned()),
+    })
 }

@@ -34,6 +34,7 @@ fn account() -> Account {
         state: State::INITIAL,
         state_since: Utc::now(),
         created_at: Utc::now(),
+        identity: None,
     }
 }
 

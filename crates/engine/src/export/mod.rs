@@ -31,6 +31,7 @@ impl ExportKind {
                 "ended_at",
                 "duration_s",
                 "end_reason",
+                "account_number",
             ],
             ExportKind::Events => &[
                 "event_id",
@@ -42,6 +43,7 @@ impl ExportKind {
                 "reason",
                 "detail",
                 "triggered_by",
+                "account_number",
             ],
         }
     }
@@ -56,14 +58,15 @@ pub struct ExportFilter {
 }
 
 /// The SQL behind the sessions export, shared with the benchmark that compares against `sqlite3 -csv`.
-pub const SESSIONS_SQL: &str = "SELECT s.id, s.account_id, a.name, s.started_at, s.ended_at, s.end_reason \
+pub const SESSIONS_SQL: &str = "SELECT s.id, s.account_id, a.name, s.started_at, s.ended_at, s.end_reason, a.remote_id \
      FROM sessions s JOIN accounts a ON a.id = s.account_id \
      WHERE (?1 IS NULL OR s.account_id = ?1) \
        AND (?2 IS NULL OR COALESCE(s.ended_at, ?4) > ?2) \
        AND (?3 IS NULL OR s.started_at < ?3) \
      ORDER BY s.started_at, s.id";
 
-const EVENTS_SQL: &str = "SELECT e.id, e.at, e.account_id, a.name, e.from_state, e.to_state, e.reason, e.detail, e.triggered_by \
+const EVENTS_SQL: &str = "SELECT e.id, e.at, e.account_id, a.name, e.from_state, e.to_state, e.reason, e.detail, e.triggered_by, \
+     a.remote_id \
      FROM events e JOIN accounts a ON a.id = e.account_id \
      WHERE (?1 IS NULL OR e.account_id = ?1) \
        AND (?2 IS NULL OR e.at >= ?2) \
@@ -183,6 +186,7 @@ fn stream_rows<W: Write>(
                 write_int(&mut a, frac);
                 csv.write_field(&a)?;
                 csv.write_field(neutralize(reason).as_bytes())?;
+                csv.write_field(neutralize(text(row, 6)?).as_bytes())?;
             }
             ExportKind::Events => {
                 let id: i64 = row.get(0).map_err(sql_err)?;
@@ -194,7 +198,7 @@ fn stream_rows<W: Write>(
                 csv.write_field(&a)?;
                 csv.write_field(&b)?;
                 csv.write_field(&c)?;
-                for i in 3..9 {
+                for i in 3..10 {
                     csv.write_field(neutralize(text(row, i)?).as_bytes())?;
                 }
             }

@@ -73,8 +73,17 @@ async fn export(store: &Store, kind: ExportKind, filter: ExportFilter) -> Vec<cs
 #[tokio::test]
 async fn sessions_export_has_times_durations_and_neutralised_names() {
     let (_tmp, store, a, _b) = fixture().await;
+    // A linked WhatsApp number's phone number goes with it (the last column, empty for others).
+    let number = crate::model::Identity {
+        id: "+6281234567890".into(),
+        name: Some("Mawar".into()),
+    };
+    store.set_identity(a, &number).await.expect("identity");
     let rows = export(&store, ExportKind::Sessions, ExportFilter::default()).await;
     assert_eq!(rows.len(), 3);
+    // Starting with `+`, it is neutralised like any such cell (spreadsheets keep it as text).
+    assert_eq!(&rows[0][7], "'+6281234567890");
+    assert_eq!(&rows[1][7], "");
     let first = &rows[0];
     assert_eq!(&first[1], a.0.to_string());
     assert_eq!(&first[2], "'=HYPERLINK(\"x\") 🍜");

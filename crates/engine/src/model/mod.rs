@@ -178,6 +178,19 @@ pub struct Account {
     pub state_since: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// Who it is at the remote, once connected (a WhatsApp number's phone number and profile
+    /// name).
+    #[serde(default)]
+    pub identity: Option<Identity>,
+}
+
+/// An account's identity at the remote, as its connector reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Identity {
+    /// The remote's own id for it: for WhatsApp the phone number, `+` and digits.
+    pub id: String,
+    /// The name the remote shows for it (WhatsApp's profile name), when set.
+    pub name: Option<String>,
 }
 
 /// Everything needed to add an account; [`NewAccount::validate`] normalises and checks it.

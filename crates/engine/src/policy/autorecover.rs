@@ -96,6 +96,7 @@ mod tests {
             state: State::INITIAL,
             state_since: Utc::now(),
             created_at: Utc::now(),
+            identity: None,
         }
     }
 

@@ -153,6 +153,7 @@ mod tests {
             state: State::Stopped { reason: None },
             state_since: crate::time::from_ms(0),
             created_at: crate::time::from_ms(0),
+            identity: None,
         }
     }
 

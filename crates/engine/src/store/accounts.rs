@@ -17,9 +17,26 @@ const ACCOUNT_JSON: &str = "json_object('id', id, 'kind', kind, 'name', name, 'u
      'priority', priority, 'country', country, 'proxy_url', proxy_url, \
      'proxy_secret', proxy_secret, 'headers', json(headers), 'muted', muted, \
      'desired_running', desired_running, 'state', json(state_json), \
-     'state_since', state_since, 'created_at', created_at)";
+     'state_since', state_since, 'created_at', created_at, \
+     'identity', json(CASE WHEN remote_id IS NULL THEN NULL \
+                      ELSE json_object('id', remote_id, 'name', remote_name) END))";
 
 impl Store {
+    /// Records who an account is at the remote (its connector reported it on connecting).
+    pub async fn set_identity(
+        &self,
+        id: AccountId,
+        identity: &crate::model::Identity,
+    ) -> Result<()> {
+        sqlx::query("UPDATE accounts SET remote_id = ?, remote_name = ? WHERE id = ?")
+            .bind(&identity.id)
+            .bind(&identity.name)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Validates and stores a new account. Every secret it names must already be set.
     pub async fn add_account(&self, new: NewAccount) -> Result<Account> {
         let new = new.validate()?;
@@ -175,6 +192,7 @@ struct StoredAccount {
     state: crate::state::State,
     state_since: i64,
     created_at: i64,
+    identity: Option<crate::model::Identity>,
 }
 
 impl TryFrom<StoredAccount> for Account {
@@ -200,6 +218,7 @@ impl TryFrom<StoredAccount> for Account {
             state: a.state,
             state_since: from_ms(a.state_since),
             created_at: from_ms(a.created_at),
+            identity: a.identity,
         })
     }
 }

@@ -134,6 +134,10 @@ impl AccountTask {
                             self.last_alive = Some(Instant::now());
                             continue;
                         }
+                        Some(ConnEvent::Identity(identity)) => {
+                            self.learn_identity(identity);
+                            continue;
+                        }
                         Some(ConnEvent::Connected { via }) => {
                             self.last_alive = Some(Instant::now());
                             Input::Connected { via }
@@ -343,6 +347,22 @@ impl AccountTask {
             name: self.account.name.clone(),
             muted: self.account.muted,
         });
+    }
+
+    /// Keeps who the account is at the remote: in its view at once, in the store through the
+    /// writer, only when it changed.
+    fn learn_identity(&mut self, identity: crate::model::Identity) {
+        if self.account.identity.as_ref() == Some(&identity) {
+            return;
+        }
+        let mut account = (*self.account).clone();
+        account.identity = Some(identity.clone());
+        self.account = Arc::new(account);
+        let _ = self.shared.recorder.send(RecorderMsg::Identity {
+            account: self.account.id,
+            identity,
+        });
+        self.publish_view();
     }
 
     fn publish_view(&self) {

@@ -38,6 +38,11 @@ pub(crate) enum RecorderMsg {
         account: AccountId,
         breaker: Breaker,
     },
+    /// Who an account is at the remote.
+    Identity {
+        account: AccountId,
+        identity: crate::model::Identity,
+    },
     /// Webhook delivery attempts, written after the batch's transitions; answered with each
     /// endpoint's failing streak start.
     WebhookAttempts {
@@ -101,6 +106,11 @@ pub(crate) async fn run(
                 }
                 RecorderMsg::Breaker { account, breaker } => {
                     write_breaker(&store, &clock, account, &breaker).await;
+                }
+                RecorderMsg::Identity { account, identity } => {
+                    if let Err(e) = store.set_identity(account, &identity).await {
+                        tracing::warn!(account = account.0, error = %e, "identity not recorded");
+                    }
                 }
                 RecorderMsg::WebhookAttempts { attempts: a, ack } => attempts.push((a, ack)),
                 RecorderMsg::Flush(ack) => flushes.push(ack),
