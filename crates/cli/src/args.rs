@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lifeline_engine::model::AccountKind;
+use lifeline_engine::policy::Preset;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -167,6 +168,23 @@ pub struct AddArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    Careful,
+    Balanced,
+    Fast,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(p: PresetArg) -> Self {
+        match p {
+            PresetArg::Careful => Preset::Careful,
+            PresetArg::Balanced => Preset::Balanced,
+            PresetArg::Fast => Preset::Fast,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AutorecoverMode {
     On,
     Off,
@@ -208,6 +226,13 @@ pub enum PolicyCommand {
     },
     /// Back to the defaults.
     Reset,
+    /// Put in one of three presets' reconnect waits, pacing, breaker and restores at once
+    /// (careful: safest for numbers; balanced: the defaults; fast: back quickly after a drop).
+    /// Timeouts, keepalive and alert settings are kept.
+    Preset {
+        #[arg(value_enum)]
+        name: PresetArg,
+    },
     /// The latest changes of policy values and of autorecover: when, which, old → new.
     Changes {
         /// How many, newest first.

@@ -7,7 +7,7 @@ use std::path::Path;
 use lifeline_engine::export::{self, ExportFilter, ExportKind};
 use lifeline_engine::model::{HeaderRef, NewAccount, SecretName};
 use lifeline_engine::ops::{Action, Control, Queued, Target};
-use lifeline_engine::policy::PolicyConfig;
+use lifeline_engine::policy::{PolicyConfig, Preset};
 use lifeline_engine::secrets::{self, KeyringSecretStore, SecretValue};
 use lifeline_engine::{AccountId, DataDir, Error, InputError, Store, TimeRange};
 use lifeline_runtime::Parts;
@@ -222,6 +222,7 @@ async fn policy(ops: &Queued, store: &Store, c: PolicyCommand) -> Result {
         // Never reads the stored values: reset is the way out when they are unusable.
         PolicyCommand::Reset => PolicyConfig::default(),
         PolicyCommand::Set { assignment } => store.policy().await?.assign(&assignment)?,
+        PolicyCommand::Preset { name } => Preset::from(name).apply(&store.policy().await?),
         PolicyCommand::Changes { last } => {
             let mut out = String::new();
             for c in store.setting_changes(last).await? {

@@ -351,6 +351,42 @@ fn policy_values_are_validated_and_persisted() {
 }
 
 #[test]
+fn a_preset_sets_its_values_and_keeps_the_operators_others() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    ok(d, &["policy", "set", "connection.keepalive_ms=20000"]);
+    let out = ok(d, &["policy", "preset", "careful"]);
+    assert!(out.contains("breaker.threshold: 10 → 5"), "{out}");
+    let shown: serde_json::Value = serde_json::from_str(&ok(d, &["policy", "show"])).expect("json");
+    assert_eq!(shown["pacing"]["rate_per_s"], 0.5);
+    assert_eq!(shown["backoff"]["cap_ms"], 900_000);
+    assert_eq!(
+        shown["connection"]["keepalive_ms"], 20_000,
+        "not a preset's value"
+    );
+    let changes = ok(d, &["policy", "changes"]);
+    assert!(
+        changes.contains("pacing.rate_per_s: 2.0 → 0.5"),
+        "{changes}"
+    );
+    assert_eq!(
+        ok(d, &["policy", "preset", "careful"]),
+        "Nothing changed.\n"
+    );
+    let out = lifeline(d, &["policy", "preset", "reckless"]);
+    assert_eq!(out.status.code(), Some(2));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        msg.contains("careful, balanced, fast"),
+        "names the presets: {msg}"
+    );
+    ok(d, &["policy", "preset", "balanced"]);
+    let shown: serde_json::Value = serde_json::from_str(&ok(d, &["policy", "show"])).expect("json");
+    assert_eq!(shown["breaker"]["threshold"], 10);
+    assert_eq!(shown["connection"]["keepalive_ms"], 20_000);
+}
+
+#[test]
 fn link_checks_its_input_and_reports_an_unreachable_server() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();

@@ -186,11 +186,7 @@ fn sigterm_stops_cleanly_and_the_next_start_knows() {
     assert_eq!(status["by_state"]["stopped"], 2);
     assert_eq!(sim.total_live(), 0, "connections closed");
     let csv = ok(dir, &["export", "--what", "sessions", "--out", "-"]);
-    assert_eq!(
-        ended_by(&csv, "shutdown"),
-        2,
-        "{csv}"
-    );
+    assert_eq!(ended_by(&csv, "shutdown"), 2, "{csv}");
     // Not healthy without a supervisor, and says why.
     let out = lifeline(dir, &["health"]);
     assert_eq!(out.status.code(), Some(1));

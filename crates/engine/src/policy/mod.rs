@@ -10,9 +10,11 @@ pub mod health;
 pub mod jitter;
 pub mod lifecycle;
 pub mod pacing;
+pub mod preset;
 pub mod reconcile;
 
 pub use config::PolicyConfig;
+pub use preset::Preset;
 
 /// A policy value out of range: the message names the key and the allowed range.
 pub(crate) fn invalid(why: &str) -> crate::error::InputError {
