@@ -22,6 +22,16 @@ install_missing "${desktop_packages[@]}"
 if [ "${1:-}" = --install-only ]; then exit 0; fi
 command -v tauri-driver >/dev/null || cargo install --locked tauri-driver --version '^2'
 
+# e2e helpers in Python: a stand-in for a panel's tray host (dbus-next) and a window manager's
+# close button (python-xlib).
+e2e_venv="$HOME/.cache/lifeline/e2e-venv"
+e2e_tools=('dbus-next==0.2.3' 'python-xlib==0.33')
+if [ "$("$e2e_venv/bin/pip" freeze 2>/dev/null | grep -cxF "${e2e_tools[@]/#/-e}" || true)" != "${#e2e_tools[@]}" ]; then
+  python3 -m venv "$e2e_venv"
+  "$e2e_venv/bin/pip" install -q --disable-pip-version-check "${e2e_tools[@]}"
+fi
+export LIFELINE_E2E_PYTHON="$e2e_venv/bin/python"
+
 echo "== UI: npm ci, typecheck, vitest, build"
 (cd ui && npm ci --no-audit --no-fund --loglevel=error && npx tsc --noEmit && npx vitest run && npx vite build --logLevel warn)
 

@@ -32,6 +32,7 @@ fn decls() -> Vec<String> {
         EventInfo::decl(),
         HistoryInfo::decl(),
         PolicyValues::decl(),
+        PresetInfo::decl(),
         ExportWhat::decl(),
         ExportRequest::decl(),
         ExportProgress::decl(),

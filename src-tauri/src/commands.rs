@@ -169,6 +169,13 @@ pub async fn set_policy(state: Sh<'_>, values: PolicyValues) -> CommandResult<Po
     Ok(input::policy_values(&cfg)?)
 }
 
+/// The presets and the values each sets, for Settings to fill its form with.
+#[tauri::command]
+#[tracing::instrument(err)]
+pub async fn policy_presets() -> CommandResult<Vec<PresetInfo>> {
+    Ok(input::presets()?)
+}
+
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn list_secrets(state: Sh<'_>) -> CommandResult<Vec<String>> {
@@ -259,6 +266,7 @@ pub async fn get_prefs(state: Sh<'_>, app: AppHandle) -> CommandResult<Prefs> {
     let start_at_login = app.autolaunch().is_enabled().unwrap_or(false);
     Ok(Prefs {
         start_at_login,
+        tray_host: crate::tray::host_available().await,
         ..state.prefs()
     })
 }
@@ -274,7 +282,10 @@ pub async fn set_prefs(state: Sh<'_>, app: AppHandle, prefs: Prefs) -> CommandRe
     live.store.set_setting(PREFS_KEY, &json).await?;
     state.set_prefs(prefs);
     crate::set_start_at_login(&app, prefs.start_at_login)?;
-    Ok(prefs)
+    Ok(Prefs {
+        tray_host: crate::tray::host_available().await,
+        ..prefs
+    })
 }
 
 /// Shows an alert as a desktop notification, in the words the UI chose, unless the operator

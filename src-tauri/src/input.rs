@@ -4,10 +4,12 @@
 use lifeline_engine::connector::LinkMode;
 use lifeline_engine::export::{ExportFilter, ExportKind};
 use lifeline_engine::model::{HeaderRef, NewAccount, SecretName, normalize_phone};
-use lifeline_engine::policy::PolicyConfig;
+use lifeline_engine::policy::{PolicyConfig, Preset};
 use lifeline_engine::{AccountId, AccountKind, InputError, TimeRange};
 
-use crate::api::{ExportRequest, ExportWhat, LinkRequest, NewAccountInput, PolicyValues};
+use crate::api::{
+    ExportRequest, ExportWhat, LinkRequest, NewAccountInput, PolicyValues, PresetInfo,
+};
 
 fn blank(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
@@ -65,6 +67,21 @@ pub fn policy_values(cfg: &PolicyConfig) -> Result<PolicyValues, InputError> {
         .map_err(|e| InputError::InvalidPolicy(e.to_string()))
 }
 
+/// Each preset with only the values it sets, as they are on top of the defaults.
+pub fn presets() -> Result<Vec<PresetInfo>, InputError> {
+    Preset::ALL
+        .into_iter()
+        .map(|name| {
+            let mut values = policy_values(&name.apply(&PolicyConfig::default()))?;
+            for (section, keys) in values.0.iter_mut() {
+                keys.retain(|key, _| Preset::KEYS.contains(&format!("{section}.{key}").as_str()));
+            }
+            values.0.retain(|_, keys| !keys.is_empty());
+            Ok(PresetInfo { name, values })
+        })
+        .collect()
+}
+
 /// Parses a history window name as the UI sends it.
 pub fn window(name: &str) -> Result<chrono::Duration, InputError> {
     match name {
@@ -97,6 +114,41 @@ mod tests {
             priority: None,
             country: None,
             link: None,
+        }
+    }
+
+    #[test]
+    fn each_preset_carries_only_its_own_values_and_they_make_the_preset() {
+        let presets = presets().expect("presets");
+        assert_eq!(
+            presets.iter().map(|p| p.name).collect::<Vec<_>>(),
+            Preset::ALL
+        );
+        for p in presets {
+            let keys: Vec<String> = p
+                .values
+                .0
+                .iter()
+                .flat_map(|(s, keys)| keys.keys().map(move |k| format!("{s}.{k}")))
+                .collect();
+            assert_eq!(keys.len(), Preset::KEYS.len(), "{}", p.name);
+            assert!(
+                keys.iter().all(|k| Preset::KEYS.contains(&k.as_str())),
+                "{keys:?}"
+            );
+            // Put over a tuned policy, as the form does, they are that preset.
+            let mut form = policy_values(
+                &PolicyConfig::default()
+                    .assign("connection.keepalive_ms=9000")
+                    .expect("valid"),
+            )
+            .expect("values");
+            for (s, keys) in &p.values.0 {
+                form.0.entry(s.clone()).or_default().extend(keys.clone());
+            }
+            let cfg = policy(&form).expect("valid");
+            assert_eq!(Preset::of(&cfg), Some(p.name));
+            assert_eq!(cfg.connection.keepalive_ms, 9000);
         }
     }
 

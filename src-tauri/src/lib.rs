@@ -47,9 +47,32 @@ pub fn run() -> i32 {
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
             show_main(app);
         }))
-        .plugin(tauri_plugin_window_state::Builder::default().build())
+        // Size, place and maximised state, not visibility: a window hidden in the tray when
+        // Lifeline quit must not come back hidden.
+        .plugin(
+            tauri_plugin_window_state::Builder::default()
+                .with_state_flags(
+                    tauri_plugin_window_state::StateFlags::all()
+                        - tauri_plugin_window_state::StateFlags::VISIBLE,
+                )
+                .build(),
+        )
         .plugin(tauri_plugin_dialog::init())
-        .plugin(tauri_plugin_autostart::Builder::new().build())
+        .plugin(
+            tauri_plugin_autostart::Builder::new()
+                .args([AUTOSTARTED])
+                .build(),
+        )
+        .on_window_event(|window, event| {
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event
+                && window.label() == "main"
+            {
+                // Decided off the event loop (asking the session bus for a tray host).
+                api.prevent_close();
+                let app = window.app_handle().clone();
+                tauri::async_runtime::spawn(async move { close_main(&app).await });
+            }
+        })
         .invoke_handler(tauri::generate_handler![
             commands::fleet_snapshot,
             commands::watch_fleet,
@@ -68,6 +91,7 @@ pub fn run() -> i32 {
             commands::account_history,
             commands::get_policy,
             commands::set_policy,
+            commands::policy_presets,
             commands::list_secrets,
             commands::set_secret,
             commands::delete_secret,
@@ -106,6 +130,15 @@ pub fn run() -> i32 {
                     ));
                 }
                 tauri::async_runtime::spawn(exit_on_signal(app.handle().clone()));
+                // The window starts hidden (tauri.conf.json) and is shown here, unless this is a
+                // start at login the operator wants in the tray and there is a tray to be in.
+                let autostarted = std::env::args().any(|a| a == AUTOSTARTED);
+                let hidden = autostarted
+                    && shell.prefs().start_hidden
+                    && tauri::async_runtime::block_on(tray::host_available());
+                if !hidden {
+                    show_main(app.handle());
+                }
                 Ok(())
             }
         })
@@ -140,6 +173,37 @@ pub fn run() -> i32 {
             }
         }
     })
+}
+
+/// The argument the login entry starts Lifeline with.
+const AUTOSTARTED: &str = "--autostarted";
+
+/// The window's close button: hide it and keep supervising where a tray shows Lifeline and the
+/// operator wants that (telling them once), quit gracefully otherwise.
+async fn close_main(app: &AppHandle) {
+    let Some(shell) = app.try_state::<Arc<Shell>>().map(|s| s.inner().clone()) else {
+        app.exit(0);
+        return;
+    };
+    let (wanted, tray) = (
+        shell.prefs().close_to_tray,
+        app.try_state::<tray::Tray>().is_some(),
+    );
+    let host = wanted && tray && tray::host_available().await;
+    if !host {
+        tracing::info!(wanted, tray, "window closed: quitting");
+        app.exit(0);
+        return;
+    }
+    tracing::info!("window closed: still supervising, in the tray");
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.hide();
+    }
+    if shell.first_time_in_tray().await
+        && let Some(tray) = app.try_state::<tray::Tray>()
+    {
+        forward::notify(tray.kept_running());
+    }
 }
 
 pub(crate) fn show_main(app: &AppHandle) {

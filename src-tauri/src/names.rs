@@ -25,6 +25,7 @@ pub const COMMANDS: &[&str] = &[
     "account_history",
     "get_policy",
     "set_policy",
+    "policy_presets",
     "list_secrets",
     "set_secret",
     "delete_secret",

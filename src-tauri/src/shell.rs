@@ -191,6 +191,29 @@ impl Shell {
         Ok(wanted)
     }
 
+    /// True the first time the window closes into the tray (remembered in the store), so the
+    /// operator is told once.
+    pub async fn first_time_in_tray(&self) -> bool {
+        let Ok(live) = self.live() else { return false };
+        match live.store.setting(crate::api::TRAY_NOTICE_KEY).await {
+            Ok(None) => {
+                if let Err(e) = live
+                    .store
+                    .set_setting(crate::api::TRAY_NOTICE_KEY, "1")
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not remember the tray notice");
+                }
+                true
+            }
+            Ok(Some(_)) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read whether the tray notice was shown");
+                false
+            }
+        }
+    }
+
     pub fn prefs(&self) -> Prefs {
         *self.prefs.read().unwrap_or_else(|p| p.into_inner())
     }

@@ -19,6 +19,15 @@ pub fn summary(template: &str, c: &Counts) -> String {
         .replace("{total}", &c.total.to_string())
 }
 
+/// The window's title: the app's name, and how many accounts need a person when any do.
+pub fn window_title(template: &str, c: &Counts) -> String {
+    if c.needs_operator == 0 {
+        "Lifeline".into()
+    } else {
+        template.replace("{needs}", &c.needs_operator.to_string())
+    }
+}
+
 pub const ICON_SIZE: u32 = 32;
 
 /// A 32×32 RGBA icon: a disc whose colour *and* mark tell the level (tick-free disc when
@@ -104,6 +113,19 @@ impl Tray {
             ))
             .tooltip("Lifeline")
             .menu(&menu)
+            // A left click shows or hides the window where the desktop reports clicks (Windows,
+            // macOS); Linux panels open the menu on any click, with Show/Hide first.
+            .show_menu_on_left_click(false)
+            .on_tray_icon_event(|icon, event| {
+                if let tauri::tray::TrayIconEvent::Click {
+                    button: tauri::tray::MouseButton::Left,
+                    button_state: tauri::tray::MouseButtonState::Up,
+                    ..
+                } = event
+                {
+                    toggle_main(icon.app_handle());
+                }
+            })
             .on_menu_event(|app, event| crate::on_tray_menu(app, event.id().as_ref()))
             .build(app)?;
         let empty = Counts::of_states([]);
@@ -129,9 +151,17 @@ impl Tray {
         let counts = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             state.1 = labels;
+            // New words for the title and icon too.
+            state.0 = None;
             state.2.clone()
         };
         self.update(&counts);
+    }
+
+    /// The one-time "still running in the tray" notice, in the operator's language.
+    pub fn kept_running(&self) -> crate::api::NotificationText {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.1.kept_running.clone()
     }
 
     pub fn update(&self, counts: &Counts) {
@@ -139,6 +169,16 @@ impl Tray {
         let text = summary(&state.1.summary, counts);
         let _ = self.counts.set_text(&text);
         let _ = self.icon.set_tooltip(Some(format!("Lifeline — {text}")));
+        // The count of accounts that need a person: in the window's title and as the tray
+        // icon's badge (the label a panel shows beside it), only when it changes.
+        if state.2.needs_operator != counts.needs_operator || state.0.is_none() {
+            let title = window_title(&state.1.title_needs, counts);
+            if let Some(w) = self.icon.app_handle().get_webview_window("main") {
+                let _ = w.set_title(&title);
+            }
+            let badge = (counts.needs_operator > 0).then(|| counts.needs_operator.to_string());
+            let _ = self.icon.set_title(badge);
+        }
         let now = counts.level();
         if state.0 != Some(now) {
             let _ =
@@ -148,6 +188,42 @@ impl Tray {
         }
         state.2 = counts.clone();
     }
+}
+
+/// The name a panel's tray host (StatusNotifier watcher) owns on the session bus.
+pub const WATCHER: &str = "org.kde.StatusNotifierWatcher";
+
+/// Whether the desktop shows tray icons now. On Linux and the BSDs that takes a panel with a
+/// StatusNotifier watcher on the session bus (asked each time: a panel may come or go);
+/// Windows and macOS always have one.
+pub async fn host_available() -> bool {
+    #[cfg(all(unix, not(target_os = "macos")))]
+    {
+        // A bus that does not answer promptly counts as no panel (closing then quits).
+        match tokio::time::timeout(std::time::Duration::from_secs(1), watcher_present()).await {
+            Ok(Ok(present)) => present,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "no session bus to ask for a tray host");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("the session bus did not say whether a tray host is running");
+                false
+            }
+        }
+    }
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    {
+        true
+    }
+}
+
+#[cfg(all(unix, not(target_os = "macos")))]
+async fn watcher_present() -> zbus::Result<bool> {
+    let bus = zbus::Connection::session().await?;
+    let dbus = zbus::fdo::DBusProxy::new(&bus).await?;
+    let name = zbus::names::BusName::try_from(WATCHER)?;
+    Ok(dbus.name_has_owner(name).await?)
 }
 
 /// Shows the main window if hidden (or minimised), hides it otherwise.
@@ -196,6 +272,16 @@ mod tests {
         assert_ne!(px(Level::Degraded), px(Level::Critical));
         // Corners are transparent.
         assert_eq!(&px(Level::Healthy)[..4], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn the_title_counts_who_needs_a_person_only_when_someone_does() {
+        let template = "Lifeline — {needs} need you";
+        assert_eq!(window_title(template, &counts(3, 1, 0)), "Lifeline");
+        assert_eq!(
+            window_title(template, &counts(3, 1, 2)),
+            "Lifeline — 2 need you"
+        );
     }
 
     #[test]

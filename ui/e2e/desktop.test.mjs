@@ -11,6 +11,7 @@ import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -29,6 +30,7 @@ const CLI = env("LIFELINE_BIN");
 const SIM = env("LIFELINE_SIM_BIN");
 const PEER = env("LIFELINE_WA_PEER_BIN");
 const NOTIFY_LOG = env("NOTIFY_LOG");
+const PYTHON = env("LIFELINE_E2E_PYTHON");
 const SHOTS = process.env.SCREENSHOT_DIR;
 const DATA = mkdtempSync(join(tmpdir(), "lifeline-e2e-"));
 const SIM_PORT = 19400 + Math.floor(Math.random() * 500);
@@ -148,7 +150,9 @@ before(async () => {
     cli("account", "add", "--kind", "websocket", "--name", name, "--url", wsUrl(path), "--country", "ID");
   }
   cli("account", "add", "--kind", "websocket", "--name", "Old endpoint", "--url", "ws://127.0.0.1:9/gone", "--muted");
-  const driver = spawn("tauri-driver", ["--port", String(DRIVER_PORT)], { stdio: "ignore" });
+  const driver = spawn("tauri-driver", ["--port", String(DRIVER_PORT)], {
+    stdio: ["ignore", "ignore", process.env.E2E_APP_LOG ? "inherit" : "ignore"],
+  });
   children.push(driver);
   await until("tauri-driver", async () => {
     try {
@@ -241,6 +245,39 @@ test("a drop not recovered within the grace period raises a desktop notification
   assert.ok(!log.includes("Old endpoint is down"), "muted accounts stay quiet");
   await control("/refuse?secs=0");
   await until("recovery after the refusals end", async () => (await cardState("e2e-feed")) === "connected", 60_000);
+});
+
+test("a breaker threshold lowered in Settings trips the breaker after drops, without a restart; the CLI's preset undoes it", async (t) => {
+  const pid = readFileSync(join(DATA, "supervisor.lock"), "utf8").trim();
+  await browser.$("button=Settings").click();
+  backToFleet(t);
+  const form = await browser.$("[data-testid=policy-form]");
+  await form.waitForExist({ timeout: 10_000 });
+  // In operator words and units: the breaker's window is shown in minutes.
+  const window = await form.$("#pol-breaker-window_s");
+  assert.equal(await window.getValue(), "5");
+  const threshold = await form.$("#pol-breaker-threshold");
+  await threshold.clearValue();
+  await threshold.setValue("2");
+  await form.$("[data-testid=presets]").scrollIntoView();
+  await shot("policy");
+  await form.$("button[type=submit]").click();
+  await until("the policy saved", async () => (await browser.$("[data-testid=policy-msg]").getText()).includes("Saved"));
+  await browser.$("button*=Back to accounts").click();
+  assert.match(cli("policy", "changes"), /breaker\.threshold: 10 → 2 {2}by operator/);
+
+  // The endpoint refuses: two failed tries and the account pauses instead of retrying.
+  await control("/refuse?secs=120");
+  t.after(() => control("/refuse?secs=0"));
+  await control("/drop?path=/s/e2e");
+  await until("the breaker to open (Paused)", async () => (await cardState("e2e-feed")) === "paused", 30_000);
+  assert.equal(readFileSync(join(DATA, "supervisor.lock"), "utf8").trim(), pid, "the same supervisor, never restarted");
+
+  // Back to the defaults from the CLI, into the running app; the account recovers once reset.
+  assert.match(cli("policy", "preset", "balanced"), /breaker\.threshold: 2 → 10/);
+  await control("/refuse?secs=0");
+  cli("reset", String(JSON.parse(cli("account", "list", "--json")).find((a) => a.name === "e2e-feed").id));
+  await until("e2e-feed connected again", async () => (await cardState("e2e-feed")) === "connected", 30_000);
 });
 
 test("a secret saved in settings is in the keyring and nowhere in the data dir", async () => {
@@ -479,6 +516,235 @@ test("the QR in the modal, read off a screenshot, links the account through the 
   await browser.$(`${cardSel("Toko Melati")}//button[normalize-space(.)="Remove"]`).click();
   await browser.$("[data-testid=confirm-remove] button.danger").click();
   await until("the card to go", async () => (await cardState("Toko Melati")) === null);
+});
+
+test("a number logged out on its phone: 'Needs you' counts it first, the title says so, its card names the fix", async () => {
+  const r = await fetch(`http://127.0.0.1:${PEER_CONTROL}/fault?kind=logged-out&number=6281200000001`, { method: "POST" });
+  assert.ok(r.ok, await r.text());
+  await until("the card to need the operator", async () => (await cardState("Toko Kenanga")) === "needs_operator");
+  const needs = await browser.$("nav.counts button");
+  assert.equal(await needs.getAttribute("data-testid"), "count-needs_operator", "first in the header");
+  assert.match(await needs.getText(), /Needs you\s*1/);
+  const fix = await browser.$(`${cardSel("Toko Kenanga")}//*[@data-testid="fix"]`).getText();
+  assert.match(fix, /Relink and scan the new QR code/);
+  await until("the window title to count it", async () => windowNamed("^Lifeline — 1 need you$"));
+  await browser.$(`${cardSel("Toko Kenanga")}//button[normalize-space(.)="Remove"]`).click();
+  await browser.$("[data-testid=confirm-remove] button.danger").click();
+  await until("the card to go", async () => (await cardState("Toko Kenanga")) === null);
+  await until("the title back to the name alone", async () => windowNamed("^Lifeline$"));
+});
+
+/** Whether a window's title matches (xdotool exits 1 when none does). */
+function windowNamed(pattern) {
+  try {
+    execFileSync("xdotool", ["search", "--name", pattern], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const HERE = new URL(".", import.meta.url).pathname;
+
+/** The app's main window ids that are mapped (shown), by xdotool. */
+function shownWindows() {
+  try {
+    return execFileSync("xdotool", ["search", "--onlyvisible", "--name", "^Lifeline$"], { encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean);
+  } catch {
+    return []; // xdotool exits 1 when nothing matches
+  }
+}
+
+/** The close button, as a window manager sends it. */
+function closeWindow(id) {
+  execFileSync(PYTHON, [join(HERE, "close_window.py"), id]);
+}
+
+/**
+ * Closes the shown window until `done` holds. GTK drops a close request that arrives while an
+ * input grab is held (WebDriver's clicks take one for a moment), as it would an operator's click
+ * on the close button then; the operator clicks again, and so does this.
+ */
+async function closeUntil(what, done) {
+  const end = Date.now() + 20_000;
+  while (Date.now() < end) {
+    const [id] = shownWindows();
+    if (id) closeWindow(id);
+    const settled = Date.now() + 2_000;
+    while (Date.now() < settled) {
+      if (await done()) return;
+      await sleep(100);
+    }
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const alive = (pid) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** A panel's tray host on the session bus, until stopped. */
+async function trayHost() {
+  const child = spawn(PYTHON, [join(HERE, "tray_watcher.py")], { stdio: ["pipe", "pipe", "inherit"] });
+  children.push(child);
+  await new Promise((resolve, reject) => {
+    child.stdout.on("data", (d) => String(d).includes("ready") && resolve());
+    child.on("exit", (c) => reject(new Error(`the tray host exited (${c})`)));
+  });
+  return {
+    stop: () =>
+      new Promise((resolve) => {
+        child.on("exit", resolve);
+        child.stdin.end();
+      }),
+  };
+}
+
+/** A second launch: the running app shows its window and the launch exits. */
+async function secondLaunch() {
+  const second = spawn(APP, [], { env: process.env, stdio: "ignore" });
+  await new Promise((resolve) => second.on("exit", resolve));
+}
+
+const notices = () => readFileSync(NOTIFY_LOG, "utf8").split("Lifeline is still running").length - 1;
+
+/** axe-core's script, injected into the page to scan what the operator sees. */
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/** The serious and critical accessibility violations axe-core finds on the screen now. */
+async function axeViolations() {
+  if (!(await browser.execute(() => typeof window.axe === "object"))) await browser.execute(AXE);
+  const found = await browser.executeAsync((done) => {
+    window.axe.run(document, { resultTypes: ["violations"] }).then(
+      (r) => done(r.violations),
+      (e) => done([{ id: "axe-error", impact: "critical", help: String(e), nodes: [] }]),
+    );
+  });
+  return found
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.impact} ${v.id}: ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")}`);
+}
+
+test("no serious or critical accessibility violation on the main screens, in both themes and languages", async (t) => {
+  await browser.setTimeout({ script: 60_000 });
+  const settings = async () => {
+    await browser.$("header button[data-testid=open-settings]").click();
+    await browser.$("[data-testid=policy-form]").waitForExist({ timeout: 10_000 });
+  };
+  const back = () => browser.$("button*=←").click();
+  t.after(async () => {
+    if (!(await browser.$("[data-testid=policy-form]").isExisting())) await settings();
+    await browser.$("select[name=language]").selectByAttribute("value", "en");
+    await browser.$("input[name=theme][value=system]").click();
+    await back();
+  });
+  const found = [];
+  for (const lang of ["en", "id"]) {
+    for (const theme of ["light", "dark"]) {
+      await settings();
+      await browser.$("select[name=language]").selectByAttribute("value", lang);
+      await browser.$("input[name=theme][value=" + theme + "]").click();
+      await until(`the ${lang} ${theme} look`, async () =>
+        browser.execute(
+          (l, th) => document.documentElement.lang === l && document.documentElement.dataset.theme === th,
+          lang,
+          theme,
+        ),
+      );
+      const scan = async (screen) => found.push(...(await axeViolations()).map((v) => `${lang}/${theme}/${screen}: ${v}`));
+      await scan("settings");
+      await browser.$("details.policy-advanced > summary").click();
+      await scan("settings, advanced open");
+      await back();
+      await browser.$(cardSel("Toko Mawar")).waitForExist({ timeout: 10_000 });
+      await scan("fleet");
+      await browser.$("header button[data-testid=add-account-button]").click();
+      await browser.$("[data-testid=add-account]").waitForExist({ timeout: 10_000 });
+      await scan("add account");
+      await browser.keys("Escape");
+      await until("the dialog to close", async () => !(await browser.$("[data-testid=add-account]").isExisting()));
+      await browser.$(`${cardSel("Toko Mawar")}//button[@data-action="details"]`).click();
+      await browser.$("[data-testid=events]").waitForExist({ timeout: 10_000 });
+      await scan("account detail");
+      await back();
+    }
+  }
+  assert.deepEqual(found, [], found.join("\n"));
+});
+
+test("closing the window keeps Lifeline supervising in the tray; with no tray it quits cleanly; at login it can start in the tray", async (t) => {
+  const pid = Number(readFileSync(join(DATA, "supervisor.lock"), "utf8").trim());
+  const host = await trayHost();
+  try {
+    await browser.$("button=Settings").click();
+    await until("Settings to see the tray", async () => !(await browser.$("[data-testid=no-tray]").isExisting()));
+    await browser.$("button*=Back to accounts").click();
+    await until("the window shown", async () => shownWindows().length === 1);
+    await closeUntil("the window hidden", async () => shownWindows().length === 0);
+    assert.ok(alive(pid), "still running");
+    await until("the one-time notice", async () => notices() === 1);
+    // Still supervising: a drop now is recovered with nobody looking.
+    const dropped = Date.now();
+    await control("/drop?path=/s/e2e");
+    await until("the dropped account connected again, window closed", async () => {
+      const acct = JSON.parse(cli("account", "list", "--json")).find((a) => a.name === "e2e-feed");
+      return acct?.state?.state === "connected" && Date.parse(acct.state_since) >= dropped;
+    });
+    await secondLaunch();
+    await until("the window back on a second launch", async () => shownWindows().length === 1);
+    await closeUntil("hidden again", async () => shownWindows().length === 0);
+    await secondLaunch();
+    await until("shown again", async () => shownWindows().length === 1);
+    assert.equal(notices(), 1, "the notice is shown once, not at every close");
+  } finally {
+    await host.stop();
+  }
+  // No tray host any more: closing the window is quitting, gracefully.
+  await browser.$("button=Settings").click();
+  await until("Settings to say closing quits", async () => browser.$("[data-testid=no-tray]").isExisting());
+  // For the next part: start at login, in the tray.
+  await browser.$("input[name=start_at_login]").click();
+  await until("start hidden on offer", async () => browser.$("input[name=start_hidden]").isEnabled());
+  await browser.$("input[name=start_hidden]").click();
+  await until("start hidden saved", async () => browser.$("input[name=start_hidden]").isSelected());
+  await closeUntil("the app to exit", async () => !alive(pid));
+  assert.equal(JSON.parse(cli("status", "--json")).last_run.clean, true, "a clean stop");
+  try {
+    await browser.deleteSession();
+  } catch {
+    // The window is gone with the process.
+  }
+
+  // Started at login with a tray to be in: supervising, no window until asked for.
+  const again = await trayHost();
+  try {
+    const atLogin = spawn(APP, ["--autostarted"], { env: process.env, stdio: "ignore" });
+    children.push(atLogin);
+    await until("the fleet restored with no window", async () => {
+      const list = JSON.parse(cli("account", "list", "--json"));
+      return alive(atLogin.pid) && list.find((a) => a.name === "e2e-feed")?.state?.state === "connected";
+    });
+    assert.deepEqual(shownWindows(), [], "started hidden");
+    await secondLaunch();
+    await until("the window on a second launch", async () => shownWindows().length === 1);
+    process.kill(atLogin.pid, "SIGTERM");
+    await until("it to quit", async () => !alive(atLogin.pid));
+  } finally {
+    await again.stop();
+  }
+  await launch();
+  // Back to starting at login as before: off.
+  await browser.$("button=Settings").click();
+  backToFleet(t);
+  await browser.$("input[name=start_at_login]").click();
+  await until("start at login off", async () => !(await browser.$("input[name=start_at_login]").isSelected()));
 });
 
 test("the autorecover toggle survives a restart, and quitting marks the run clean", async () => {

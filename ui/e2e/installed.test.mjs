@@ -65,6 +65,8 @@ test("the installed app shows its version and starts at login only when asked", 
   await until("the autostart entry", () => existsSync(AUTOSTART));
   const entry = readFileSync(AUTOSTART, "utf8");
   assert.match(entry, new RegExp(`^Exec=.*${APP.replace(/[/.]/g, "\\$&")}`, "m"), entry);
+  // Started at login, it knows (and can stay in the tray when the operator asked for that).
+  assert.match(entry, /^Exec=.* --autostarted$/m, entry);
   await toggle.click();
   await until("the autostart entry to go", () => !existsSync(AUTOSTART));
 });

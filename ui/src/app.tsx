@@ -7,7 +7,8 @@ import { type Backend, BackendError, DEFAULT_PREFS } from "./backend";
 import { type CardAction, CardGrid } from "./card";
 import { AddAccount, ConfirmRemove, ExportDialog, LinkModal } from "./dialogs";
 import { Fleet, STATES, filterCards } from "./fleet";
-import type { AlertInfo, Card, LinkInfo, LinkRequest, Prefs, Snapshot, StateName } from "./generated/api";
+import { phoneNumber } from "./format";
+import type { AlertInfo, Card, Kind, LinkInfo, LinkRequest, Prefs, Snapshot, StateName } from "./generated/api";
 import { I18n, alertText, stateLabel, trayLabels, translator, useI18n } from "./i18n";
 import { Detail, Settings } from "./views";
 
@@ -16,7 +17,7 @@ type Alert = { kind: AlertInfo["kind"]; title: string; body: string };
 
 type View = { name: "fleet" } | { name: "detail"; id: number } | { name: "settings" };
 type Dialog =
-  | { name: "add" }
+  | { name: "add"; kind?: Kind }
   | { name: "export" }
   | { name: "remove"; card: Card }
   | { name: "link"; id: number; request: LinkRequest }
@@ -55,7 +56,10 @@ export function App({ backend }: { backend: Backend }) {
       }),
       backend.onSettings((s) => setAutorecover(s.autorecover)),
       backend.onAlert((a) => {
-        const text = alertText(a, words.current.t, words.current.lang);
+        // Which phone: a WhatsApp number's alerts name it beside the account.
+        const card = a.account === null ? undefined : fleet.get(a.account);
+        const named = card?.remote_id && a.name ? { ...a, name: `${a.name} (${phoneNumber(card.remote_id)})` } : a;
+        const text = alertText(named, words.current.t, words.current.lang);
         setAlerts((list) => [{ kind: a.kind, ...text }, ...list].slice(0, 3));
         void backend.notify(text).catch(() => undefined);
       }),
@@ -121,7 +125,7 @@ function Main(props: {
   autorecover: boolean;
   setAutorecover: (on: boolean) => void;
   prefs: Prefs;
-  setPrefs: (p: Prefs) => void;
+  setPrefs: (p: Prefs | ((old: Prefs) => Prefs)) => void;
   alerts: Alert[];
   links: Record<number, LinkInfo>;
   forgetLink: (id: number) => void;
@@ -184,6 +188,16 @@ function Main(props: {
       <header class="fleet-head">
         <h1>{t("appTitle")}</h1>
         <nav class="counts" aria-label={t("accounts", { n: counts.total })}>
+          {/* First and always there: what needs a person. */}
+          <button
+            type="button"
+            class={`count state-needs_operator${counts.needs_operator > 0 ? " attention" : ""}`}
+            aria-pressed={stateFilter === "needs_operator"}
+            onClick={() => setStateFilter(stateFilter === "needs_operator" ? null : "needs_operator")}
+            data-testid="count-needs_operator"
+          >
+            {stateLabel(t, "needs_operator")} <strong>{counts.needs_operator}</strong>
+          </button>
           <button
             type="button"
             aria-pressed={stateFilter === null}
@@ -192,7 +206,7 @@ function Main(props: {
           >
             {t("all")} <strong>{counts.total}</strong>
           </button>
-          {STATES.filter((s) => counts[s] > 0 || s === "connected").map((s) => (
+          {STATES.filter((s) => s !== "needs_operator" && (counts[s] > 0 || s === "connected")).map((s) => (
             <button
               key={s}
               type="button"
@@ -229,10 +243,10 @@ function Main(props: {
           <button type="button" onClick={() => setDialog({ name: "export" })}>
             {t("export")}
           </button>
-          <button type="button" onClick={() => setView({ name: "settings" })}>
+          <button type="button" data-testid="open-settings" onClick={() => setView({ name: "settings" })}>
             {t("settings")}
           </button>
-          <button type="button" class="primary" onClick={() => setDialog({ name: "add" })}>
+          <button type="button" class="primary" data-testid="add-account-button" onClick={() => setDialog({ name: "add" })}>
             {t("addAccount")}
           </button>
         </div>
@@ -277,7 +291,13 @@ function Main(props: {
               />
             </div>
             {props.snapshot && cards.length === 0 ? (
-              <p class="empty">{t("noAccounts")}</p>
+              <section class="welcome" data-testid="welcome" aria-labelledby="welcome-title">
+                <h2 id="welcome-title">{t("welcomeTitle")}</h2>
+                <p>{t("welcomeBody")}</p>
+                <button type="button" class="primary" onClick={() => setDialog({ name: "add", kind: "whatsapp" })}>
+                  {t("welcomeAdd")}
+                </button>
+              </section>
             ) : props.snapshot && shown.length === 0 ? (
               <p class="empty">{t("noMatch")}</p>
             ) : (
@@ -289,6 +309,7 @@ function Main(props: {
       {dialog?.name === "add" && (
         <AddAccount
           backend={backend}
+          kind={dialog.kind}
           onClose={() => setDialog(null)}
           onAdded={(card, link) => {
             fleet.apply({ cards: [card], removed: [] });

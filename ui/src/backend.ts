@@ -18,6 +18,7 @@ import type {
   NewAccountInput,
   NotificationText,
   PolicyValues,
+  PresetInfo,
   Prefs,
   SettingsChanged,
   Snapshot,
@@ -38,6 +39,9 @@ export const DEFAULT_PREFS: Prefs = {
   start_at_login: false,
   http_api: false,
   http_port: 7700,
+  close_to_tray: true,
+  start_hidden: false,
+  tray_host: false,
 };
 
 export type Unsubscribe = () => void;
@@ -60,6 +64,8 @@ export interface Backend {
   history(id: number, window: HistoryWindow): Promise<HistoryInfo>;
   getPolicy(): Promise<PolicyValues>;
   setPolicy(values: PolicyValues): Promise<PolicyValues>;
+  /** The presets, each with only the values it sets. */
+  policyPresets(): Promise<PresetInfo[]>;
   listSecrets(): Promise<string[]>;
   setSecret(name: string, value: string): Promise<void>;
   deleteSecret(name: string): Promise<void>;

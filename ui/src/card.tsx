@@ -5,8 +5,40 @@ import { Component } from "preact";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import type { Card } from "./generated/api";
-import { ago, clock, pct } from "./format";
-import { type Key, reasonText, stateLabel, useI18n } from "./i18n";
+import { ago, clock, dateTime, pct, phoneNumber } from "./format";
+import { type Key, type T, reasonText, stateLabel, useI18n } from "./i18n";
+import type { Language } from "./generated/api";
+
+/** Which phone it is, once linked: the number and the profile name. */
+export function whatsAppTarget(card: Card): string {
+  if (!card.remote_id) return "WhatsApp";
+  const number = phoneNumber(card.remote_id);
+  return card.remote_name ? `${number} · ${card.remote_name}` : number;
+}
+
+/** A WhatsApp number that is back only after a new QR scan. */
+const SCAN_FIXES = ["logged-out", "replaced", "qr-expired", "pairing-failed"];
+const needsScan = (card: Card) =>
+  card.state === "needs_operator" && card.kind === "whatsapp" && SCAN_FIXES.includes(card.reason?.code ?? "");
+
+/** The one thing that fixes an account waiting for a person, in the operator's words. */
+export function fixText(card: Card, t: T, lang: Language): string {
+  switch (card.reason?.code) {
+    case "logged-out":
+    case "replaced":
+    case "qr-expired":
+    case "pairing-failed":
+      return t("fixRelink");
+    case "banned":
+      return card.reason.until ? t("fixBannedUntil", { date: dateTime(card.reason.until, lang) }) : t("fixBanned");
+    case "credentials-missing":
+      return t("fixSecret");
+    case "outdated":
+      return t("fixOutdated");
+    default:
+      return t("fixStart");
+  }
+}
 
 export type CardAction =
   | "start"
@@ -45,7 +77,7 @@ function CardView({ card, now, onAction }: CardProps) {
   const { t, lang } = useI18n();
   const label = (action: Key) => t("actionsFor", { action: t(action), name: card.name });
   const button = (action: CardAction, key: Key, cls = "") => (
-    <button type="button" class={cls} aria-label={label(key)} onClick={() => onAction(action, card)}>
+    <button type="button" class={cls} data-action={action} aria-label={label(key)} onClick={() => onAction(action, card)}>
       {t(key)}
     </button>
   );
@@ -77,7 +109,7 @@ function CardView({ card, now, onAction }: CardProps) {
         )}
       </header>
       <p class="target" title={card.target}>
-        {card.kind === "whatsapp" ? "WhatsApp" : card.target}
+        {card.kind === "whatsapp" ? whatsAppTarget(card) : card.target}
         {card.country ? ` · ${card.country}` : ""}
         {card.muted ? ` · ${t("muted")}` : ""}
       </p>
@@ -85,12 +117,17 @@ function CardView({ card, now, onAction }: CardProps) {
         {card.reason ? reasonText(card.reason, lang) : "\u00a0"}
         {extra}
       </p>
+      {card.state === "needs_operator" && card.reason && (
+        <p class="fix" data-testid="fix">
+          {fixText(card, t, lang)}
+        </p>
+      )}
       <dl class="stats">
-        <div>
+        <div title={t("uptimeHelp")}>
           <dt>{t("uptime")}</dt>
           <dd>{pct(card.uptime_pct)}</dd>
         </div>
-        <div>
+        <div title={t("scoreHelp")} data-testid="score">
           <dt>{t("score")}</dt>
           <dd>{card.score ?? "—"}</dd>
         </div>
@@ -112,7 +149,7 @@ function CardView({ card, now, onAction }: CardProps) {
         {card.desired && card.state !== "stopped" ? button("stop", "stop") : button("start", "start", "primary")}
         {button("retry", "retry")}
         {card.breaker !== "closed" && button("resetBreaker", "resetBreaker")}
-        {card.kind === "whatsapp" && button("relink", "relink")}
+        {card.kind === "whatsapp" && button("relink", "relink", needsScan(card) ? "primary" : "")}
         {card.muted ? button("unmute", "unmute") : button("mute", "mute")}
         {button("details", "details")}
         {button("remove", "remove", "danger")}
@@ -209,14 +246,14 @@ export function CardGrid({ cards, now, onAction }: GridProps) {
         <div
           class="grid"
           role="list"
-          aria-rowcount={rows}
           style={{
             transform: `translateY(${first * rowHeight}px)`,
             gridTemplateColumns: `repeat(${cols}, minmax(0, 1fr))`,
           }}
         >
-          {shown.map((c) => (
-            <div role="listitem" key={c.id}>
+          {/* Only the cards on screen exist: each says where it stands in the whole list. */}
+          {shown.map((c, i) => (
+            <div role="listitem" key={c.id} aria-setsize={cards.length} aria-posinset={first * cols + i + 1}>
               <AccountCard card={c} now={now} onAction={onAction} />
             </div>
           ))}

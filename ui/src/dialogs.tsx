@@ -88,11 +88,13 @@ const val = (e: Event) => (e.currentTarget as HTMLInputElement).value;
 
 export function AddAccount(props: {
   backend: Backend;
+  /** The kind chosen beforehand (the first-run welcome offers WhatsApp). */
+  kind?: Kind;
   onClose: () => void;
   onAdded: (card: Card, link: LinkRequest | null) => void;
 }) {
   const { t } = useI18n();
-  const [kind, setKind] = useState<Kind>("websocket");
+  const [kind, setKind] = useState<Kind>(props.kind ?? "websocket");
   const [name, setName] = useState("");
   const [url, setUrl] = useState("");
   const [header, setHeader] = useState("Authorization");

@@ -12,6 +12,7 @@ import type {
   LinkInfo,
   NotificationText,
   PolicyValues,
+  PresetInfo,
   Prefs,
   SettingsChanged,
   Snapshot,
@@ -47,15 +48,68 @@ export function makeCard(id: number, over: Partial<Card> = {}): Card {
     score: 98,
     failures_1h: 0,
     unstable_until: null,
+    remote_id: null,
+    remote_name: null,
     ...over,
   };
 }
 
+/** The engine's defaults (`lifeline policy show`). */
 export const DEFAULT_POLICY: PolicyValues = {
   alerts: { grace_s: 60, summary_threshold: 5, flap_drops: 5, flap_window_s: 600 },
-  pacing: { enabled: true, rate_per_s: 2, burst: 5 },
+  autorecover: { start_delay_ms: 2000, concurrency: 32 },
+  backoff: {
+    base_ms: 1000,
+    cap_ms: 300000,
+    floor_timeout_ms: 5000,
+    floor_refused_ms: 2000,
+    floor_closed_ms: 500,
+    floor_network_ms: 2000,
+    floor_rate_limited_ms: 60000,
+  },
   breaker: { threshold: 10, window_s: 300, cooldown_s: 600, max_cooldown_s: 3600 },
+  connection: {
+    connect_timeout_ms: 15000,
+    keepalive_ms: 15000,
+    pong_timeout_ms: 10000,
+    close_timeout_ms: 3000,
+    reconcile_interval_ms: 30000,
+    stable_after_ms: 60000,
+    direct_fallback: false,
+  },
+  pacing: { enabled: true, rate_per_s: 2, burst: 5 },
 };
+
+/** The engine's presets, as `policy_presets` answers. */
+export const PRESETS: PresetInfo[] = [
+  {
+    name: "careful",
+    values: {
+      autorecover: { concurrency: 8 },
+      backoff: { base_ms: 5000, cap_ms: 900000, floor_rate_limited_ms: 300000 },
+      breaker: { threshold: 5, window_s: 600, cooldown_s: 1800, max_cooldown_s: 14400 },
+      pacing: { rate_per_s: 0.5, burst: 2 },
+    },
+  },
+  {
+    name: "balanced",
+    values: {
+      autorecover: { concurrency: 32 },
+      backoff: { base_ms: 1000, cap_ms: 300000, floor_rate_limited_ms: 60000 },
+      breaker: { threshold: 10, window_s: 300, cooldown_s: 600, max_cooldown_s: 3600 },
+      pacing: { rate_per_s: 2, burst: 5 },
+    },
+  },
+  {
+    name: "fast",
+    values: {
+      autorecover: { concurrency: 64 },
+      backoff: { base_ms: 500, cap_ms: 60000, floor_rate_limited_ms: 30000 },
+      breaker: { threshold: 20, window_s: 300, cooldown_s: 300, max_cooldown_s: 1800 },
+      pacing: { rate_per_s: 10, burst: 20 },
+    },
+  },
+];
 
 export class FakeBackend implements Backend {
   cards = new Map<number, Card>();
@@ -266,9 +320,16 @@ export class FakeBackend implements Backend {
           "Invalid policy value: pacing.rate_per_s must be greater than 0.",
         );
       }
+      const { base_ms, cap_ms } = values.backoff ?? {};
+      if (typeof base_ms === "number" && typeof cap_ms === "number" && cap_ms < base_ms) {
+        throw new BackendError("invalid_input", "Invalid policy value: backoff.cap_ms must be at least backoff.base_ms");
+      }
       this.policy = structuredClone(values);
       return structuredClone(values);
     });
+  }
+  policyPresets() {
+    return this.act("policyPresets", [], () => structuredClone(PRESETS));
   }
   listSecrets() {
     return this.act("listSecrets", [], () => [...this.secrets]);

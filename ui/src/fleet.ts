@@ -78,12 +78,23 @@ export class Fleet {
 }
 
 /** Cards matching a name/target search and an optional state. */
+/** Name, endpoint, profile name, or the number however it is typed (+62 812…, 0812…, 62812…). */
+function matches(c: Card, q: string): boolean {
+  if (c.name.toLowerCase().includes(q) || c.target.toLowerCase().includes(q)) return true;
+  if (c.remote_name?.toLowerCase().includes(q)) return true;
+  const digits = q.replace(/\D/g, "");
+  if (!c.remote_id || digits.length < 3 || /[^\d\s+()-]/.test(q)) return false;
+  const number = c.remote_id.replace(/\D/g, "");
+  // A national number typed with its leading 0: match it without the 0.
+  return number.includes(digits) || (digits.startsWith("0") && number.includes(digits.slice(1)));
+}
+
 export function filterCards(cards: Card[], query: string, state: StateName | null): Card[] {
   const q = query.trim().toLowerCase();
   if (!q && !state) return cards;
   return cards.filter(
     (c) =>
       (!state || c.state === state) &&
-      (!q || c.name.toLowerCase().includes(q) || c.target.toLowerCase().includes(q)),
+      (!q || matches(c, q)),
   );
 }

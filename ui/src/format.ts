@@ -36,6 +36,29 @@ export function dateTime(iso: string, lang: Language): string {
   });
 }
 
+/** Two-digit country calling codes by first digit (1 and 7 are one digit; the rest three). */
+const TWO_DIGIT_CODES = new Set([
+  "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47",
+  "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65",
+  "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
+]);
+
+/**
+ * A phone number as people write it: "+6281234567890" → "+62 812-3456-7890" (the country code
+ * apart, then the rest in groups of 3-4-4, or 3-3-x for ten digits or fewer). Anything else is returned
+ * as it came.
+ */
+export function phoneNumber(id: string): string {
+  const digits = id.replace(/^\+/, "");
+  if (!/^\d{8,15}$/.test(digits)) return id;
+  const ccLen = digits[0] === "1" || digits[0] === "7" ? 1 : TWO_DIGIT_CODES.has(digits.slice(0, 2)) ? 2 : 3;
+  const cc = digits.slice(0, ccLen);
+  const rest = digits.slice(ccLen);
+  const cut = rest.length <= 10 ? 6 : 7;
+  const groups = [rest.slice(0, 3), rest.slice(3, cut), rest.slice(cut)];
+  return `+${cc} ${groups.filter(Boolean).join("-")}`;
+}
+
 export function pct(v: number | null): string {
   return v === null ? "—" : `${v.toFixed(1)}%`;
 }

@@ -56,6 +56,7 @@ export function tauriBackend(): Backend {
     history: (id, window) => call(Command.accountHistory, { id, window }),
     getPolicy: () => call(Command.getPolicy),
     setPolicy: (values) => call(Command.setPolicy, { values }),
+    policyPresets: () => call(Command.policyPresets),
     listSecrets: () => call(Command.listSecrets),
     setSecret: (name, value) => call(Command.setSecret, { name, value }),
     deleteSecret: (name) => call(Command.deleteSecret, { name }),

@@ -5,9 +5,10 @@ import { useEffect, useState } from "preact/hooks";
 import { type Backend, BackendError, type HistoryWindow } from "./backend";
 import { StateBadge } from "./card";
 import { ErrorText } from "./dialogs";
-import type { Card, HistoryInfo, Language, PolicyValues, Prefs, Theme } from "./generated/api";
+import type { Card, HistoryInfo, Language, Prefs, Theme } from "./generated/api";
 import { dateTime, spans } from "./format";
 import { Integrations } from "./integrations";
+import { PolicyForm } from "./policy-form";
 import { type Key, reasonText, stateLabel, useI18n } from "./i18n";
 
 export function Timeline({ history }: { history: HistoryInfo }) {
@@ -119,71 +120,27 @@ export function Detail(props: { backend: Backend; card: Card; onBack: () => void
   );
 }
 
-/** Parses edited policy fields back to values; returns the first field that is not a number. */
-export function parsePolicy(
-  fields: Record<string, Record<string, string | boolean>>,
-): { values: PolicyValues } | { bad: string } {
-  const values: PolicyValues = {};
-  for (const [section, keys] of Object.entries(fields)) {
-    values[section] = {};
-    for (const [key, v] of Object.entries(keys)) {
-      if (typeof v === "boolean") {
-        values[section][key] = v;
-        continue;
-      }
-      const n = Number(v);
-      if (v.trim() === "" || !Number.isFinite(n)) return { bad: `${section}.${key}` };
-      values[section][key] = n;
-    }
-  }
-  return { values };
-}
-
-function toFields(v: PolicyValues) {
-  const f: Record<string, Record<string, string | boolean>> = {};
-  for (const [s, keys] of Object.entries(v)) {
-    f[s] = {};
-    for (const [k, x] of Object.entries(keys)) f[s][k] = typeof x === "boolean" ? x : String(x);
-  }
-  return f;
-}
-
 export function Settings(props: {
   backend: Backend;
   /** Version and data folder, for the About section. */
   about: { version: string; data_dir: string } | null;
   prefs: Prefs;
-  onPrefs: (p: Prefs) => void;
+  onPrefs: (p: Prefs | ((old: Prefs) => Prefs)) => void;
   onBack: () => void;
 }) {
   const { t } = useI18n();
   const { backend } = props;
-  const [fields, setFields] = useState<Record<string, Record<string, string | boolean>> | null>(null);
-  const [policyMsg, setPolicyMsg] = useState<{ ok: boolean; text: string } | null>(null);
   const [secrets, setSecrets] = useState<string[]>([]);
   const [secretName, setSecretName] = useState("");
   const [secretValue, setSecretValue] = useState("");
   const [secretMsg, setSecretMsg] = useState<{ ok: boolean; text: string } | null>(null);
   const [prefsError, setPrefsError] = useState<string | null>(null);
   useEffect(() => {
-    backend.getPolicy().then((v) => setFields(toFields(v)), (e) => setPolicyMsg({ ok: false, text: BackendError.from(e).message }));
     backend.listSecrets().then(setSecrets, () => setSecrets([]));
+    // Whether a tray is shown, fresh from the desktop: a panel may have come or gone since the
+    // app started. Only that: a choice saved meanwhile must not be undone by this older read.
+    backend.getPrefs().then((fresh) => props.onPrefs((old) => ({ ...old, tray_host: fresh.tray_host })), () => undefined);
   }, []);
-  const savePolicy = async (e: Event) => {
-    e.preventDefault();
-    if (!fields) return;
-    const parsed = parsePolicy(fields);
-    if ("bad" in parsed) {
-      setPolicyMsg({ ok: false, text: t("notANumber", { key: parsed.bad }) });
-      return;
-    }
-    try {
-      setFields(toFields(await backend.setPolicy(parsed.values)));
-      setPolicyMsg({ ok: true, text: `${t("saved")} ${t("policyHelp")}` });
-    } catch (err) {
-      setPolicyMsg({ ok: false, text: BackendError.from(err).message });
-    }
-  };
   const saveSecret = async (e: Event) => {
     e.preventDefault();
     const name = secretName.trim();
@@ -242,7 +199,7 @@ export function Settings(props: {
             <legend>{t("theme")}</legend>
             {(["system", "light", "dark"] as Theme[]).map((th) => (
               <label key={th}>
-                <input type="radio" name="theme" checked={p.theme === th} onChange={() => savePrefs({ ...p, theme: th })} />{" "}
+                <input type="radio" name="theme" value={th} checked={p.theme === th} onChange={() => savePrefs({ ...p, theme: th })} />{" "}
                 {t(`theme.${th}` as Key)}
               </label>
             ))}
@@ -256,6 +213,36 @@ export function Settings(props: {
             />{" "}
             {t("startAtLogin")}
           </label>
+          <label class="check indent">
+            <input
+              type="checkbox"
+              name="start_hidden"
+              checked={p.start_hidden}
+              disabled={!p.start_at_login}
+              onChange={(e) => savePrefs({ ...p, start_hidden: (e.currentTarget as HTMLInputElement).checked })}
+            />{" "}
+            {t("startHidden")}
+          </label>
+          <fieldset class="row" data-testid="on-close">
+            <legend>{t("onClose")}</legend>
+            {([true, false] as const).map((tray) => (
+              <label key={String(tray)}>
+                <input
+                  type="radio"
+                  name="close_to_tray"
+                  value={tray ? "tray" : "quit"}
+                  checked={p.close_to_tray === tray}
+                  onChange={() => savePrefs({ ...p, close_to_tray: tray })}
+                />{" "}
+                {t(tray ? "onCloseTray" : "onCloseQuit")}
+              </label>
+            ))}
+          </fieldset>
+          {p.close_to_tray && !p.tray_host && (
+            <p class="help" role="note" data-testid="no-tray">
+              {t("noTrayHost")}
+            </p>
+          )}
           <h3>{t("notifications")}</h3>
           <label class="check">
             <input
@@ -326,40 +313,7 @@ export function Settings(props: {
         <section aria-labelledby="s-policy" class="wide">
           <h3 id="s-policy">{t("policy")}</h3>
           <p class="help">{t("policyHelp")}</p>
-          {fields && (
-            <form onSubmit={savePolicy} data-testid="policy-form">
-              <div class="policy-grid">
-                {Object.entries(fields).map(([section, keys]) => (
-                  <fieldset key={section}>
-                    <legend>{section}</legend>
-                    {Object.entries(keys).map(([key, v]) => {
-                      const name = `${section}.${key}`;
-                      const set = (x: string | boolean) =>
-                        setFields({ ...fields, [section]: { ...fields[section], [key]: x } });
-                      return typeof v === "boolean" ? (
-                        <label key={key} class="check">
-                          <input type="checkbox" name={name} checked={v} onChange={(e) => set((e.currentTarget as HTMLInputElement).checked)} /> {key}
-                        </label>
-                      ) : (
-                        <label key={key}>
-                          {key}
-                          <input name={name} inputMode="decimal" value={v} onInput={(e) => set((e.currentTarget as HTMLInputElement).value)} />
-                        </label>
-                      );
-                    })}
-                  </fieldset>
-                ))}
-              </div>
-              <button type="submit" class="primary">
-                {t("save")}
-              </button>
-            </form>
-          )}
-          {policyMsg && (
-            <p class={policyMsg.ok ? "ok" : "error"} role={policyMsg.ok ? "status" : "alert"} data-testid="policy-msg">
-              {policyMsg.text}
-            </p>
-          )}
+          <PolicyForm backend={backend} />
         </section>
       </div>
     </section>

@@ -364,22 +364,76 @@ describe("detail, export and settings", () => {
     expect(within(dialog).queryByRole("alert")).toBeNull();
   });
 
-  it("policy values are validated locally and by the engine", async () => {
+  it("policy values are shown in operator units, refused next to their field, saved in the engine's units", async () => {
     const b = new FakeBackend([makeCard(1)]);
     await mount(b);
     fireEvent.click(screen.getByRole("button", { name: "Settings" }));
     const form = await screen.findByTestId("policy-form");
-    const rate = within(form).getByLabelText("rate_per_s");
+    // 300000 ms is shown as 5 minutes, with its unit and a one-line explanation.
+    const cap = within(form).getByLabelText("Retries spread over at most") as HTMLInputElement;
+    expect(cap.value).toBe("5");
+    expect(cap.getAttribute("aria-describedby")).toContain("help");
+    expect(within(within(form).getByTestId("policy-group-reconnect")).getAllByText("minutes").length).toBeGreaterThan(0);
+    const rate = within(form).getByLabelText("New connections, whole fleet");
     fireEvent.input(rate, { target: { value: "fast" } });
     fireEvent.submit(form);
-    expect((await screen.findByTestId("policy-msg")).textContent).toContain("pacing.rate_per_s must be a number");
+    const notNumber = await within(form).findByText("New connections, whole fleet must be a number.");
+    expect(notNumber.closest(".policy-field")?.querySelector("input")).toBe(rate);
+    expect(rate.getAttribute("aria-invalid")).toBe("true");
     expect(b.calls.some(([c]) => c === "setPolicy")).toBe(false);
-    fireEvent.input(rate, { target: { value: "0" } });
+    // The engine's refusal, in its words, beside the field its message names first.
+    fireEvent.input(rate, { target: { value: "2" } });
+    fireEvent.input(cap, { target: { value: "0.01" } });
+    fireEvent.focusOut(cap);
     fireEvent.submit(form);
-    await waitFor(() => expect(screen.getByTestId("policy-msg").textContent).toContain("must be greater than 0"));
-    fireEvent.input(rate, { target: { value: "3.5" } });
+    const refused = await within(form).findByText(/backoff\.cap_ms must be at least backoff\.base_ms/);
+    expect(refused.closest(".policy-field")?.querySelector("input")).toBe(cap);
+    // Typed in minutes, stored in milliseconds.
+    fireEvent.input(cap, { target: { value: "1.5" } });
     fireEvent.submit(form);
-    await waitFor(() => expect(b.policy.pacing.rate_per_s).toBe(3.5));
+    await waitFor(() => expect(b.policy.backoff.cap_ms).toBe(90000));
+    expect(within(form).queryByText(/must be at least/)).toBeNull();
+    expect((await screen.findByTestId("policy-msg")).textContent).toContain("Saved.");
+  });
+
+  it("a refused value that only Advanced shows opens Advanced and is marked there", async () => {
+    const b = new FakeBackend([makeCard(1)]);
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Settings" }));
+    const form = await screen.findByTestId("policy-form");
+    const raw = within(form).getByTestId("policy-raw");
+    const floor = within(raw).getByLabelText("floor_closed_ms");
+    fireEvent.input(floor, { target: { value: "" } });
+    fireEvent.submit(form);
+    const msg = await within(raw).findByText("backoff.floor_closed_ms must be a number.");
+    expect(msg.closest(".policy-field")?.querySelector("input")).toBe(floor);
+    expect((form.querySelector("details") as HTMLDetailsElement).open).toBe(true);
+  });
+
+  it("a preset fills its values, shows as chosen, and is in force only once saved", async () => {
+    const b = new FakeBackend([makeCard(1)]);
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Settings" }));
+    const form = await screen.findByTestId("policy-form");
+    const careful = await within(form).findByRole("button", { name: /Careful — safest for numbers/ });
+    const balanced = within(form).getByRole("button", { name: /Balanced/ });
+    expect(balanced.getAttribute("aria-pressed")).toBe("true");
+    expect(careful.getAttribute("aria-pressed")).toBe("false");
+    const keepalive = within(form).getByLabelText("Check a live connection every") as HTMLInputElement;
+    fireEvent.input(keepalive, { target: { value: "20" } });
+    fireEvent.click(careful);
+    expect(careful.getAttribute("aria-pressed")).toBe("true");
+    expect(balanced.getAttribute("aria-pressed")).toBe("false");
+    expect((within(form).getByLabelText("First retry within") as HTMLInputElement).value).toBe("5");
+    expect(keepalive.value).toBe("20");
+    expect(b.policy.pacing.rate_per_s).toBe(2);
+    fireEvent.submit(form);
+    await waitFor(() => expect(b.policy.pacing.rate_per_s).toBe(0.5));
+    expect(b.policy.breaker.threshold).toBe(5);
+    expect(b.policy.connection.keepalive_ms).toBe(20000);
+    // A value changed by hand: no preset is chosen any more.
+    fireEvent.input(within(form).getByLabelText("Attempts allowed at once"), { target: { value: "3" } });
+    expect(careful.getAttribute("aria-pressed")).toBe("false");
   });
 
   it("a saved secret shows only its name and the value field is cleared", async () => {
@@ -411,6 +465,69 @@ describe("detail, export and settings", () => {
     expect(within(card("Toko")).getByText("Memulihkan")).toBeTruthy();
     expect(within(card("Toko")).getByTestId("reason").textContent).toContain("kesalahan jaringan");
     expect(document.documentElement.lang).toBe("id");
+  });
+
+  it("closing the window: keep running in the tray or quit, and where no tray is shown it says so", async () => {
+    const b = new FakeBackend([makeCard(1)]);
+    b.prefs = { ...b.prefs, tray_host: true };
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Settings" }));
+    const keep = (await screen.findByLabelText(/Keep running in the tray/)) as HTMLInputElement;
+    expect(keep.checked).toBe(true);
+    expect(screen.queryByTestId("no-tray")).toBeNull();
+    const hidden = screen.getByLabelText(/in the tray, without opening the window/) as HTMLInputElement;
+    expect(hidden.disabled).toBe(true);
+    fireEvent.click(screen.getByLabelText("Start Lifeline at login"));
+    await waitFor(() => expect(hidden.disabled).toBe(false));
+    fireEvent.click(hidden);
+    await waitFor(() => expect(b.prefs.start_hidden).toBe(true));
+    fireEvent.click(screen.getByLabelText(/Quit Lifeline/));
+    await waitFor(() => expect(b.prefs.close_to_tray).toBe(false));
+    cleanup();
+
+    const bare = new FakeBackend([makeCard(1)]);
+    bare.prefs = { ...bare.prefs, tray_host: false };
+    await mount(bare);
+    fireEvent.click(screen.getByRole("button", { name: "Settings" }));
+    expect((await screen.findByTestId("no-tray")).textContent).toContain("closing the window quits Lifeline");
+  });
+
+  it("an empty fleet welcomes the operator and offers a first WhatsApp number", async () => {
+    const b = new FakeBackend([]);
+    await mount(b);
+    const welcome = await screen.findByTestId("welcome");
+    expect(welcome.textContent).toContain("keeps it connected");
+    fireEvent.click(within(welcome).getByRole("button", { name: "Add your first WhatsApp number" }));
+    const dialog = await screen.findByTestId("add-account");
+    expect((within(dialog).getByLabelText("WhatsApp") as HTMLInputElement).checked).toBe(true);
+  });
+
+  it("'Needs you' comes first, filters, and each such card names the one fix", async () => {
+    const reason = (code: string, until: string | null = null) => ({ code, status: null, close_code: null, until });
+    const b = new FakeBackend([
+      makeCard(1, { name: "Toko", kind: "whatsapp", state: "needs_operator", reason: reason("logged-out") }),
+      makeCard(2, { name: "Gudang", kind: "whatsapp", state: "needs_operator", reason: reason("banned", "2026-12-24T10:00:00Z") }),
+      makeCard(3, { name: "Feed", state: "connected" }),
+    ]);
+    await mount(b);
+    const filters = screen.getByRole("navigation").querySelectorAll("button");
+    expect(filters[0].textContent).toBe("Needs you 2");
+    fireEvent.click(filters[0]);
+    await waitFor(() => expect(screen.queryByRole("heading", { name: "Feed" })).toBeNull());
+    expect(within(card("Toko")).getByTestId("fix").textContent).toContain("Relink and scan the new QR code");
+    expect(within(card("Toko")).getByRole("button", { name: /Relink/ }).className).toContain("primary");
+    expect(within(card("Gudang")).getByTestId("fix").textContent).toMatch(/banned by WhatsApp until 24 Dec/);
+    expect(within(card("Gudang")).getByRole("button", { name: /Relink/ }).className).not.toContain("primary");
+  });
+
+  it("a linked WhatsApp card shows its number and profile name, and its alerts name the phone", async () => {
+    const b = new FakeBackend([
+      makeCard(1, { name: "Toko", kind: "whatsapp", target: "WhatsApp", remote_id: "+6281234567890", remote_name: "Mawar" }),
+    ]);
+    await mount(b);
+    expect(within(card("Toko")).getByText("+62 812-3456-7890 · Mawar")).toBeTruthy();
+    act(() => b.emitAlert({ kind: "down", account: 1, name: "Toko", since: "2026-12-03T10:00:00Z", reason: null, drops: 0, window_s: 0, down: 0, needs_operator: 0, unstable: 0, examples: [] }));
+    await waitFor(() => expect(b.calls.some(([c, args]) => c === "notify" && JSON.stringify(args).includes("Toko (+62 812-3456-7890)"))).toBe(true));
   });
 
   it("the theme choice is applied to the document", async () => {

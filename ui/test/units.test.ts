@@ -4,8 +4,8 @@ import { columnsFor, visibleRows } from "../src/card";
 import { secondsLeft } from "../src/dialogs";
 import { Fleet, filterCards } from "../src/fleet";
 import { makeCard } from "../src/fake-backend";
-import { pct, spans } from "../src/format";
-import { parsePolicy } from "../src/views";
+import { pct, phoneNumber, spans } from "../src/format";
+import { POLICY_GROUPS, fieldOfMessage, fromShown, parsePolicy, toShown } from "../src/policy";
 import type { AlertInfo, ReasonInfo } from "../src/generated/api";
 import { alertText, reasonText, trayLabels, translator } from "../src/i18n";
 
@@ -73,6 +73,29 @@ describe("formatting", () => {
       values: { pacing: { rate_per_s: 2.5, enabled: true } },
     });
     expect(parsePolicy({ alerts: { grace_s: "" } })).toEqual({ bad: "alerts.grace_s" });
+  });
+
+  it("converts between the engine's units and the shown ones, keeping what is no number", () => {
+    const field = (key: string) => POLICY_GROUPS.flatMap((g) => g.fields).find((f) => f.key === key)!;
+    const cap = field("backoff.cap_ms");
+    expect(toShown("90000", cap)).toBe("1.5");
+    expect(fromShown("1.5", cap)).toBe("90000");
+    expect(fromShown("0.00001", cap)).toBe("1");
+    expect(fromShown("soon", cap)).toBe("soon");
+    expect(toShown("soon", cap)).toBe("soon");
+    const rate = field("pacing.rate_per_s");
+    expect(fromShown("0.3", rate)).toBe("0.3");
+    expect(toShown(fromShown("0.1", field("breaker.cooldown_s")), field("breaker.cooldown_s"))).toBe("0.1");
+    // Every shown value is one the engine has, named once.
+    const keys = POLICY_GROUPS.flatMap((g) => g.fields.map((f) => f.key));
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+
+  it("finds the field an engine message is about: the first key it names, whole", () => {
+    const keys = ["backoff.base_ms", "backoff.cap_ms", "breaker.cooldown_s", "breaker.max_cooldown_s"];
+    expect(fieldOfMessage("Invalid policy value: backoff.cap_ms must be at least backoff.base_ms", keys)).toBe("backoff.cap_ms");
+    expect(fieldOfMessage("breaker.max_cooldown_s must be at most 604800 (a week)", keys)).toBe("breaker.max_cooldown_s");
+    expect(fieldOfMessage("Invalid policy value: something else", keys)).toBeNull();
   });
 });
 
@@ -153,5 +176,29 @@ describe("words", () => {
       expect(tray.summary).toContain(slot);
       expect(trayLabels(translator("en")).summary).toContain(slot);
     }
+  });
+});
+
+describe("phone numbers as people write them", () => {
+  it("puts the country code apart and groups the rest", () => {
+    expect(phoneNumber("+6281234567890")).toBe("+62 812-3456-7890");
+    expect(phoneNumber("+14155552671")).toBe("+1 415-555-2671");
+    expect(phoneNumber("+447911123456")).toBe("+44 791-112-3456");
+    expect(phoneNumber("+234803123456")).toBe("+234 803-123-456");
+  });
+  it("leaves anything that is not a phone number as it came", () => {
+    expect(phoneNumber("abc")).toBe("abc");
+    expect(phoneNumber("+123")).toBe("+123");
+  });
+});
+
+describe("search finds a WhatsApp number however it is typed", () => {
+  const linked = makeCard(1, { name: "Toko", kind: "whatsapp", remote_id: "+6281234567890", remote_name: "Mawar Florist" });
+  const other = makeCard(2, { name: "Gudang", kind: "whatsapp" });
+  it.each(["+62 812-3456", "0812 3456", "6281234", "mawar florist"])("%s", (q) => {
+    expect(filterCards([linked, other], q, null).map((c) => c.id)).toEqual([1]);
+  });
+  it("a name with digits is not read as a number", () => {
+    expect(filterCards([linked, other], "toko 2", null)).toEqual([]);
   });
 });

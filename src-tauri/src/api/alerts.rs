@@ -124,4 +124,8 @@ pub struct TrayLabels {
     pub stop_all: String,
     pub quit: String,
     pub summary: String,
+    /// The one-time notice when closing the window first leaves Lifeline in the tray.
+    pub kept_running: NotificationText,
+    /// The window's title while accounts need a person; slot `{needs}`.
+    pub title_needs: String,
 }

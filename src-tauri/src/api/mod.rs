@@ -142,6 +142,10 @@ pub struct Card {
     /// Set while the account keeps connecting and dropping: until when it counts as unstable
     /// unless it drops again (RFC 3339; a time already past means it has held since).
     pub unstable_until: Option<String>,
+    /// Who it is at the remote once connected: a WhatsApp number's phone number (`+` and
+    /// digits) and profile name.
+    pub remote_id: Option<String>,
+    pub remote_name: Option<String>,
 }
 
 /// The slow-moving numbers, refreshed by the periodic health pass.
@@ -194,6 +198,8 @@ pub fn card(view: &AccountView, health: Option<&HealthBits>) -> Card {
         score: health.map(|h| h.score),
         failures_1h: health.map_or(0, |h| h.failures_1h),
         unstable_until: view.unstable_until.map(rfc3339),
+        remote_id: view.identity.as_ref().map(|i| i.id.clone()),
+        remote_name: view.identity.as_ref().and_then(|i| i.name.clone()),
     }
 }
 

@@ -13,6 +13,14 @@ pub struct PolicyValues(
     pub  BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 );
 
+/// A preset and the values it sets (only those: the rest of a policy stays as the operator has it).
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+pub struct PresetInfo {
+    #[ts(type = "\"careful\" | \"balanced\" | \"fast\"")]
+    pub name: lifeline_engine::policy::Preset,
+    pub values: PolicyValues,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ExportWhat {
@@ -75,6 +83,14 @@ pub struct Prefs {
     /// Serve the HTTP API (the one `lifeline serve --http` serves) on 127.0.0.1:`http_port`.
     pub http_api: bool,
     pub http_port: u16,
+    /// Closing the window hides it and keeps supervising (where a tray shows Lifeline);
+    /// otherwise closing quits.
+    pub close_to_tray: bool,
+    /// Started at login: stay in the tray, without a window.
+    pub start_hidden: bool,
+    /// Read-only, from the desktop: whether a panel shows tray icons. Without one, closing
+    /// the window quits whatever `close_to_tray` says.
+    pub tray_host: bool,
 }
 
 /// The HTTP API's port until the operator picks another.
@@ -91,11 +107,16 @@ impl Default for Prefs {
             start_at_login: false,
             http_api: false,
             http_port: DEFAULT_HTTP_PORT,
+            close_to_tray: true,
+            start_hidden: false,
+            tray_host: false,
         }
     }
 }
 
 pub const PREFS_KEY: &str = "desktop.prefs";
+/// Set once the operator has been told that closing keeps Lifeline running in the tray.
+pub const TRAY_NOTICE_KEY: &str = "desktop.tray-notice-shown";
 
 /// A secret value on its way to the keyring. Deserialized from the UI; never serialized,
 /// printed or logged.

@@ -22,6 +22,7 @@ fn view(state: State) -> AccountView {
         reconnects: 4,
         created_at: Utc::now(),
         unstable_until: None,
+        identity: None,
     }
 }
 

@@ -56,7 +56,12 @@ score: number | null, failures_1h: number,
  * Set while the account keeps connecting and dropping: until when it counts as unstable
  * unless it drops again (RFC 3339; a time already past means it has held since).
  */
-unstable_until: string | null, };
+unstable_until: string | null, 
+/**
+ * Who it is at the remote once connected: a WhatsApp number's phone number (`+` and
+ * digits) and profile name.
+ */
+remote_id: string | null, remote_name: string | null, };
 
 export type Snapshot = { 
 /**
@@ -118,7 +123,15 @@ down: number, needs_operator: number, unstable: number, examples: Array<string>,
 
 export type NotificationText = { title: string, body: string, };
 
-export type TrayLabels = { show_hide: string, start_all: string, stop_all: string, quit: string, summary: string, };
+export type TrayLabels = { show_hide: string, start_all: string, stop_all: string, quit: string, summary: string, 
+/**
+ * The one-time notice when closing the window first leaves Lifeline in the tray.
+ */
+kept_running: NotificationText, 
+/**
+ * The window's title while accounts need a person; slot `{needs}`.
+ */
+title_needs: string, };
 
 export type IntervalInfo = { start: string, end: string | null, };
 
@@ -135,6 +148,8 @@ export type HistoryInfo = { since: string, now: string, intervals: Array<Interva
 events: Array<EventInfo>, };
 
 export type PolicyValues = Record<string, Record<string, number | boolean>>;
+
+export type PresetInfo = { name: "careful" | "balanced" | "fast", values: PolicyValues, };
 
 export type ExportWhat = "sessions" | "events";
 
@@ -164,7 +179,21 @@ start_at_login: boolean,
 /**
  * Serve the HTTP API (the one `lifeline serve --http` serves) on 127.0.0.1:`http_port`.
  */
-http_api: boolean, http_port: number, };
+http_api: boolean, http_port: number, 
+/**
+ * Closing the window hides it and keeps supervising (where a tray shows Lifeline);
+ * otherwise closing quits.
+ */
+close_to_tray: boolean, 
+/**
+ * Started at login: stay in the tray, without a window.
+ */
+start_hidden: boolean, 
+/**
+ * Read-only, from the desktop: whether a panel shows tray icons. Without one, closing
+ * the window quits whatever `close_to_tray` says.
+ */
+tray_host: boolean, };
 
 export type WebhookInfo = { id: number, url: string, 
 /**

@@ -19,6 +19,7 @@ export const Command = {
   accountHistory: "account_history",
   getPolicy: "get_policy",
   setPolicy: "set_policy",
+  policyPresets: "policy_presets",
   listSecrets: "list_secrets",
   setSecret: "set_secret",
   deleteSecret: "delete_secret",
