@@ -23,12 +23,8 @@ const needsScan = (card: Card) =>
 
 /** The one thing that fixes an account waiting for a person, in the operator's words. */
 export function fixText(card: Card, t: T, lang: Language): string {
+  if (SCAN_FIXES.includes(card.reason?.code ?? "")) return t("fixRelink");
   switch (card.reason?.code) {
-    case "logged-out":
-    case "replaced":
-    case "qr-expired":
-    case "pairing-failed":
-      return t("fixRelink");
     case "banned":
       return card.reason.until ? t("fixBannedUntil", { date: dateTime(card.reason.until, lang) }) : t("fixBanned");
     case "credentials-missing":
