@@ -263,6 +263,63 @@ fn every_event_reaches_a_receiver_that_was_down_once_verified_and_in_order() {
     );
 }
 
+/// One sample of a Prometheus text exposition (`name{labels} value`), 0 when absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn an_endpoint_turned_off_keeps_what_happened_meanwhile_and_sends_it_once_on_again() {
+    let Some(python) = ready() else { return };
+    let (rt, sim) = sim();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    add(dir, &sim, 2);
+    let rx = Receiver::start(&python);
+    let (id, secret) = add_endpoint(dir, &rx, &[]);
+    rx.secret(&secret);
+    let serve = serve_with_env(dir, &[], &[SCHEDULE]);
+    connected(dir, 2);
+    all_delivered(&rt, dir, &rx, Duration::from_secs(30));
+    let before = rx.log().len();
+
+    let out = ok(dir, &["webhook", "disable", &id]);
+    assert!(out.contains("keep queueing"), "{out}");
+    rt.block_on(async { sim.inject(Fault::Drop { path: None }) });
+    connected(dir, 2);
+    // Recorded, queued, not sent: the metrics count them waiting.
+    let (code, metrics) = http(&serve.http, "GET", "/metrics", &[], b"");
+    assert_eq!(code, 200);
+    assert!(
+        sample(&metrics, "lifeline_webhook_pending ") >= 4.0,
+        "two drops and two reconnects wait:\n{metrics}"
+    );
+    assert!(sample(&metrics, "lifeline_webhook_oldest_pending_seconds ") >= 0.0);
+    let delivered = sample(
+        &metrics,
+        "lifeline_webhook_deliveries_total{outcome=\"delivered\"} ",
+    );
+    assert!(
+        delivered >= 4.0,
+        "the first connects were delivered:\n{metrics}"
+    );
+    assert_eq!(rx.log().len(), before, "nothing sent while off");
+
+    ok(dir, &["webhook", "enable", &id]);
+    all_delivered(&rt, dir, &rx, Duration::from_secs(30));
+    let drops = rx
+        .accepted_events()
+        .into_iter()
+        .filter(|m| m["body"]["type"] == "account.dropped")
+        .count();
+    assert_eq!(drops, 2, "what happened while off went out");
+    let out = ok(dir, &["webhook", "test", &id]);
+    assert!(out.contains("200") || out.contains("204"), "{out}");
+}
+
 #[test]
 fn a_kill_in_the_middle_of_a_burst_loses_no_message() {
     let Some(python) = ready() else { return };
@@ -319,13 +376,25 @@ fn retry_after_rotation_and_gone_are_honoured() {
         .expect("retried");
     let waited = again["arrived"].as_f64().expect("t") - limited["arrived"].as_f64().expect("t");
     assert!(waited >= 1.9, "retried after {waited} s");
+    // The same on 503 (a receiver in maintenance).
+    rx.answer(503, Some(2), Some(1));
+    ok(dir, &["start", "1"]);
+    all_delivered(&rt, dir, &rx, Duration::from_secs(15));
+    let log = rx.log();
+    let busy = log.iter().find(|m| m["status"] == 503).expect("a 503");
+    let again = log
+        .iter()
+        .find(|m| m["id"] == busy["id"] && m["status"] == 200)
+        .expect("retried");
+    let waited = again["arrived"].as_f64().expect("t") - busy["arrived"].as_f64().expect("t");
+    assert!(waited >= 1.9, "retried after {waited} s");
 
     // Rotation: both secrets sign for a while, so a receiver holding either verifies.
     let new = ok(dir, &["webhook", "rotate-secret", &id, "--show-secret"])
         .trim()
         .to_owned();
     assert!(new.starts_with("whsec_") && new != old);
-    for (secret, action) in [(&new, "start"), (&old, "stop")] {
+    for (secret, action) in [(&new, "stop"), (&old, "start")] {
         rx.secret(secret);
         let before = rx.log().len();
         ok(dir, &[action, "1"]);
@@ -342,7 +411,7 @@ fn retry_after_rotation_and_gone_are_honoured() {
 
     // 410 Gone: the endpoint is turned off and says why.
     rx.answer(410, None, None);
-    ok(dir, &["start", "1"]);
+    ok(dir, &["stop", "1"]);
     let start = Instant::now();
     loop {
         let list: Value =
@@ -363,6 +432,24 @@ fn retry_after_rotation_and_gone_are_honoured() {
     }
     let failed = ok(dir, &["webhook", "deliveries", &id, "--failed"]);
     assert!(failed.contains("410"), "{failed}");
+
+    // The receiver is back: the refused message is queued again (ahead of what happened while
+    // the endpoint was off), then the endpoint is turned on and all of it goes out in order,
+    // the replayed message under its own webhook-id.
+    rx.answer(200, None, None);
+    ok(dir, &["start", "1"]);
+    ok(dir, &["webhook", "replay", "--failed"]);
+    ok(dir, &["webhook", "enable", &id]);
+    all_delivered(&rt, dir, &rx, Duration::from_secs(15));
+    let gone = rx
+        .log()
+        .into_iter()
+        .find(|m| m["status"] == 410)
+        .expect("the 410");
+    assert!(
+        rx.accepted_events().iter().any(|m| m["id"] == gone["id"]),
+        "replayed with the same webhook-id"
+    );
 }
 
 #[test]

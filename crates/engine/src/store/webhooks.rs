@@ -318,8 +318,9 @@ impl Store {
         Ok(())
     }
 
-    /// Queues a message that announces no transition (an alert, a summary) for every enabled
-    /// endpoint that wants `filter` and, when it is about one account, that account.
+    /// Queues a message that announces no transition (an alert, a summary) for every endpoint
+    /// (on or off: one that is off gets it once turned on) that wants `filter` and, when it is
+    /// about one account, that account.
     pub async fn enqueue_webhook_message(
         &self,
         filter: &str,
@@ -332,7 +333,7 @@ impl Store {
             "INSERT INTO webhook_deliveries (endpoint_id, account_id, type, data, at, next_at) \
              SELECT w.id, ?1, ?2, ?3, ?4, ?4 \
              FROM webhook_endpoints AS w \
-             WHERE w.enabled = 1 AND w.removed_at IS NULL \
+             WHERE w.removed_at IS NULL \
                AND (?1 IS NULL OR w.accounts IS NULL \
                     OR EXISTS (SELECT 1 FROM json_each(w.accounts) WHERE value = ?1)) \
                AND (w.events IS NULL \
@@ -868,26 +869,51 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn no_endpoint_means_no_outbox_rows() {
+    async fn an_endpoint_turned_off_keeps_its_messages_for_when_it_is_on_again() {
         let (_tmp, store, a, id) = one_account_one_endpoint().await;
         store
             .set_webhook_enabled(id, false, Some("paused by the operator"))
             .await
             .expect("disable");
+        let at = Utc::now();
+        record(&store, a.id, State::Connecting, at).await;
         store
-            .record_transition(
-                a.id,
-                State::Connecting,
-                None,
-                TriggeredBy::Engine,
-                Utc::now(),
+            .enqueue_webhook_message(
+                "alert",
+                "alert.down",
+                Some(a.id),
+                &serde_json::json!({}),
+                at,
             )
             .await
-            .expect("record");
-        assert_eq!(
-            store.outbox_stats().await.expect("stats"),
-            OutboxStats::default()
+            .expect("alert");
+        assert_eq!(store.outbox_stats().await.expect("stats").pending, 2);
+        let none = HashSet::new();
+        let later = at + chrono::Duration::hours(1);
+        assert!(
+            store
+                .due_deliveries(later, &none, 10)
+                .await
+                .expect("due")
+                .is_empty(),
+            "nothing is sent while it is off"
         );
+        store
+            .set_webhook_enabled(id, true, None)
+            .await
+            .expect("enable");
+        let due = store.due_deliveries(later, &none, 10).await.expect("due");
+        assert_eq!(
+            due.iter().map(|d| d.endpoint_id).collect::<Vec<_>>(),
+            [id],
+            "the account's queue head first"
+        );
+        assert_eq!(due[0].kind, "account.state_changed");
+
+        // A removed endpoint gets nothing.
+        store.remove_webhook(id).await.expect("remove");
+        record(&store, a.id, State::Stopped { reason: None }, later).await;
+        assert_eq!(store.outbox_stats().await.expect("stats").pending, 0);
         let err = store.add_webhook(NewWebhook {
             url: WebhookUrl::parse("http://127.0.0.1:9/").expect("url"),
             events: None,
