@@ -52,6 +52,7 @@ pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live) {
             }
             u = updates.recv() => match u {
                 Ok(Update::Transitions(events)) => pending.extend(events.iter().map(|e| e.account_id)),
+                Ok(Update::Identity { account }) => { pending.insert(account); }
                 Ok(Update::Alerts(alerts)) => {
                     for a in &alerts {
                         let info = AlertInfo::from(a);

@@ -481,6 +481,16 @@ test("a WhatsApp account linked by phone code connects", async () => {
   await until("the modal to say linked", async () => (await modal.getText()).includes("Linked."), 60_000);
   assert.equal(await cardState("Toko Kenanga"), "connected");
   await modal.$("button=Close").click();
+  // The card says which phone it is: the number WhatsApp paired, as the operator reads it.
+  let shown = "";
+  await until("the card to show the linked number", async () => {
+    // Its text whether or not the card is scrolled into view (getText reads only what is shown).
+    shown = await browser.$(`${cardSel("Toko Kenanga")}//p[@class="target"]`).getProperty("textContent");
+    return shown.includes("+62 812-0000-0001");
+  }).catch((e) => {
+    throw new Error(`${e.message}; the card says "${shown}"; the CLI lists:\n${cli("account", "list")}`);
+  });
+  assert.match(cli("account", "list"), /\+6281200000001/, "the CLI lists it too");
 });
 
 test("the QR in the modal, read off a screenshot, links the account through the peer", async (t) => {

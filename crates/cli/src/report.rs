@@ -43,7 +43,15 @@ pub async fn list(store: &Store, as_json: bool) -> Result {
                 }
                 .into(),
                 a.priority.to_string(),
-                a.url.clone().unwrap_or_else(|| "WhatsApp".into()),
+                // A linked WhatsApp number: which phone it is.
+                match (&a.url, &a.identity) {
+                    (Some(url), _) => url.clone(),
+                    (None, Some(who)) => match &who.name {
+                        Some(name) => format!("WhatsApp {} · {name}", who.id),
+                        None => format!("WhatsApp {}", who.id),
+                    },
+                    (None, None) => "WhatsApp".into(),
+                },
             ]
         })
         .collect();

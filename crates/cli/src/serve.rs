@@ -147,6 +147,10 @@ async fn log_updates(sup: Supervisor, stop: CancellationToken) {
             Ok(Update::Link { account, .. }) => {
                 tracing::info!(account = account.0, "link code issued")
             }
+            // The number itself stays out of the log.
+            Ok(Update::Identity { account }) => {
+                tracing::info!(account = account.0, "remote identity recorded")
+            }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(skipped = n, "log fell behind")
             }

@@ -363,6 +363,9 @@ impl AccountTask {
             identity,
         });
         self.publish_view();
+        let _ = self.shared.updates.send(Update::Identity {
+            account: self.account.id,
+        });
     }
 
     fn publish_view(&self) {

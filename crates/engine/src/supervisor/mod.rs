@@ -47,7 +47,14 @@ pub use startup::StartupReport;
 pub enum Update {
     Transitions(Vec<Event>),
     Alerts(Vec<Alert>),
-    Link { account: AccountId, code: LinkCode },
+    Link {
+        account: AccountId,
+        code: LinkCode,
+    },
+    /// Who an account is at the remote was learnt or changed (its view has it now).
+    Identity {
+        account: AccountId,
+    },
 }
 
 /// Everything the supervisor needs from outside.
