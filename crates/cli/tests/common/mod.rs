@@ -216,22 +216,25 @@ pub fn sim() -> (tokio::runtime::Runtime, lifeline_sim::Sim) {
 /// Adds `n` WebSocket accounts "shop 0"… on the simulator's paths /s/0….
 pub fn add(dir: &Path, sim: &lifeline_sim::Sim, n: usize) {
     for i in 0..n {
-        let name = format!("shop {i}");
-        let url = sim.url(&i.to_string());
-        ok(
-            dir,
-            &[
-                "account",
-                "add",
-                "--kind",
-                "websocket",
-                "--name",
-                &name,
-                "--url",
-                &url,
-            ],
-        );
+        add_websocket(dir, &format!("shop {i}"), &sim.url(&i.to_string()));
     }
+}
+
+/// Adds one WebSocket account.
+pub fn add_websocket(dir: &Path, name: &str, url: &str) {
+    ok(
+        dir,
+        &[
+            "account",
+            "add",
+            "--kind",
+            "websocket",
+            "--name",
+            name,
+            "--url",
+            url,
+        ],
+    );
 }
 
 /// True where the tests may use a real Secret Service (scripts/test.sh starts a throwaway one).
