@@ -280,6 +280,28 @@ test("a breaker threshold lowered in Settings trips the breaker after drops, wit
   await until("e2e-feed connected again", async () => (await cardState("e2e-feed")) === "connected", 30_000);
 });
 
+test("an account that keeps connecting and dropping is marked unstable, with one notification", async (t) => {
+  // An account of its own: the drops leave it backing off longer, which later steps must not meet.
+  const id = cli("account", "add", "--kind", "websocket", "--name", "Flapper", "--url", wsUrl("flap")).trim();
+  t.after(() => cli("account", "remove", id));
+  await until("Flapper connected", async () => (await cardState("Flapper")) === "connected", 30_000);
+  const drop = async (i) => {
+    await control("/drop?path=/s/flap");
+    await until(`Flapper dropped (${i})`, async () => (await cardState("Flapper")) !== "connected", 10_000);
+    await until(`Flapper back (${i})`, async () => (await cardState("Flapper")) === "connected", 90_000);
+  };
+  // Five drops within the window (alerts.flap_drops in alerts.flap_window_s), each recovered.
+  for (let i = 1; i <= 5; i++) await drop(i);
+  await until("the unstable mark on its card", async () =>
+    (await browser.$(`${cardSel("Flapper")}//*[@data-testid="unstable"]`)).isExisting(),
+  );
+  await until("the unstable notification", () => readFileSync(NOTIFY_LOG, "utf8").includes("Flapper is unstable"), 20_000);
+  // One more drop: still one notification, not one per drop.
+  await drop(6);
+  const times = readFileSync(NOTIFY_LOG, "utf8").split("Flapper is unstable").length - 1;
+  assert.equal(times, 1, "one notification for an unstable account");
+});
+
 test("a secret saved in settings is in the keyring and nowhere in the data dir", async () => {
   const value = `e2e-secret-${Date.now()}-value`;
   await browser.$("button=Settings").click();
