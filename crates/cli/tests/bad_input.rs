@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    bad_input, db_facts, fails, http, keyring_available, ok, serve, set_secret, split_response,
-    until,
+    add_ws, bad_input, db_facts, fails, http, keyring_available, ok, serve, set_secret,
+    split_response, until,
 };
 use serde_json::Value;
 
@@ -37,21 +37,6 @@ fn stored(dir: &Path) -> Stored {
         events: events.lines().map(str::to_owned).collect(),
         policy: json(&ok(dir, &["policy", "show"])),
     }
-}
-
-fn add_ws(dir: &Path, name: &str, url: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "account",
-        "add",
-        "--kind",
-        "websocket",
-        "--name",
-        name,
-        "--url",
-        url,
-    ];
-    args.extend_from_slice(extra);
-    ok(dir, &args).trim().to_owned()
 }
 
 fn write_db(rt: &tokio::runtime::Runtime, db: &Path, sql: &str, binds: &[&str]) {
@@ -110,9 +95,7 @@ fn a_wal_torn_after_kill_9_opens_with_every_checkpointed_row_and_integrity_ok() 
         .expect("sim");
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    for i in 0..3 {
-        add_ws(dir, &format!("shop {i}"), &sim.url(&i.to_string()), &[]);
-    }
+    common::add(dir, &sim, 3);
     ok(dir, &["policy", "set", "autorecover.start_delay_ms=0"]);
     let accounts_before = json(&ok(dir, &["account", "list", "--json"]));
     let mut s = serve(dir, &[]);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{bad_input, lifeline, ok};
+use common::{add_ws, bad_input, lifeline, ok};
 use std::process::{Command, Stdio};
 
 #[test]
@@ -12,22 +12,8 @@ fn accounts_round_trip_through_the_cli_with_odd_names() {
     let mut ids = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let url = format!("ws://127.0.0.1:9000/s/{i}");
-        let out = ok(
-            tmp.path(),
-            &[
-                "account",
-                "add",
-                "--kind",
-                "websocket",
-                "--name",
-                name,
-                "--url",
-                &url,
-                "--country",
-                "id",
-            ],
-        );
-        ids.push(out.trim().parse::<i64>().expect("prints the new id"));
+        let out = add_ws(tmp.path(), name, &url, &["--country", "id"]);
+        ids.push(out.parse::<i64>().expect("prints the new id"));
     }
     let wa = ok(
         tmp.path(),

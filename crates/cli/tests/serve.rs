@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{add, add_websocket, db_facts, health, http, lifeline, ok, serve, sim, until};
+use common::{add, add_ws, db_facts, health, http, lifeline, ok, serve, sim, until};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,7 @@ fn serve_restores_the_fleet_and_applies_cli_commands_within_a_second() {
     });
 
     // An account added while serving is picked up.
-    add_websocket(dir, "late", &sim.url("late"));
+    add_ws(dir, "late", &sim.url("late"), &[]);
     until(dir, Duration::from_secs(10), "new account connected", |h| {
         h["desired_connected"] == 4
     });
@@ -59,7 +59,7 @@ fn serve_restores_the_fleet_and_applies_cli_commands_within_a_second() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    add_websocket(dir, "shop 2", &sim.url("2b"));
+    add_ws(dir, "shop 2", &sim.url("2b"), &[]);
     until(dir, Duration::from_secs(10), "replacement connected", |h| {
         h["desired_connected"] == 4
     });
@@ -226,7 +226,7 @@ fn a_policy_change_reaches_the_running_serve_without_a_restart() {
     let dir = tmp.path();
     add(dir, &sim, 1);
     // Nothing listens on port 9: this one fails fast, again and again.
-    add_websocket(dir, "gone", "ws://127.0.0.1:9/");
+    add_ws(dir, "gone", "ws://127.0.0.1:9/", &[]);
     for setting in [
         "autorecover.start_delay_ms=0",
         "backoff.base_ms=20",

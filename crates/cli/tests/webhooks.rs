@@ -217,6 +217,38 @@ fn add_endpoint(dir: &Path, rx: &Receiver, extra: &[&str]) -> (String, String) {
     (id, secret)
 }
 
+/// `n` accounts served with the short retry schedule, sending to a receiver that holds the
+/// endpoint's secret, all connected. Fields drop in order: serve first, the runtime last.
+struct Serving {
+    serve: common::Serve,
+    rx: Receiver,
+    id: String,
+    secret: String,
+    tmp: tempfile::TempDir,
+    sim: lifeline_sim::Sim,
+    rt: tokio::runtime::Runtime,
+}
+
+fn serving(python: &str, n: u64) -> Serving {
+    let (rt, sim) = sim();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    add(tmp.path(), &sim, n as usize);
+    let rx = Receiver::start(python);
+    let (id, secret) = add_endpoint(tmp.path(), &rx, &[]);
+    rx.secret(&secret);
+    let serve = serve_with_env(tmp.path(), &[], &[SCHEDULE]);
+    connected(tmp.path(), n);
+    Serving {
+        serve,
+        rx,
+        id,
+        secret,
+        tmp,
+        sim,
+        rt,
+    }
+}
+
 fn connected(dir: &Path, n: u64) {
     until(dir, Duration::from_secs(30), "all connected", |h| {
         h["desired_connected"] == n && h["healthy"] == true
@@ -274,24 +306,17 @@ fn sample(metrics: &str, series: &str) -> f64 {
 #[test]
 fn an_endpoint_turned_off_keeps_what_happened_meanwhile_and_sends_it_once_on_again() {
     let Some(python) = ready() else { return };
-    let (rt, sim) = sim();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
-    add(dir, &sim, 2);
-    let rx = Receiver::start(&python);
-    let (id, secret) = add_endpoint(dir, &rx, &[]);
-    rx.secret(&secret);
-    let serve = serve_with_env(dir, &[], &[SCHEDULE]);
-    connected(dir, 2);
-    all_delivered(&rt, dir, &rx, Duration::from_secs(30));
+    let s = serving(&python, 2);
+    let (rt, sim, dir, rx, id) = (&s.rt, &s.sim, s.tmp.path(), &s.rx, &s.id);
+    all_delivered(rt, dir, rx, Duration::from_secs(30));
     let before = rx.log().len();
 
-    let out = ok(dir, &["webhook", "disable", &id]);
+    let out = ok(dir, &["webhook", "disable", id]);
     assert!(out.contains("keep queueing"), "{out}");
     rt.block_on(async { sim.inject(Fault::Drop { path: None }) });
     connected(dir, 2);
     // Recorded, queued, not sent: the metrics count them waiting.
-    let (code, metrics) = http(&serve.http, "GET", "/metrics", &[], b"");
+    let (code, metrics) = http(&s.serve.http, "GET", "/metrics", &[], b"");
     assert_eq!(code, 200);
     assert!(
         sample(&metrics, "lifeline_webhook_pending ") >= 4.0,
@@ -308,15 +333,15 @@ fn an_endpoint_turned_off_keeps_what_happened_meanwhile_and_sends_it_once_on_aga
     );
     assert_eq!(rx.log().len(), before, "nothing sent while off");
 
-    ok(dir, &["webhook", "enable", &id]);
-    all_delivered(&rt, dir, &rx, Duration::from_secs(30));
+    ok(dir, &["webhook", "enable", id]);
+    all_delivered(rt, dir, rx, Duration::from_secs(30));
     let drops = rx
         .accepted_events()
         .into_iter()
         .filter(|m| m["body"]["type"] == "account.dropped")
         .count();
     assert_eq!(drops, 2, "what happened while off went out");
-    let out = ok(dir, &["webhook", "test", &id]);
+    let out = ok(dir, &["webhook", "test", id]);
     assert!(out.contains("200") || out.contains("204"), "{out}");
 }
 
@@ -353,21 +378,14 @@ fn a_kill_in_the_middle_of_a_burst_loses_no_message() {
 #[test]
 fn retry_after_rotation_and_gone_are_honoured() {
     let Some(python) = ready() else { return };
-    let (rt, sim) = sim();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
-    add(dir, &sim, 1);
-    let rx = Receiver::start(&python);
-    let (id, old) = add_endpoint(dir, &rx, &[]);
-    rx.secret(&old);
-    let _serve = serve_with_env(dir, &[], &[SCHEDULE]);
-    connected(dir, 1);
-    all_delivered(&rt, dir, &rx, Duration::from_secs(10));
+    let s = serving(&python, 1);
+    let (rt, dir, rx, id, old) = (&s.rt, s.tmp.path(), &s.rx, &s.id, &s.secret);
+    all_delivered(rt, dir, rx, Duration::from_secs(10));
 
     // 429 with Retry-After: 2 → the next attempt waits two seconds, not the schedule's 300 ms.
     rx.answer(429, Some(2), Some(1));
     ok(dir, &["stop", "1"]);
-    all_delivered(&rt, dir, &rx, Duration::from_secs(15));
+    all_delivered(rt, dir, rx, Duration::from_secs(15));
     let log = rx.log();
     let limited = log.iter().find(|m| m["status"] == 429).expect("a 429");
     let again = log
@@ -379,7 +397,7 @@ fn retry_after_rotation_and_gone_are_honoured() {
     // The same on 503 (a receiver in maintenance).
     rx.answer(503, Some(2), Some(1));
     ok(dir, &["start", "1"]);
-    all_delivered(&rt, dir, &rx, Duration::from_secs(15));
+    all_delivered(rt, dir, rx, Duration::from_secs(15));
     let log = rx.log();
     let busy = log.iter().find(|m| m["status"] == 503).expect("a 503");
     let again = log
@@ -390,15 +408,15 @@ fn retry_after_rotation_and_gone_are_honoured() {
     assert!(waited >= 1.9, "retried after {waited} s");
 
     // Rotation: both secrets sign for a while, so a receiver holding either verifies.
-    let new = ok(dir, &["webhook", "rotate-secret", &id, "--show-secret"])
+    let new = ok(dir, &["webhook", "rotate-secret", id, "--show-secret"])
         .trim()
         .to_owned();
-    assert!(new.starts_with("whsec_") && new != old);
-    for (secret, action) in [(&new, "stop"), (&old, "start")] {
+    assert!(new.starts_with("whsec_") && new != *old);
+    for (secret, action) in [(&new, "stop"), (old, "start")] {
         rx.secret(secret);
         let before = rx.log().len();
         ok(dir, &[action, "1"]);
-        all_delivered(&rt, dir, &rx, Duration::from_secs(15));
+        all_delivered(rt, dir, rx, Duration::from_secs(15));
         let fresh = &rx.log()[before..];
         assert!(!fresh.is_empty());
         assert!(
@@ -430,7 +448,7 @@ fn retry_after_rotation_and_gone_are_honoured() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let failed = ok(dir, &["webhook", "deliveries", &id, "--failed"]);
+    let failed = ok(dir, &["webhook", "deliveries", id, "--failed"]);
     assert!(failed.contains("410"), "{failed}");
 
     // The receiver is back: the refused message is queued again (ahead of what happened while
@@ -439,8 +457,8 @@ fn retry_after_rotation_and_gone_are_honoured() {
     rx.answer(200, None, None);
     ok(dir, &["start", "1"]);
     ok(dir, &["webhook", "replay", "--failed"]);
-    ok(dir, &["webhook", "enable", &id]);
-    all_delivered(&rt, dir, &rx, Duration::from_secs(15));
+    ok(dir, &["webhook", "enable", id]);
+    all_delivered(rt, dir, rx, Duration::from_secs(15));
     let gone = rx
         .log()
         .into_iter()

@@ -216,25 +216,24 @@ pub fn sim() -> (tokio::runtime::Runtime, lifeline_sim::Sim) {
 /// Adds `n` WebSocket accounts "shop 0"… on the simulator's paths /s/0….
 pub fn add(dir: &Path, sim: &lifeline_sim::Sim, n: usize) {
     for i in 0..n {
-        add_websocket(dir, &format!("shop {i}"), &sim.url(&i.to_string()));
+        add_ws(dir, &format!("shop {i}"), &sim.url(&i.to_string()), &[]);
     }
 }
 
-/// Adds one WebSocket account.
-pub fn add_websocket(dir: &Path, name: &str, url: &str) {
-    ok(
-        dir,
-        &[
-            "account",
-            "add",
-            "--kind",
-            "websocket",
-            "--name",
-            name,
-            "--url",
-            url,
-        ],
-    );
+/// Adds one WebSocket account (with `extra` arguments); returns the id it printed.
+pub fn add_ws(dir: &Path, name: &str, url: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "account",
+        "add",
+        "--kind",
+        "websocket",
+        "--name",
+        name,
+        "--url",
+        url,
+    ];
+    args.extend_from_slice(extra);
+    ok(dir, &args).trim().to_owned()
 }
 
 /// True where the tests may use a real Secret Service (scripts/test.sh starts a throwaway one).
