@@ -3,11 +3,11 @@
 //! A preset sets only those values (reconnect waits, pacing, breaker, restores at once); timeouts,
 //! keepalive and alert settings stay as they are.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::PolicyConfig;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
     /// Safest for numbers: slow, widely spaced retries; a breaker that trips early and rests long.
