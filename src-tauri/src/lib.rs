@@ -10,6 +10,7 @@ pub mod error;
 mod forward;
 pub mod input;
 pub mod names;
+pub mod render;
 mod shell;
 pub mod tray;
 
@@ -31,6 +32,8 @@ pub fn run() -> i32 {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    // While this is the only thread (it may set WebKit's environment).
+    render::choose();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -28,6 +28,10 @@ let browser = null;
 const until = (what, f, ms = 120_000) => waitUntil(what, f, ms);
 
 const env = { ...process.env, LIFELINE_DATA_DIR: DATA };
+// PERF_COMPOSITED=1: WebKit composites through OpenGL even without a GPU (software OpenGL), as
+// before Lifeline chose to paint directly on such machines: the figure to compare against.
+if (process.env.PERF_COMPOSITED === "1") env.WEBKIT_DISABLE_COMPOSITING_MODE = "0";
+const drawing = process.env.PERF_COMPOSITED === "1" ? "composited (forced)" : "as chosen by the app";
 const cli = (...a) => execFileSync(CLI, a, { env, encoding: "utf8" });
 
 after(async () => {
@@ -75,6 +79,19 @@ test(`cold start and responsiveness with ${N} accounts`, { skip: !run && "set PE
     }),
   );
   const coldStart = painted.abs - launched;
+  // When the app's process started (the rest of `launch` is the WebDriver session's own work):
+  // /proc/<pid>/stat's start time is in clock ticks (100 a second) after boot.
+  const appPid = readFileSync(join(DATA, "supervisor.lock"), "utf8").trim();
+  const ticks = Number(readFileSync(`/proc/${appPid}/stat`, "utf8").split(") ")[1].split(" ")[19]);
+  const boot = Number(/btime (\d+)/.exec(readFileSync("/proc/stat", "utf8"))[1]);
+  const processStart = boot * 1000 + ticks * 10;
+  const navigationStart = await browser.execute(() => performance.timeOrigin);
+  // Where the page's part of the start goes: the script running, the snapshot's round trip.
+  const marks = await browser.execute(() =>
+    Object.fromEntries(
+      ["lifeline:snapshot-asked", "lifeline:snapshot-received"].map((n) => [n, performance.getEntriesByName(n)[0]?.startTime ?? NaN]),
+    ),
+  );
   await until(`all ${N} connected`, async () => (await browser.$("[data-testid=count-connected]").getText()).includes(String(N)));
 
   // PERF_NICE=1: the engine and the simulator yield the CPU to the window (2 cores here are
@@ -110,8 +127,10 @@ test(`cold start and responsiveness with ${N} accounts`, { skip: !run && "set PE
     const w = window;
     w.__frames = [];
     let last = performance.now();
+    w.__frameEnds = [];
     const loop = (t) => {
       w.__frames.push(t - last);
+      w.__frameEnds.push(t);
       last = t;
       if (!w.__stopFrames) requestAnimationFrame(loop);
     };
@@ -133,10 +152,24 @@ test(`cold start and responsiveness with ${N} accounts`, { skip: !run && "set PE
   await fetch(`http://127.0.0.1:${CONTROL_PORT}/drop-fraction?f=1`, { method: "POST" });
   await browser.executeAsync((done) => window.__recovered.then(() => done(true)));
   const recovered = Date.now() - dropped;
-  const frames = await browser.execute(() => {
+  const [frames, timeline] = await browser.execute(() => {
     window.__stopFrames = true;
-    return window.__frames.slice(1);
+    const ends = window.__frameEnds.slice(1);
+    const gaps = window.__frames.slice(1);
+    const deltas = performance.getEntriesByName("lifeline:delta");
+    // Each long frame with the deltas that began inside it (for finding what made it long).
+    const long = gaps
+      .map((g, i) => ({ from: ends[i] - g, to: ends[i], g }))
+      .filter((f) => f.g > 50)
+      .map((f) => ({
+        ms: Math.round(f.g),
+        deltas: deltas
+          .filter((d) => d.startTime >= f.from && d.startTime < f.to)
+          .map((d) => `${d.detail} cards ${Math.round(d.duration)} ms`),
+      }));
+    return [gaps, long];
   });
+  if (process.env.PERF_TIMELINE === "1") console.log(JSON.stringify(timeline, null, 1));
   frames.sort((a, b) => a - b);
   const longest = frames.at(-1);
   const p99 = frames[Math.floor(frames.length * 0.99)];
@@ -146,10 +179,13 @@ test(`cold start and responsiveness with ${N} accounts`, { skip: !run && "set PE
   );
   const slowest = deltas.reduce((a, b) => (b[0] > a[0] ? b : a), [0, 0]);
   console.log(`
-| measurement (${N} accounts, ${APP.includes("/release/") ? "release" : "debug"} build, Xvfb${process.env.PERF_NICE === "1" ? ", engine and sim reniced" : ""}) | value |
+| measurement (${N} accounts, ${APP.includes("/release/") ? "release" : "debug"} build, Xvfb, ${drawing}${process.env.PERF_NICE === "1" ? ", engine and sim reniced" : ""}) | value |
 | --- | --- |
 | launch → cards painted (process start, WebDriver session, snapshot, first frame) | ${coldStart} ms |
+| process start → navigation start (store, engine, window, page load) | ${(navigationStart - processStart).toFixed(0)} ms (±10) |
+| process start → cards painted | ${(painted.abs - processStart).toFixed(0)} ms (±10) |
 | navigation start → cards painted (in page) | ${painted.inPage.toFixed(0)} ms |
+| of which: navigation start → snapshot asked / snapshot round trip / → painted | ${marks["lifeline:snapshot-asked"].toFixed(0)} / ${(marks["lifeline:snapshot-received"] - marks["lifeline:snapshot-asked"]).toFixed(0)} / ${(painted.inPage - marks["lifeline:snapshot-received"]).toFixed(0)} ms |
 | mass drop → all ${N} connected again (shown in the UI) | ${recovered} ms |
 | frames during drop and recovery | ${frames.length} |
 | longest frame | ${longest.toFixed(1)} ms |
@@ -159,6 +195,6 @@ test(`cold start and responsiveness with ${N} accounts`, { skip: !run && "set PE
 | baseline: idle frames over 1.5 s (count / longest / median) | ${idle.length} / ${idle.at(-1)?.toFixed(1)} ms / ${idle[Math.floor(idle.length / 2)]?.toFixed(1)} ms |
 | fleet deltas received (coalesced) | ${deltas.length} |
 | slowest delta: apply + render in the page | ${slowest[0].toFixed(1)} ms (${slowest[1]} cards) |`);
-  assert.ok(coldStart <= 1000 || painted.inPage <= 1000, `cold start ${coldStart} ms`);
+  assert.ok(painted.abs - processStart <= 1000, `cold start ${painted.abs - processStart} ms`);
   assert.ok(longest <= 100, `longest frame ${longest} ms`);
 });

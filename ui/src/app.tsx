@@ -1,7 +1,7 @@
 // The main window: fleet header, card grid, and the detail / settings views and dialogs.
 // State comes from one snapshot, then only from events (no polling).
 
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { type Backend, BackendError, DEFAULT_PREFS } from "./backend";
 import { type CardAction, CardGrid } from "./card";
@@ -45,7 +45,8 @@ export function App({ backend }: { backend: Backend }) {
   const words = useRef({ t: translator(prefs.language), lang: prefs.language });
   // Link codes can arrive before the QR modal opens, so they are collected from the start.
   const [links, setLinks] = useState<Record<number, LinkInfo>>({});
-  useEffect(() => {
+  // A layout effect: the fleet is asked for right after the first render, not after its paint.
+  useLayoutEffect(() => {
     const subs = [
       backend.onLink((l) => setLinks((all) => ({ ...all, [l.account]: l }))),
       backend.onFleet((d) => {
@@ -70,8 +71,10 @@ export function App({ backend }: { backend: Backend }) {
         void backend.notify(text).catch(() => undefined);
       }),
     ];
+    performance.mark("lifeline:snapshot-asked");
     backend.snapshot().then(
       (s) => {
+        performance.mark("lifeline:snapshot-received");
         fleet.reset(s.cards);
         setAutorecover(s.autorecover);
         setSnapshot(s);
