@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything needed, then runs every check: formatting, clippy (warnings are errors),
-# all tests, the one release build (scripts/release-build.sh) and the quick benchmark harness
-# with its chaos soaks (built apart with the WhatsApp peer; SKIP_BENCH=1 skips it), the desktop
-# suite (SKIP_DESKTOP=1 skips it), then the Debian package's build, install and upgrade test
-# (SKIP_PACKAGE=1 skips it). The tests run inside a private D-Bus session with an unlocked
+# all tests (the WhatsApp chaos soak among them: it needs the test build's peer-accepting
+# client), the one release build (scripts/release-build.sh) and the quick benchmark harness with
+# the WebSocket chaos soak (SKIP_BENCH=1 skips these two), the desktop suite (SKIP_DESKTOP=1
+# skips it), then the Debian package's build, install and upgrade test (SKIP_PACKAGE=1 skips it). The tests run inside a private D-Bus session with an unlocked
 # gnome-keyring, so they use a real Secret Service and never the operator's keyring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +48,8 @@ KEYRING_HOME="$keyring_home" LOG="$log" dbus-run-session -- bash -c '
   set -o pipefail
   export XDG_DATA_HOME="$KEYRING_HOME"
   printf lifeline-test | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null
-  LIFELINE_TEST_KEYRING=1 LIFELINE_REQUIRE_PROMTOOL=1 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$LOG"
+  LIFELINE_TEST_KEYRING=1 LIFELINE_REQUIRE_PROMTOOL=1 cargo test --workspace --locked --no-fail-fast \
+    --features lifeline-bench/test-peer 2>&1 | tee "$LOG"
 ' 2> >(grep -v "Failed to set fd limit" >&2) || status=$?
 settle_build_outputs
 # One closing line for the whole workspace (cargo prints one per test binary).
@@ -63,15 +64,10 @@ if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
   export LIFELINE_RELEASE_BUILT=1
 fi
 if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
-  # The WhatsApp soak's client accepts the offline peer's certificates, so this harness is built
-  # on its own: in the release build above the feature would reach the shipped binaries too
-  # (cargo unifies features within one invocation). It reuses that build's dependencies.
-  echo "== benchmark harness with the WhatsApp peer (lifeline-bench, feature test-peer)"
-  cargo build --release --locked -p lifeline-bench --features lifeline-bench/test-peer || status=$?
-  settle_build_outputs
-fi
-if [ "$status" = 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
-  echo "== benchmarks and chaos soaks (WebSocket, WhatsApp), quick sizes (fails on any soak invariant violation)"
+  # The WhatsApp soak ran with the tests (crates/bench/tests/soak_whatsapp.rs): its client
+  # accepts the offline peer's certificates, which the shipped binaries built here must not.
+  # A release harness of its own would rebuild nearly every dependency with other features.
+  echo "== benchmarks and the WebSocket chaos soak, quick sizes (fails on any soak invariant violation)"
   "$CARGO_TARGET_DIR/release/lifeline-bench" --quick || status=$?
 fi
 if [ "$status" = 0 ] && [ "${SKIP_DESKTOP:-0}" != 1 ]; then

@@ -1,13 +1,15 @@
 //! lifeline-bench: every performance figure and the chaos soak in one harness, each figure
 //! against a baseline measured in the same run and the target it is held to (docs/BENCHMARKS.md).
 //!
-//! - `lifeline-bench --quick`: the CI-sized run (about 4.5 minutes in release);
+//! - `lifeline-bench --quick`: the CI-sized run (about 2 minutes in release; 4.5 with the
+//!   WhatsApp soak);
 //! - `lifeline-bench all`: the full run (1000 accounts, 1M-row export, 10-minute soaks);
 //! - `lifeline-bench supervise|export|soak`: one part, with its own sizes.
 //!
 //! The WhatsApp soak needs a build with the `test-peer` feature (its client accepts the offline
 //! peer's certificates): `cargo build --release -p lifeline-bench --features test-peer`, apart
 //! from the shipped binaries. Other builds run everything else and say that it was left out.
+//! CI runs it from the test build instead (tests/soak_whatsapp.rs).
 //!
 //! Every form prints one table; the exit status is non-zero when the soak finds any invariant
 //! violation (targets are printed beside the figures, not enforced: machines differ).
