@@ -326,7 +326,7 @@ async fn fifty_accounts_dropped_together_all_reconnect_within_the_pacing_limit()
     let mut paced = policy();
     paced.pacing.rate_per_s = 10.0;
     paced.pacing.burst = 5;
-    let w = world_with(peer.clone(), N, paced.clone()).await;
+    let w = world_with(peer.clone(), N, paced).await;
     for i in 1..=N as i64 {
         link(&w, AccountId(i)).await;
     }
