@@ -49,7 +49,7 @@ KEYRING_HOME="$keyring_home" LOG="$log" dbus-run-session -- bash -c '
   export XDG_DATA_HOME="$KEYRING_HOME"
   printf lifeline-test | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null
   LIFELINE_TEST_KEYRING=1 LIFELINE_REQUIRE_PROMTOOL=1 cargo test --workspace --locked --no-fail-fast \
-    --features lifeline-bench/test-peer 2>&1 | tee "$LOG"
+    --features lifeline-bench/wa-soak 2>&1 | tee "$LOG"
 ' 2> >(grep -v "Failed to set fd limit" >&2) || status=$?
 settle_build_outputs
 # One closing line for the whole workspace (cargo prints one per test binary).

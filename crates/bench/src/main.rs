@@ -16,7 +16,7 @@
 
 mod export;
 mod soak;
-#[cfg(feature = "test-peer")]
+#[cfg(feature = "wa-soak")]
 mod soak_wa;
 mod supervise;
 mod table;
@@ -316,12 +316,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 /// The WhatsApp soak, in a build that has it. Elsewhere: an error when it was asked for by
 /// name (`required`), else one line saying it was left out.
 async fn whatsapp_soak(plan: soak::Plan, required: bool) -> anyhow::Result<soak::Outcome> {
-    #[cfg(feature = "test-peer")]
+    #[cfg(feature = "wa-soak")]
     {
         let _ = required;
         soak_wa::run(plan).await
     }
-    #[cfg(not(feature = "test-peer"))]
+    #[cfg(not(feature = "wa-soak"))]
     {
         let why = "this lifeline-bench has no WhatsApp peer; build it apart with \
                    `cargo build --release -p lifeline-bench --features test-peer`";

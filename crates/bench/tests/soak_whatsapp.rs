@@ -1,8 +1,9 @@
-//! The WhatsApp chaos soak at CI size, run by the test build: that build already accepts the
-//! offline peer's certificates (the `test-peer` feature), so the soak costs no build of its own.
+//! The WhatsApp chaos soak at CI size, run by the workspace's test build (feature `wa-soak`):
+//! that build already accepts the offline peer's certificates (lifeline-wa-peer's tests turn it
+//! on), so the soak costs no build of its own.
 //! 50 accounts are linked through the peer, then a minute of drops, stalls, 515 restarts, bans,
 //! logouts and mass cuts; the harness exits non-zero on any broken invariant.
-#![cfg(feature = "test-peer")]
+#![cfg(feature = "wa-soak")]
 
 use std::process::Command;
 
