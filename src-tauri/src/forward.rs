@@ -1,7 +1,7 @@
 //! Carries the supervisor's updates to the window, the tray and the desktop's notifications.
 //! Transitions are coalesced: changed accounts are collected and sent as one fleet delta (on the
 //! window's `watch_fleet` channel) per [`FLUSH_EVERY`], so a 1000-account mass drop costs the UI a few messages, not
-//! thousands. Alerts follow the engine's decisions (grace period, summaries, mute) as they are;
+//! thousands, none of more than [`MAX_CARDS_PER_DELTA`] cards. Alerts follow the engine's decisions (grace period, summaries, mute) as they are;
 //! the UI words them and asks for the desktop notification.
 
 use std::collections::{HashMap, HashSet};
@@ -21,6 +21,9 @@ use lifeline_engine::fleet::Counts;
 
 /// Longest a transition waits before the UI hears of it.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Most cards one delta carries. A mass drop of 1000 accounts reaches the window as four deltas
+/// on four flushes (the rest waits for the next flush), so no single frame takes in all 1000.
+pub const MAX_CARDS_PER_DELTA: usize = 250;
 /// Uptime and score are recomputed this often when nothing happens (they move slowly)…
 pub const HEALTH_EVERY: Duration = Duration::from_secs(15);
 /// …and at most this often while transitions keep arriving.
@@ -80,7 +83,7 @@ pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live) {
                         tracing::warn!(error = %e, "health pass failed");
                     }
                 }
-                emit_delta(&shell, &live, (!all).then_some(&ids), &mut sent).await;
+                pending.extend(emit_delta(&shell, &live, (!all).then_some(&ids), &mut sent).await);
                 update_tray(&app, &live);
             }
             _ = health.tick() => {
@@ -89,7 +92,7 @@ pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live) {
                     tracing::warn!(error = %e, "health pass failed");
                     continue;
                 }
-                emit_delta(&shell, &live, None, &mut sent).await;
+                pending.extend(emit_delta(&shell, &live, None, &mut sent).await);
                 update_tray(&app, &live);
                 let now = live.store.autorecover().await.ok();
                 if now.is_some() && now != autorecover {
@@ -109,9 +112,15 @@ struct Sent {
     cards: HashMap<i64, Card>,
 }
 
-/// Sends the cards of `ids` (or of every account) that differ from what was last sent, and
-/// the ids that disappeared.
-async fn emit_delta(shell: &Shell, live: &Live, ids: Option<&HashSet<AccountId>>, sent: &mut Sent) {
+/// Sends the cards of `ids` (or of every account) that differ from what was last sent, at most
+/// [`MAX_CARDS_PER_DELTA`] of them, and the ids that disappeared. Returns the accounts whose
+/// changed cards did not fit, for the next flush.
+async fn emit_delta(
+    shell: &Shell,
+    live: &Live,
+    ids: Option<&HashSet<AccountId>>,
+    sent: &mut Sent,
+) -> Vec<AccountId> {
     let views = live.sup.views();
     let now: HashSet<AccountId> = views.iter().map(|v| v.id).collect();
     let removed: Vec<i64> = sent.known.difference(&now).map(|id| id.0).collect();
@@ -122,19 +131,24 @@ async fn emit_delta(shell: &Shell, live: &Live, ids: Option<&HashSet<AccountId>>
     let changed = views
         .iter()
         .filter(|v| ids.is_none_or(|ids| ids.contains(&v.id) || !sent.known.contains(&v.id)));
-    let cards: Vec<Card> = shell
+    let mut cards: Vec<Card> = shell
         .cards(changed)
         .into_iter()
         .filter(|c| sent.cards.get(&c.id) != Some(c))
+        .collect();
+    let later = cards
+        .split_off(cards.len().min(MAX_CARDS_PER_DELTA))
+        .into_iter()
+        .map(|c| AccountId(c.id))
         .collect();
     for c in &cards {
         sent.cards.insert(c.id, c.clone());
     }
     sent.known = now;
-    if cards.is_empty() && removed.is_empty() {
-        return;
+    if !cards.is_empty() || !removed.is_empty() {
+        shell.send_fleet(FleetDelta { cards, removed });
     }
-    shell.send_fleet(FleetDelta { cards, removed });
+    later
 }
 
 fn update_tray(app: &AppHandle, live: &Live) {
