@@ -31,9 +31,10 @@ async fn act(state: &Sh<'_>, action: Action, target: Target) -> CommandResult<()
 pub async fn fleet_snapshot(state: Sh<'_>) -> CommandResult<Snapshot> {
     let live = state.live()?;
     state.refresh_health(live).await?;
-    let cards = state.cards(&live.sup.views());
+    let (seq, views) = state.read_views(live);
     Ok(Snapshot {
-        cards,
+        seq,
+        cards: state.cards(&views),
         autorecover: live.store.autorecover().await?,
         previous_run_crashed: live.startup.previous_run_crashed,
         restoring: live.startup.restoring as u32,

@@ -121,7 +121,7 @@ async fn emit_delta(
     ids: Option<&HashSet<AccountId>>,
     sent: &mut Sent,
 ) -> Vec<AccountId> {
-    let views = live.sup.views();
+    let (seq, views) = shell.read_views(live);
     let now: HashSet<AccountId> = views.iter().map(|v| v.id).collect();
     let removed: Vec<i64> = sent.known.difference(&now).map(|id| id.0).collect();
     for id in &removed {
@@ -146,7 +146,11 @@ async fn emit_delta(
     }
     sent.known = now;
     if !cards.is_empty() || !removed.is_empty() {
-        shell.send_fleet(FleetDelta { cards, removed });
+        shell.send_fleet(FleetDelta {
+            seq,
+            cards,
+            removed,
+        });
     }
     later
 }

@@ -34,6 +34,9 @@ pub struct Shell {
     exit: Mutex<Exit>,
     /// Where card changes go (the window's `watch_fleet` channel; a reload replaces it).
     fleet: Mutex<Option<FleetChannel>>,
+    /// How many times the fleet was read for the window (snapshots and deltas), so the window
+    /// can tell which of the two is newer.
+    reads: Mutex<u64>,
     /// Endpoints the webhook sender turned off, until `forward` takes them to the window.
     webhook_notices: Mutex<Option<WebhookNotices>>,
     /// The HTTP API, while the operator has it on.
@@ -89,6 +92,7 @@ impl Shell {
                 prefs: RwLock::new(prefs),
                 exit: Mutex::new(Exit::Running),
                 fleet: Mutex::new(None),
+                reads: Mutex::new(0),
                 api_server: tokio::sync::Mutex::new(None),
             }),
             Err(e) => {
@@ -100,6 +104,7 @@ impl Shell {
                     prefs: RwLock::new(Prefs::default()),
                     exit: Mutex::new(Exit::Running),
                     fleet: Mutex::new(None),
+                    reads: Mutex::new(0),
                     webhook_notices: Mutex::new(None),
                     api_server: tokio::sync::Mutex::new(None),
                 })
@@ -224,6 +229,14 @@ impl Shell {
 
     pub fn watch_fleet(&self, channel: tauri::ipc::Channel<FleetDelta>) {
         *self.fleet.lock().unwrap_or_else(|p| p.into_inner()) = Some(FleetChannel(channel));
+    }
+
+    /// Every account's view, numbered in the order of such reads: the window keeps a card from
+    /// the later read when a snapshot and a delta cross on their way.
+    pub fn read_views(&self, live: &Live) -> (u64, Vec<AccountView>) {
+        let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        *reads += 1;
+        (*reads, live.sup.views())
     }
 
     /// Sends card changes to the window, if it is watching.

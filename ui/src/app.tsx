@@ -47,14 +47,15 @@ export function App({ backend }: { backend: Backend }) {
   const [links, setLinks] = useState<Record<number, LinkInfo>>({});
   // A layout effect: the fleet is asked for right after the first render, not after its paint.
   useLayoutEffect(() => {
+    const unwatch = backend.onFleet((d) => {
+      const start = performance.now();
+      fleet.apply(d);
+      // Applying and rendering a delta, for the responsiveness measurement (ui/e2e/perf).
+      queueMicrotask(() => performance.measure("lifeline:delta", { start, detail: d.cards.length }));
+    });
     const subs = [
+      unwatch,
       backend.onLink((l) => setLinks((all) => ({ ...all, [l.account]: l }))),
-      backend.onFleet((d) => {
-        const start = performance.now();
-        fleet.apply(d);
-        // Applying and rendering a delta, for the responsiveness measurement (ui/e2e/perf).
-        queueMicrotask(() => performance.measure("lifeline:delta", { start, detail: d.cards.length }));
-      }),
       backend.onSettings((s) => setAutorecover(s.autorecover)),
       backend.onAlert((a) => {
         // Which phone: a WhatsApp number's alerts name it beside the account.
@@ -75,13 +76,17 @@ export function App({ backend }: { backend: Backend }) {
     backend.snapshot().then(
       (s) => {
         performance.mark("lifeline:snapshot-received");
-        fleet.reset(s.cards);
+        fleet.reset(s.cards, s.seq);
         setAutorecover(s.autorecover);
         setSnapshot(s);
         // For the start-up measurement: the first frame with cards.
         requestAnimationFrame(() => performance.mark("lifeline:cards-painted"));
       },
-      (e) => setFatal(BackendError.from(e).message),
+      (e) => {
+        // No fleet to apply changes to: stop collecting them (alerts still come).
+        unwatch();
+        setFatal(BackendError.from(e).message);
+      },
     );
     backend.getPrefs().then(setPrefs, () => undefined);
     return () => subs.forEach((u) => u());
@@ -315,7 +320,7 @@ function Main(props: {
           kind={dialog.kind}
           onClose={() => setDialog(null)}
           onAdded={(card, link) => {
-            fleet.apply({ cards: [card], removed: [] });
+            fleet.update([card], []);
             setDialog(link ? { name: "link", id: card.id, request: link } : null);
           }}
         />
@@ -330,7 +335,7 @@ function Main(props: {
           onConfirm={() => {
             const id = dialog.card.id;
             setDialog(null);
-            run(backend.removeAccount(id).then(() => fleet.apply({ cards: [], removed: [id] })));
+            run(backend.removeAccount(id).then(() => fleet.update([], [id])));
           }}
         />
       )}

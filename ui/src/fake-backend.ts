@@ -129,6 +129,8 @@ export class FakeBackend implements Backend {
   /** Set to make the next command fail with this error. */
   failNext: BackendError | null = null;
   private nextId = 1;
+  /** How many times the fleet was read (snapshots and deltas), as the shell counts. */
+  private reads = 0;
   private fleet: Listener<FleetDelta> = new Set();
   private link: Listener<LinkInfo> = new Set();
   private alert: Listener<AlertInfo> = new Set();
@@ -172,8 +174,10 @@ export class FakeBackend implements Backend {
     this.set(id, { state, reason });
   }
 
-  emitFleet(d: FleetDelta) {
-    this.fleet.forEach((f) => f(d));
+  /** A delta read now (the next `seq`), or one with its own `seq` (crossing a snapshot). */
+  emitFleet(d: Omit<FleetDelta, "seq"> & { seq?: number }) {
+    const delta = { ...d, seq: d.seq ?? ++this.reads };
+    this.fleet.forEach((f) => f(delta));
   }
   emitLink(l: LinkInfo) {
     this.link.forEach((f) => f(l));
@@ -220,6 +224,7 @@ export class FakeBackend implements Backend {
 
   snapshot(): Promise<Snapshot> {
     return this.act("snapshot", [], () => ({
+      seq: ++this.reads,
       cards: [...this.cards.values()].sort((a, b) => b.priority - a.priority || a.id - b.id),
       autorecover: this.autorecover,
       previous_run_crashed: false,

@@ -1,6 +1,10 @@
 // The fleet as the UI holds it: cards by id, kept current by the fleet deltas the shell streams. Changed
 // cards are new objects and unchanged ones keep their identity, so memoised cards re-render only
 // when their own account changed. Subscribers are told once per applied delta.
+//
+// The snapshot and the deltas travel apart, so they can cross: every one carries `seq`, the order
+// in which the shell read the fleet. Deltas that arrive before the snapshot wait for it; those
+// read before it are already in it and are dropped, the rest are applied on top.
 
 import type { Card, FleetDelta, StateName } from "./generated/api";
 
@@ -21,24 +25,48 @@ export class Fleet {
   private ordered: Card[] = [];
   private dirty = false;
   private listeners = new Set<() => void>();
+  /** The snapshot's `seq`; null until one arrived (deltas wait in `early` meanwhile). */
+  private seq: number | null = null;
+  private early: FleetDelta[] = [];
   version = 0;
 
-  constructor(cards: Card[] = []) {
-    this.reset(cards);
+  /** Without cards: empty until the snapshot comes (`reset`). With cards: that snapshot. */
+  constructor(cards?: Card[]) {
+    if (cards) this.reset(cards, 0);
   }
 
-  reset(cards: Card[]) {
+  /** The snapshot, then whatever newer deltas came before it. */
+  reset(cards: Card[], seq: number) {
     this.byId = new Map(cards.map((c) => [c.id, c]));
+    this.seq = seq;
+    const early = this.early.filter((d) => d.seq > seq);
+    this.early = [];
+    for (const d of early) this.change(d.cards, d.removed);
     this.dirty = true;
     this.bump();
   }
 
+  /** A delta from the shell: held until the snapshot, dropped if the snapshot is newer. */
   apply(delta: FleetDelta) {
-    if (delta.cards.length === 0 && delta.removed.length === 0) return;
-    for (const id of delta.removed) this.byId.delete(id);
-    for (const c of delta.cards) this.byId.set(c.id, c);
+    if (this.seq === null) {
+      this.early.push(delta);
+      return;
+    }
+    if (delta.seq <= this.seq) return;
+    this.update(delta.cards, delta.removed);
+  }
+
+  /** A change this window made itself (an account added or removed here). */
+  update(cards: Card[], removed: number[]) {
+    if (cards.length === 0 && removed.length === 0) return;
+    this.change(cards, removed);
     this.dirty = true;
     this.bump();
+  }
+
+  private change(cards: Card[], removed: number[]) {
+    for (const id of removed) this.byId.delete(id);
+    for (const c of cards) this.byId.set(c.id, c);
   }
 
   get(id: number): Card | undefined {

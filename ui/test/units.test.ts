@@ -14,7 +14,7 @@ describe("fleet store", () => {
     const f = new Fleet([makeCard(1, { priority: 100 }), makeCard(2, { priority: 900 }), makeCard(3)]);
     expect(f.cards().map((c) => c.id)).toEqual([2, 1, 3]);
     const before = f.cards();
-    f.apply({ cards: [makeCard(3, { state: "backoff" })], removed: [1] });
+    f.apply({ seq: 1, cards: [makeCard(3, { state: "backoff" })], removed: [1] });
     const after = f.cards();
     expect(after.map((c) => c.id)).toEqual([2, 3]);
     expect(after[0]).toBe(before[0]);
@@ -25,9 +25,29 @@ describe("fleet store", () => {
     const f = new Fleet([makeCard(1)]);
     let n = 0;
     f.subscribe(() => (n += 1));
-    f.apply({ cards: [], removed: [] });
-    f.apply({ cards: [makeCard(1, { state: "stopped" })], removed: [] });
+    f.apply({ seq: 1, cards: [], removed: [] });
+    f.apply({ seq: 2, cards: [makeCard(1, { state: "stopped" })], removed: [] });
     expect(n).toBe(1);
+  });
+
+  it("keeps the later read when the snapshot and deltas cross", () => {
+    const f = new Fleet();
+    // Both deltas come before the snapshot: one read before it (already in it), one after.
+    f.apply({ seq: 4, cards: [makeCard(1, { state: "backoff" })], removed: [] });
+    f.apply({ seq: 6, cards: [makeCard(2, { state: "connecting" })], removed: [3] });
+    expect(f.cards()).toEqual([]);
+    f.reset([makeCard(1, { state: "connected" }), makeCard(2, { state: "backoff" }), makeCard(3)], 5);
+    expect(f.get(1)?.state).toBe("connected");
+    expect(f.get(2)?.state).toBe("connecting");
+    expect(f.get(3)).toBeUndefined();
+    // After the snapshot: older deltas are dropped, newer ones applied.
+    f.apply({ seq: 5, cards: [makeCard(1, { state: "stopped" })], removed: [] });
+    expect(f.get(1)?.state).toBe("connected");
+    f.apply({ seq: 7, cards: [makeCard(1, { state: "stopped" })], removed: [] });
+    expect(f.get(1)?.state).toBe("stopped");
+    // This window's own changes carry no seq and always apply.
+    f.update([], [1]);
+    expect(f.get(1)).toBeUndefined();
   });
 
   it("filters by name, target and state", () => {

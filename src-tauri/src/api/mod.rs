@@ -206,6 +206,10 @@ pub fn card(view: &AccountView, health: Option<&HealthBits>) -> Card {
 /// Everything the main window needs to paint, in one round trip.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
 pub struct Snapshot {
+    /// When its cards were read, in the order of every read of the fleet: a [`FleetDelta`] with
+    /// a `seq` at or below this one was read before, and the snapshot already holds it.
+    #[ts(type = "number")]
+    pub seq: u64,
     /// Highest priority first, then by id.
     pub cards: Vec<Card>,
     pub autorecover: bool,
@@ -220,6 +224,9 @@ pub struct Snapshot {
 /// Cards that changed and accounts that are gone, coalesced over a short window.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
 pub struct FleetDelta {
+    /// When its cards were read (see [`Snapshot::seq`]); rises with every delta.
+    #[ts(type = "number")]
+    pub seq: u64,
     pub cards: Vec<Card>,
     #[ts(type = "Array<number>")]
     pub removed: Vec<i64>,

@@ -65,6 +65,11 @@ remote_id: string | null, remote_name: string | null, };
 
 export type Snapshot = { 
 /**
+ * When its cards were read, in the order of every read of the fleet: a [`FleetDelta`] with
+ * a `seq` at or below this one was read before, and the snapshot already holds it.
+ */
+seq: number, 
+/**
  * Highest priority first, then by id.
  */
 cards: Array<Card>, autorecover: boolean, previous_run_crashed: boolean, restoring: number, held_stopped: number, data_dir: string, 
@@ -73,7 +78,11 @@ cards: Array<Card>, autorecover: boolean, previous_run_crashed: boolean, restori
  */
 version: string, };
 
-export type FleetDelta = { cards: Array<Card>, removed: Array<number>, };
+export type FleetDelta = { 
+/**
+ * When its cards were read (see [`Snapshot::seq`]); rises with every delta.
+ */
+seq: number, cards: Array<Card>, removed: Array<number>, };
 
 export type SettingsChanged = { autorecover: boolean, };
 
