@@ -51,6 +51,9 @@ export LIFELINE_BIN="$CARGO_TARGET_DIR/debug/lifeline"
 export LIFELINE_SIM_BIN="$CARGO_TARGET_DIR/debug/lifeline-sim"
 
 echo "== end to end (Xvfb, tauri-driver, WebKitWebDriver)"
+# A UTF-8 locale, as every desktop has: in the C locale GTK cannot put a title such as
+# "Lifeline — 2 need you" into the window's X11 name, and the title checks read that name.
+if [ "$(locale charmap 2>/dev/null)" != UTF-8 ]; then export LC_ALL=C.UTF-8; fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export NOTIFY_LOG="$work/notify.log" KEYRING_HOME="$work/keyring"
