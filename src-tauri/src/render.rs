@@ -2,8 +2,8 @@
 //! Without a GPU (a virtual machine, a cloud desktop reached over VNC or RDP, an old laptop
 //! without its driver) that OpenGL is Mesa's software rasteriser, and compositing through it
 //! costs the CPU several times what painting the page directly does: with 1000 accounts
-//! dropping and recovering, frames took 260–440 ms composited and at most 80 ms painted
-//! directly (ui/e2e/perf.test.mjs). Such machines are told to paint directly.
+//! dropping and recovering, the longest frame took 200–560 ms composited and about a fifth of
+//! that painted directly (ui/e2e/perf.test.mjs). Such machines are told to paint directly.
 
 use std::path::Path;
 
