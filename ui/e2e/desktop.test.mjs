@@ -742,7 +742,13 @@ test("closing the window keeps Lifeline supervising in the tray; with no tray it
   await browser.$("button=Settings").click();
   await until("Settings to say closing quits", async () => browser.$("[data-testid=no-tray]").isExisting());
   // For the next part: start at login, in the tray.
-  await browser.$("input[name=start_at_login]").click();
+  // Clicked again while it does not read as on: a click now and then did not reach the box
+  // (seen twice in some 20 runs, cause not found). Each click on an unticked box saves "on".
+  await until("start at login on", async () => {
+    const box = browser.$("input[name=start_at_login]");
+    if (!(await box.isSelected())) await box.click();
+    return box.isSelected();
+  });
   await until("start hidden on offer", async () => browser.$("input[name=start_hidden]").isEnabled());
   await browser.$("input[name=start_hidden]").click();
   await until("start hidden saved", async () => browser.$("input[name=start_hidden]").isSelected());
