@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     add_ws, bad_input, db_facts, fails, http, keyring_available, ok, serve, set_secret,
-    split_response, until,
+    split_response, until, ws_add_args,
 };
 use serde_json::Value;
 
@@ -407,19 +407,7 @@ fn odd_names_are_kept_verbatim_or_refused_with_the_reason() {
         ("padded", "already exists"),
         (" padded ", "'padded'"),
     ] {
-        let msg = bad_input(
-            d,
-            &[
-                "account",
-                "add",
-                "--kind",
-                "websocket",
-                "--name",
-                name,
-                "--url",
-                "ws://127.0.0.1:9/x",
-            ],
-        );
+        let msg = bad_input(d, &ws_add_args(name, "ws://127.0.0.1:9/x"));
         assert!(msg.contains(says), "{name:?}: {msg}");
     }
     // A NUL cannot travel in argv at all; the engine refuses it for the other faces (its unit

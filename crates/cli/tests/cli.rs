@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{add_ws, bad_input, lifeline, ok};
+use common::{add_ws, bad_input, lifeline, ok, ws_add_args};
 use std::process::{Command, Stdio};
 
 #[test]
@@ -59,64 +59,18 @@ fn accounts_round_trip_through_the_cli_with_odd_names() {
 fn bad_input_exits_2_with_a_message_and_stores_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
-    let msg = bad_input(
-        d,
-        &[
-            "account",
-            "add",
-            "--kind",
-            "websocket",
-            "--name",
-            "a",
-            "--url",
-            "http://x",
-        ],
-    );
+    let msg = bad_input(d, &ws_add_args("a", "http://x"));
     assert!(msg.contains("ws://"), "{msg}");
     bad_input(d, &["account", "add", "--kind", "websocket", "--name", "a"]);
     bad_input(
         d,
-        &[
-            "account",
-            "add",
-            "--kind",
-            "websocket",
-            "--name",
-            "a",
-            "--url",
-            "ws://h/",
-            "--country",
-            "XX",
-        ],
+        &[ws_add_args("a", "ws://h/"), vec!["--country", "XX"]].concat(),
     );
     bad_input(
         d,
-        &[
-            "account",
-            "add",
-            "--kind",
-            "websocket",
-            "--name",
-            "a",
-            "--url",
-            "ws://h/",
-            "--priority",
-            "-1",
-        ],
+        &[ws_add_args("a", "ws://h/"), vec!["--priority", "-1"]].concat(),
     );
-    bad_input(
-        d,
-        &[
-            "account",
-            "add",
-            "--kind",
-            "websocket",
-            "--name",
-            &"n".repeat(10_240),
-            "--url",
-            "ws://h/",
-        ],
-    );
+    bad_input(d, &ws_add_args(&"n".repeat(10_240), "ws://h/"));
     bad_input(d, &["account", "add", "--kind", "fax", "--name", "a"]);
     let msg = bad_input(d, &["account", "remove", "41"]);
     assert!(msg.contains("41"), "{msg}");

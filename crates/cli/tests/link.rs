@@ -138,7 +138,7 @@ fn a_running_supervisor_links_for_the_cli_and_keeps_the_number_connected() {
     });
     assert_eq!(peer.numbers().len(), 1, "one registration");
     // The list says which phone it is: the number WhatsApp paired.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let list = ok(d, &["account", "list"]);
         let row = list
@@ -149,10 +149,7 @@ fn a_running_supervisor_links_for_the_cli_and_keeps_the_number_connected() {
         if number.is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit())) {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no number listed:\n{list}"
-        );
+        assert!(Instant::now() < deadline, "no number listed:\n{list}");
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(serve);

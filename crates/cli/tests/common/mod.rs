@@ -220,9 +220,9 @@ pub fn add(dir: &Path, sim: &lifeline_sim::Sim, n: usize) {
     }
 }
 
-/// Adds one WebSocket account (with `extra` arguments); returns the id it printed.
-pub fn add_ws(dir: &Path, name: &str, url: &str, extra: &[&str]) -> String {
-    let mut args = vec![
+/// The arguments that add one WebSocket account.
+pub fn ws_add_args<'a>(name: &'a str, url: &'a str) -> Vec<&'a str> {
+    vec![
         "account",
         "add",
         "--kind",
@@ -231,7 +231,12 @@ pub fn add_ws(dir: &Path, name: &str, url: &str, extra: &[&str]) -> String {
         name,
         "--url",
         url,
-    ];
+    ]
+}
+
+/// Adds one WebSocket account (with `extra` arguments); returns the id it printed.
+pub fn add_ws(dir: &Path, name: &str, url: &str, extra: &[&str]) -> String {
+    let mut args = ws_add_args(name, url);
     args.extend_from_slice(extra);
     ok(dir, &args).trim().to_owned()
 }
