@@ -22,6 +22,7 @@ pub fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(sessions))
         .routes(routes!(export_events))
         .routes(routes!(export_sessions))
+        .routes(routes!(export_lives))
 }
 
 /// Rows when `limit` is not given.
@@ -151,6 +152,18 @@ pub async fn export_sessions(
     export_csv(api, ExportKind::Sessions, q).await
 }
 
+/// Lives (sessions connectors report at the remote, such as a TikTok creator's broadcasts) as
+/// CSV, the same file `lifeline export --what lives` writes (streamed): one row per live, then
+/// one column per count.
+#[utoipa::path(get, path = "/export/lives.csv", tag = "history", params(ExportQuery),
+    responses((status = 200, description = "CSV with a header row", content_type = "text/csv", body = String), Errors))]
+pub async fn export_lives(
+    State(api): State<Api>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    export_csv(api, ExportKind::Lives, q).await
+}
+
 /// Chunks of about this many bytes travel from the export thread to the response.
 const CHUNK: usize = 64 * 1024;
 
@@ -188,6 +201,7 @@ async fn export_csv(api: Api, kind: ExportKind, q: ExportQuery) -> Result<Respon
     let name = match kind {
         ExportKind::Events => "events.csv",
         ExportKind::Sessions => "sessions.csv",
+        ExportKind::Lives => "lives.csv",
     };
     Ok((
         StatusCode::OK,

@@ -131,7 +131,7 @@ async fn watch(
             } => {}
             // An attempt failed (the supervisor retries on its own schedule): say why now.
             State::Backoff { reason, .. } => return Err(Error::LinkFailed(words::reason(reason))),
-            State::Linking | State::Connecting => {}
+            State::Linking | State::Connecting | State::Waiting { .. } => {}
         }
     }
 }

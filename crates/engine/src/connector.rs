@@ -64,6 +64,13 @@ pub enum ConnEvent {
     /// A code to scan or type (linking kinds only). Boxed, being rare and the largest: every
     /// connection's event channel allocates its slots at this type's size.
     Link(Box<LinkCode>),
+    /// The connection is up, but the remote has nothing to join yet (a creator who is not
+    /// live); `reason` when something else holds it back (the kind is rate-limited). A
+    /// `Connected` follows when the remote becomes available.
+    Waiting { reason: Option<Reason> },
+    /// A session at the remote began, changed or ended (a live broadcast with its counts).
+    /// Boxed for the same reason as `Link`.
+    Session(Box<RemoteSession>),
     /// The connection is over. `reason` says why: a network failure (retried by policy), or
     /// logged out / replaced / banned until / outdated (the supervisor maps those to states).
     Ended {
@@ -83,6 +90,34 @@ pub struct ConnectRequest {
     pub link: Option<LinkMode>,
     /// Proxy hops to try in order (see [`crate::proxy::chain`]); empty means connect directly.
     pub route: Vec<crate::proxy::Hop>,
+    /// The account's remote session still open when this connection starts (a live that was
+    /// in progress before a drop or a restart): the connector continues it when the remote's
+    /// key is unchanged, and ends it otherwise.
+    pub resume: Option<RemoteSession>,
+}
+
+/// One session at the remote, as a connector reports it: a TikTok creator's live broadcast, say.
+/// The engine stores and exports these without knowing what they are; `metrics` are the
+/// connector's own counts, each exported as a column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RemoteSession {
+    /// The remote's id for the session (a room id); unique per account.
+    pub key: String,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    /// How it ended, as a short code (`ended`, `ended-while-stopped`, …).
+    pub end: Option<String>,
+    /// Named counts, in the connector's order (`peak_viewers`, `likes`, …).
+    pub metrics: Vec<(String, i64)>,
+}
+
+impl RemoteSession {
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        self.metrics
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    }
 }
 
 pub trait Connector: Send + Sync + fmt::Debug + 'static {

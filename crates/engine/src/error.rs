@@ -32,6 +32,12 @@ pub enum InputError {
     MissingUrl,
     #[error("WhatsApp accounts connect to WhatsApp's own servers; leave out --url.")]
     UrlNotAllowed,
+    #[error("A TikTok account needs the creator's user name: --user @name.")]
+    MissingTiktokUser,
+    #[error(
+        "'{0}' is not a TikTok user name. Use @ and 2–24 letters, digits, '_' or '.', as in @tokomawar."
+    )]
+    InvalidTiktokUser(String),
     #[error(
         "Priority {0} is out of range. Use a whole number from 0 to 1000 (higher restores first)."
     )]

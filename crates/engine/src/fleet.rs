@@ -143,7 +143,7 @@ impl Counts {
             *c.by_state.entry(kind).or_default() += 1;
             match kind {
                 StateKind::NeedsOperator => c.needs_operator += 1,
-                StateKind::Connected if desired => c.desired_connected += 1,
+                k if k.is_up() && desired => c.desired_connected += 1,
                 _ if desired => c.recovering += 1,
                 _ => {}
             }

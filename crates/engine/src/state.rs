@@ -70,6 +70,10 @@ pub enum Reason {
     RestartRequired,
     /// A linking kind (WhatsApp) with no session yet: it must be linked before it can connect.
     NotLinked,
+    /// The remote does not know the account (a user name that does not exist).
+    NotFound,
+    /// The service blocked this device or client; a person must decide what to do.
+    Blocked,
 }
 
 impl Reason {
@@ -99,12 +103,15 @@ impl Reason {
             Reason::Unsupported => "unsupported",
             Reason::RestartRequired => "restart-required",
             Reason::NotLinked => "not-linked",
+            Reason::NotFound => "not-found",
+            Reason::Blocked => "blocked",
         }
     }
 }
 
-/// Actual state of one account: stopped, linking, connecting, connected, waiting to retry,
-/// paused by rule, or waiting for a person. Every change is recorded as an [`Event`].
+/// Actual state of one account: stopped, linking, connecting, connected, waiting for the remote,
+/// waiting to retry, paused by rule, or waiting for a person. Every change is recorded as an
+/// [`Event`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum State {
@@ -115,6 +122,13 @@ pub enum State {
     Linking,
     Connecting,
     Connected,
+    /// The connection is up and well, but the remote has nothing to join yet (a creator who is
+    /// not live): not a failure. `reason` says when it waits for another cause than the remote,
+    /// such as the service rate-limiting every account of the kind.
+    Waiting {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Reason>,
+    },
     Backoff {
         attempt: u32,
         #[schema(value_type = String, format = DateTime)]
@@ -141,6 +155,7 @@ impl State {
             State::Linking => StateKind::Linking,
             State::Connecting => StateKind::Connecting,
             State::Connected => StateKind::Connected,
+            State::Waiting { .. } => StateKind::Waiting,
             State::Backoff { .. } => StateKind::Backoff,
             State::Paused { .. } => StateKind::Paused,
             State::NeedsOperator { .. } => StateKind::NeedsOperator,
@@ -149,7 +164,7 @@ impl State {
 
     pub fn reason(&self) -> Option<&Reason> {
         match self {
-            State::Stopped { reason } => reason.as_ref(),
+            State::Stopped { reason } | State::Waiting { reason } => reason.as_ref(),
             State::Backoff { reason, .. }
             | State::Paused { reason, .. }
             | State::NeedsOperator { reason } => Some(reason),
@@ -178,17 +193,19 @@ pub enum StateKind {
     Linking,
     Connecting,
     Connected,
+    Waiting,
     Backoff,
     Paused,
     NeedsOperator,
 }
 
 impl StateKind {
-    pub const ALL: [StateKind; 7] = [
+    pub const ALL: [StateKind; 8] = [
         StateKind::Stopped,
         StateKind::Linking,
         StateKind::Connecting,
         StateKind::Connected,
+        StateKind::Waiting,
         StateKind::Backoff,
         StateKind::Paused,
         StateKind::NeedsOperator,
@@ -200,6 +217,7 @@ impl StateKind {
             StateKind::Linking => "linking",
             StateKind::Connecting => "connecting",
             StateKind::Connected => "connected",
+            StateKind::Waiting => "waiting",
             StateKind::Backoff => "backoff",
             StateKind::Paused => "paused",
             StateKind::NeedsOperator => "needs_operator",
@@ -208,6 +226,12 @@ impl StateKind {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The connection is up and doing its job: connected, or connected and waiting for the
+    /// remote. Uptime, sessions, drops and alerts count both alike.
+    pub fn is_up(self) -> bool {
+        matches!(self, StateKind::Connected | StateKind::Waiting)
     }
 }
 
@@ -302,6 +326,8 @@ mod tests {
             Reason::Unsupported,
             Reason::RestartRequired,
             Reason::NotLinked,
+            Reason::NotFound,
+            Reason::Blocked,
         ];
         for r in reasons {
             let v = serde_json::to_value(&r).expect("serializes");

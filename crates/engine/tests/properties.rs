@@ -1036,6 +1036,7 @@ fn any_alert_event() -> impl Strategy<Value = (AlertEvent, i64)> {
     let from = prop::sample::select(StateKind::ALL.to_vec());
     let to = prop_oneof![
         Just(State::Connected),
+        Just(State::Waiting { reason: None }),
         Just(State::Stopped { reason: None }),
         Just(State::Linking),
         Just(State::Connecting),
@@ -1047,6 +1048,10 @@ fn any_alert_event() -> impl Strategy<Value = (AlertEvent, i64)> {
         Just(State::Paused {
             until: None,
             reason: Reason::BreakerOpen,
+        }),
+        Just(State::Paused {
+            until: None,
+            reason: Reason::Blocked,
         }),
         Just(State::NeedsOperator {
             reason: Reason::LoggedOut,
@@ -1097,8 +1102,8 @@ proptest! {
             match event {
                 AlertEvent::Moves { id, from, to } => {
                     alerter.observe(AccountId(id), &alert_name(id), muted(id), from, &to, now);
-                    let dropped = from == StateKind::Connected
-                        && !matches!(to, State::Connected | State::Stopped { .. } | State::Linking);
+                    let dropped = from.is_up()
+                        && !matches!(to, State::Connected | State::Waiting { .. } | State::Stopped { .. } | State::Linking);
                     if dropped && !muted(id) && flap_drops > 0 {
                         let d = drops.entry(id).or_default();
                         d.push(now);
@@ -1111,16 +1116,16 @@ proptest! {
                         }
                     }
                     match to {
-                        State::Connected | State::Stopped { .. } | State::Linking => {
+                        State::Connected | State::Waiting { .. } | State::Stopped { .. } | State::Linking => {
                             pending.remove(&id);
                         }
                         _ if muted(id) => {
                             pending.remove(&id);
                         }
-                        State::NeedsOperator { .. } => {
+                        State::NeedsOperator { .. } | State::Paused { reason: Reason::Blocked, until: None } => {
                             pending.insert(id, (true, now));
                         }
-                        _ if from == StateKind::Connected => {
+                        _ if from.is_up() => {
                             pending.insert(id, (false, now + chrono::Duration::seconds(grace_s as i64)));
                         }
                         _ => {}

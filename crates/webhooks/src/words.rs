@@ -38,5 +38,11 @@ pub fn reason_words(r: &Reason) -> String {
         }
         Reason::RestartRequired => "the server asked for a reconnect".into(),
         Reason::NotLinked => "not linked yet — run `lifeline link ID`".into(),
+        Reason::NotFound => {
+            "the service has no such user — check the name and add the account again".into()
+        }
+        Reason::Blocked => {
+            "the service blocked this device — try another proxy, then retry by hand".into()
+        }
     }
 }

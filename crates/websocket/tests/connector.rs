@@ -66,6 +66,7 @@ fn start_routed(account: Account, secrets: Arc<dyn SecretStore>, route: Vec<Hop>
             secrets,
             link: None,
             route,
+            resume: None,
         },
         tx,
         cancel.clone(),

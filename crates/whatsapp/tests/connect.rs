@@ -52,6 +52,7 @@ async fn run_routed(connector: &WhatsAppConnector, account: Account, route: Vec<
             secrets: Arc::new(MemorySecretStore::default()),
             link: None,
             route,
+            resume: None,
         },
         tx,
         CancellationToken::new(),

@@ -32,6 +32,7 @@ pub enum StateName {
     Linking,
     Connecting,
     Connected,
+    Waiting,
     Backoff,
     Paused,
     NeedsOperator,
@@ -44,6 +45,7 @@ impl From<StateKind> for StateName {
             StateKind::Linking => Self::Linking,
             StateKind::Connecting => Self::Connecting,
             StateKind::Connected => Self::Connected,
+            StateKind::Waiting => Self::Waiting,
             StateKind::Backoff => Self::Backoff,
             StateKind::Paused => Self::Paused,
             StateKind::NeedsOperator => Self::NeedsOperator,
@@ -56,6 +58,7 @@ impl From<StateKind> for StateName {
 pub enum Kind {
     Websocket,
     Whatsapp,
+    Tiktok,
 }
 
 impl From<AccountKind> for Kind {
@@ -63,6 +66,7 @@ impl From<AccountKind> for Kind {
         match k {
             AccountKind::Websocket => Self::Websocket,
             AccountKind::Whatsapp => Self::Whatsapp,
+            AccountKind::Tiktok => Self::Tiktok,
         }
     }
 }
@@ -72,6 +76,7 @@ impl From<Kind> for AccountKind {
         match k {
             Kind::Websocket => Self::Websocket,
             Kind::Whatsapp => Self::Whatsapp,
+            Kind::Tiktok => Self::Tiktok,
         }
     }
 }
@@ -113,7 +118,7 @@ pub struct Card {
     pub id: i64,
     pub name: String,
     pub kind: Kind,
-    /// The endpoint (WebSocket URL) or "WhatsApp".
+    /// The endpoint (WebSocket URL), the TikTok creator (`@user`) or "WhatsApp".
     pub target: String,
     pub country: Option<String>,
     #[ts(type = "number")]
@@ -180,7 +185,13 @@ pub fn card(view: &AccountView, health: Option<&HealthBits>) -> Card {
         id: view.id.0,
         name: view.name.clone(),
         kind: view.kind.into(),
-        target: view.url.clone().unwrap_or_else(|| "WhatsApp".to_owned()),
+        target: match (view.kind, view.url.as_deref()) {
+            (AccountKind::Tiktok, Some(url)) => lifeline_engine::model::tiktok_user(url)
+                .map(|u| format!("@{u}"))
+                .unwrap_or_else(|_| url.to_owned()),
+            (_, Some(url)) => url.to_owned(),
+            (_, None) => "WhatsApp".to_owned(),
+        },
         country: view.country.clone(),
         priority: view.priority,
         desired: view.desired_running,

@@ -1,4 +1,5 @@
-//! CSV export of session history and the event log, streamed row by row from SQL so memory stays
+//! CSV export of session history, the event log and the sessions connectors report at the
+//! remote (lives), streamed row by row from SQL so memory stays
 //! flat however large the history. Cells that a spreadsheet would run as a formula are neutralised.
 
 use std::borrow::Cow;
@@ -18,6 +19,9 @@ pub enum ExportKind {
     Sessions,
     /// The audit log: one row per transition.
     Events,
+    /// Sessions at the remote (a creator's live broadcasts): one row each, then one column per
+    /// count the connector reported.
+    Lives,
 }
 
 impl ExportKind {
@@ -44,6 +48,17 @@ impl ExportKind {
                 "detail",
                 "triggered_by",
                 "account_number",
+            ],
+            ExportKind::Lives => &[
+                "live_id",
+                "account_id",
+                "account_name",
+                "account_handle",
+                "remote_key",
+                "started_at",
+                "ended_at",
+                "duration_s",
+                "ended_how",
             ],
         }
     }
@@ -72,6 +87,23 @@ const EVENTS_SQL: &str = "SELECT e.id, e.at, e.account_id, a.name, e.from_state,
        AND (?2 IS NULL OR e.at >= ?2) \
        AND (?3 IS NULL OR e.at < ?3) \
      ORDER BY e.at, e.id";
+
+const LIVES_SQL: &str = "SELECT r.id, r.account_id, a.name, a.remote_id, r.key, r.started_at, r.ended_at, \
+     r.end_how, r.metrics \
+     FROM remote_sessions r JOIN accounts a ON a.id = r.account_id \
+     WHERE (?1 IS NULL OR r.account_id = ?1) \
+       AND (?2 IS NULL OR COALESCE(r.ended_at, ?4) > ?2) \
+       AND (?3 IS NULL OR r.started_at < ?3) \
+     ORDER BY r.started_at, r.id";
+
+/// The count columns of a lives export: every name the matching rows carry, in the order the
+/// connector reports them.
+const LIVE_METRICS_SQL: &str = "SELECT json_extract(j.value, '$[0]') AS name \
+     FROM remote_sessions r, json_each(r.metrics) j \
+     WHERE (?1 IS NULL OR r.account_id = ?1) \
+       AND (?2 IS NULL OR COALESCE(r.ended_at, ?4) > ?2) \
+       AND (?3 IS NULL OR r.started_at < ?3) \
+     GROUP BY name ORDER BY MIN(j.key), name";
 
 /// Rows between progress callbacks.
 pub const PROGRESS_EVERY: u64 = 10_000;
@@ -131,20 +163,39 @@ fn stream_rows<W: Write>(
     let sql = match kind {
         ExportKind::Sessions => SESSIONS_SQL,
         ExportKind::Events => EVENTS_SQL,
+        ExportKind::Lives => LIVES_SQL,
     };
-    let mut stmt = conn.prepare(sql).map_err(sql_err)?;
     let (account, since, until) = (
         filter.account.map(|a| a.0),
         filter.range.since.map(to_ms),
         filter.range.until.map(to_ms),
     );
+    let metrics: Vec<String> = if kind == ExportKind::Lives {
+        let mut stmt = conn.prepare(LIVE_METRICS_SQL).map_err(sql_err)?;
+        stmt.query_map(rusqlite::params![account, since, until, now], |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(sql_err)?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(sql_err)?
+    } else {
+        Vec::new()
+    };
+    let mut stmt = conn.prepare(sql).map_err(sql_err)?;
     let mut rows = match kind {
-        ExportKind::Sessions => stmt.query(rusqlite::params![account, since, until, now]),
+        ExportKind::Sessions | ExportKind::Lives => {
+            stmt.query(rusqlite::params![account, since, until, now])
+        }
         ExportKind::Events => stmt.query(rusqlite::params![account, since, until]),
     }
     .map_err(sql_err)?;
     let mut csv = csv::Writer::from_writer(out);
-    csv.write_record(kind.header())?;
+    csv.write_record(
+        kind.header()
+            .iter()
+            .copied()
+            .chain(metrics.iter().map(String::as_str)),
+    )?;
     let mut count = 0u64;
     // Reused cell buffers: the hot loop allocates nothing per row.
     let (mut a, mut b, mut c) = (String::new(), String::new(), String::new());
@@ -174,19 +225,43 @@ fn stream_rows<W: Write>(
                 }
                 csv.write_field(&c)?;
                 a.clear();
-                write_int(&mut a, duration_ms / 1000);
-                let frac = duration_ms % 1000;
-                a.push_str(if frac < 10 {
-                    ".00"
-                } else if frac < 100 {
-                    ".0"
-                } else {
-                    "."
-                });
-                write_int(&mut a, frac);
+                write_seconds(&mut a, duration_ms);
                 csv.write_field(&a)?;
                 csv.write_field(neutralize(reason).as_bytes())?;
                 csv.write_field(neutralize(text(row, 6)?).as_bytes())?;
+            }
+            ExportKind::Lives => {
+                let id: i64 = row.get(0).map_err(sql_err)?;
+                let account_id: i64 = row.get(1).map_err(sql_err)?;
+                let started: i64 = row.get(5).map_err(sql_err)?;
+                let ended: Option<i64> = row.get(6).map_err(sql_err)?;
+                write_int(&mut a, id);
+                csv.write_field(&a)?;
+                a.clear();
+                write_int(&mut a, account_id);
+                csv.write_field(&a)?;
+                for i in 2..5 {
+                    csv.write_field(neutralize(text(row, i)?).as_bytes())?;
+                }
+                write_rfc3339_ms(started, &mut b);
+                csv.write_field(&b)?;
+                if let Some(e) = ended {
+                    write_rfc3339_ms(e, &mut c);
+                }
+                csv.write_field(&c)?;
+                a.clear();
+                write_seconds(&mut a, ended.unwrap_or(now).saturating_sub(started).max(0));
+                csv.write_field(&a)?;
+                csv.write_field(neutralize(text(row, 7)?).as_bytes())?;
+                let counts: Vec<(String, i64)> = serde_json::from_str(text(row, 8)?)
+                    .map_err(|e| Error::Export(format!("a live's counts are unreadable: {e}")))?;
+                for name in &metrics {
+                    a.clear();
+                    if let Some((_, v)) = counts.iter().find(|(n, _)| n == name) {
+                        write_int(&mut a, *v);
+                    }
+                    csv.write_field(&a)?;
+                }
             }
             ExportKind::Events => {
                 let id: i64 = row.get(0).map_err(sql_err)?;
@@ -253,6 +328,20 @@ pub async fn export_to_path(
     file.sync_all().map_err(write_err)?;
     tmp.persist(path).map_err(|e| write_err(e.error))?;
     Ok(rows)
+}
+
+/// Milliseconds as seconds with three decimals.
+fn write_seconds(out: &mut String, ms: i64) {
+    write_int(out, ms / 1000);
+    let frac = ms % 1000;
+    out.push_str(if frac < 10 {
+        ".00"
+    } else if frac < 100 {
+        ".0"
+    } else {
+        "."
+    });
+    write_int(out, frac);
 }
 
 fn write_int(out: &mut String, v: i64) {

@@ -43,6 +43,8 @@ impl fmt::Display for AccountId {
 pub enum AccountKind {
     Websocket,
     Whatsapp,
+    /// A TikTok creator whose live broadcasts are watched and recorded.
+    Tiktok,
 }
 
 impl AccountKind {
@@ -50,6 +52,7 @@ impl AccountKind {
         match self {
             AccountKind::Websocket => "websocket",
             AccountKind::Whatsapp => "whatsapp",
+            AccountKind::Tiktok => "tiktok",
         }
     }
 
@@ -65,8 +68,9 @@ impl FromStr for AccountKind {
         match s {
             "websocket" => Ok(AccountKind::Websocket),
             "whatsapp" => Ok(AccountKind::Whatsapp),
+            "tiktok" => Ok(AccountKind::Tiktok),
             other => Err(format!(
-                "unknown account kind '{other}' (use websocket or whatsapp)"
+                "unknown account kind '{other}' (use websocket, whatsapp or tiktok)"
             )),
         }
     }
@@ -156,7 +160,8 @@ pub struct Account {
     pub id: AccountId,
     pub kind: AccountKind,
     pub name: String,
-    /// Endpoint for websocket accounts; WhatsApp accounts use WhatsApp's servers.
+    /// Endpoint for websocket accounts; a TikTok account's creator page
+    /// (`https://www.tiktok.com/@user/live`); WhatsApp accounts use WhatsApp's servers.
     pub url: Option<String>,
     /// Restore order at startup: higher first.
     pub priority: i64,
@@ -238,6 +243,8 @@ impl NewAccount {
             (AccountKind::Websocket, Some(u)) => Some(validate_ws_url(&u)?),
             (AccountKind::Whatsapp, Some(_)) => return Err(InputError::UrlNotAllowed),
             (AccountKind::Whatsapp, None) => None,
+            (AccountKind::Tiktok, None) => return Err(InputError::MissingTiktokUser),
+            (AccountKind::Tiktok, Some(u)) => Some(tiktok_live_url(tiktok_user(&u)?)),
         };
         if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&self.priority) {
             return Err(InputError::InvalidPriority(self.priority));
@@ -307,6 +314,30 @@ impl AccountChange {
         }
         Ok(self)
     }
+}
+
+/// The TikTok user an operator typed (`@tokomawar`, `tokomawar`, or the creator's page
+/// `https://www.tiktok.com/@tokomawar/live`), checked and without the `@`: 2–24 letters, digits,
+/// `_` and `.`, not ending in a dot.
+pub fn tiktok_user(raw: &str) -> Result<&str, InputError> {
+    let bad = || InputError::InvalidTiktokUser(raw.to_owned());
+    let s = raw.trim();
+    let s = match s.split_once("tiktok.com/") {
+        Some((_, path)) => path.split(['/', '?', '#']).next().unwrap_or_default(),
+        None => s,
+    };
+    let user = s.strip_prefix('@').unwrap_or(s);
+    let ok = (2..=24).contains(&user.len())
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.'))
+        && !user.ends_with('.');
+    if ok { Ok(user) } else { Err(bad()) }
+}
+
+/// The creator's live page, which is what a TikTok account stores as its URL.
+pub fn tiktok_live_url(user: &str) -> String {
+    format!("https://www.tiktok.com/@{}/live", user.to_ascii_lowercase())
 }
 
 /// Normalises an operator-typed phone number to E.164 (`+` and 8–15 digits, no leading zero in

@@ -184,7 +184,7 @@ impl Alerter {
         to: &State,
         now: Timestamp,
     ) {
-        let dropped = from == StateKind::Connected
+        let dropped = from.is_up()
             && matches!(
                 to,
                 State::Backoff { .. }
@@ -196,13 +196,18 @@ impl Alerter {
             self.count_drop(account, name, now);
         }
         match to {
-            State::Connected | State::Stopped { .. } | State::Linking => {
+            State::Connected | State::Waiting { .. } | State::Stopped { .. } | State::Linking => {
                 self.pending.remove(&account);
             }
             _ if muted => {
                 self.pending.remove(&account);
             }
-            State::NeedsOperator { reason } => {
+            // A pause with no end (a blocked device) lasts until a person acts: as urgent.
+            State::NeedsOperator { reason }
+            | State::Paused {
+                until: None,
+                reason: reason @ Reason::Blocked,
+            } => {
                 self.pending.insert(
                     account,
                     Pending {
@@ -216,7 +221,7 @@ impl Alerter {
                 );
             }
             State::Backoff { .. } | State::Paused { .. } | State::Connecting => {
-                if from == StateKind::Connected {
+                if from.is_up() {
                     self.pending.insert(
                         account,
                         Pending {

@@ -38,6 +38,8 @@ pub fn decide(obs: &Observation<'_>, stale_after: Duration) -> Fix {
                 Fix::Nothing
             }
         }
+        // Waiting sends no keepalives (the remote has nothing live); the task must still run.
+        (true, State::Waiting { .. }) if !obs.connection_live => Fix::Stale,
         (true, State::Connecting) if !obs.connection_live => Fix::Start,
         (true, State::Stopped { reason }) => match reason {
             // Held back on purpose: only the operator starts these.
@@ -64,6 +66,24 @@ mod tests {
     }
 
     const STALE: Duration = Duration::from_secs(45);
+
+    #[test]
+    fn waiting_is_stale_only_when_its_connection_ended() {
+        let waiting = State::Waiting { reason: None };
+        assert_eq!(
+            decide(&obs(true, &waiting, true, None), STALE),
+            Fix::Nothing
+        );
+        assert_eq!(
+            decide(&obs(true, &waiting, true, Some(600)), STALE),
+            Fix::Nothing
+        );
+        assert_eq!(
+            decide(&obs(true, &waiting, false, Some(1)), STALE),
+            Fix::Stale
+        );
+        assert_eq!(decide(&obs(false, &waiting, true, None), STALE), Fix::Stop);
+    }
 
     #[test]
     fn connected_but_dead_or_silent_is_stale() {

@@ -4,6 +4,7 @@
 mod accounts;
 mod commands;
 mod history;
+mod remote;
 mod settings;
 mod supervision;
 mod transitions;

@@ -90,8 +90,9 @@ impl Store {
             let reason = r.to.reason().map(|r| r.code());
             let state_json = encode(&r.to)?;
             let at = to_ms(r.at);
-            let was_connected = from == StateKind::Connected;
-            let is_connected = to_kind == StateKind::Connected;
+            // A session is the connection up: connected, or up and waiting for the remote.
+            let was_connected = from.is_up();
+            let is_connected = to_kind.is_up();
             let end_reason = reason.unwrap_or(to_kind.as_str());
             if was_connected && !is_connected {
                 match open_in_batch.remove(&id) {

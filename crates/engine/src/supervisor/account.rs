@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::recorder::RecorderMsg;
 use super::{AccountView, Shared, Update};
-use crate::connector::{ConnEvent, ConnectRequest};
+use crate::connector::{ConnEvent, ConnectRequest, RemoteSession};
 use crate::model::Account;
 use crate::policy::breaker::Breaker;
 use crate::policy::jitter::Jitter;
@@ -61,10 +61,18 @@ pub(crate) struct AccountTask {
     reconnects: u64,
     permit: Option<OwnedSemaphorePermit>,
     jitter: Jitter,
+    /// The account's session at the remote still open, as last reported (or loaded at start):
+    /// handed to the next connection so it can continue it.
+    resume: Option<RemoteSession>,
 }
 
 impl AccountTask {
-    pub(crate) fn new(shared: Arc<Shared>, account: Account, breaker: Breaker) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        account: Account,
+        breaker: Breaker,
+        resume: Option<RemoteSession>,
+    ) -> Self {
         let jitter =
             Jitter::seeded(shared.jitter_seed ^ (account.id.0 as u64).wrapping_mul(0x9E37_79B9));
         let mut life = Lifecycle::loaded(
@@ -88,6 +96,7 @@ impl AccountTask {
             reconnects: 0,
             permit: None,
             jitter,
+            resume,
         };
         task.publish_view();
         task
@@ -141,6 +150,14 @@ impl AccountTask {
                         Some(ConnEvent::Connected { via }) => {
                             self.last_alive = Some(Instant::now());
                             Input::Connected { via }
+                        }
+                        Some(ConnEvent::Waiting { reason }) => {
+                            self.last_alive = Some(Instant::now());
+                            Input::Waiting { reason }
+                        }
+                        Some(ConnEvent::Session(session)) => {
+                            self.learn_session(*session);
+                            continue;
                         }
                         Some(ConnEvent::Link(code)) => Input::Link(*code),
                         Some(ConnEvent::Ended { reason, detail }) => Input::Ended { reason, detail },
@@ -303,6 +320,7 @@ impl AccountTask {
             secrets: self.shared.secrets.clone(),
             link: self.life.link.clone(),
             route: self.shared.route(&self.account),
+            resume: self.resume.clone(),
         };
         let task = tokio::spawn(connector.run(request, tx, cancel.clone()));
         self.conn = Some(Conn {
@@ -321,11 +339,18 @@ impl AccountTask {
                 conn.task.abort();
                 let _ = conn.task.await;
             }
+            // What the connection reported of its remote session as it closed (a live's last
+            // counts) is kept, so the next connection or run continues from there.
+            while let Ok(event) = conn.events.try_recv() {
+                if let ConnEvent::Session(session) = event {
+                    self.learn_session(*session);
+                }
+            }
         }
     }
 
     fn record(&mut self, t: Transition) {
-        if t.to == State::Connected
+        if t.to.kind().is_up()
             && let Some(dropped) = self.dropped_at.take()
         {
             self.reconnects += 1;
@@ -365,6 +390,16 @@ impl AccountTask {
         self.publish_view();
         let _ = self.shared.updates.send(Update::Identity {
             account: self.account.id,
+        });
+    }
+
+    /// Keeps the remote session the connection reported: the open one for the next
+    /// connection, every report for the store through the writer.
+    fn learn_session(&mut self, session: RemoteSession) {
+        self.resume = session.ended_at.is_none().then(|| session.clone());
+        let _ = self.shared.recorder.send(RecorderMsg::RemoteSession {
+            account: self.account.id,
+            session: Box::new(session),
         });
     }
 

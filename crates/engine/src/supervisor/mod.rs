@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
-use crate::connector::{Connectors, LinkCode, LinkMode};
+use crate::connector::{Connectors, LinkCode, LinkMode, RemoteSession};
 use crate::error::{InputError, Result};
 pub use crate::fleet::AccountView;
 use crate::fleet::Counts;
@@ -277,11 +277,11 @@ impl Supervisor {
         Counts::of(views.values())
     }
 
-    fn spawn_account(&self, account: Account, breaker: Breaker) {
+    fn spawn_account(&self, account: Account, breaker: Breaker, resume: Option<RemoteSession>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = account.id;
         self.shared.set_proxy(id, Some(&account));
-        let task = AccountTask::new(self.shared.clone(), account, breaker);
+        let task = AccountTask::new(self.shared.clone(), account, breaker, resume);
         self.tasks.spawn(task.run(rx));
         self.handles
             .lock()
@@ -321,7 +321,7 @@ impl Supervisor {
             .hold(self.shared.store.account(id))
             .await?;
         let desired = account.desired_running;
-        self.spawn_account(account, Breaker::default());
+        self.spawn_account(account, Breaker::default(), None);
         if desired {
             self.send(
                 id,

@@ -131,6 +131,7 @@ pub fn keep_link_codes(
                             && matches!(
                                 e.to.kind(),
                                 StateKind::Connected
+                                    | StateKind::Waiting
                                     | StateKind::Stopped
                                     | StateKind::Paused
                                     | StateKind::NeedsOperator

@@ -43,6 +43,11 @@ pub(crate) enum RecorderMsg {
         account: AccountId,
         identity: crate::model::Identity,
     },
+    /// A session at the remote began, changed or ended.
+    RemoteSession {
+        account: AccountId,
+        session: Box<crate::connector::RemoteSession>,
+    },
     /// Webhook delivery attempts, written after the batch's transitions; answered with each
     /// endpoint's failing streak start.
     WebhookAttempts {
@@ -94,6 +99,7 @@ pub(crate) async fn run(
         let mut meta = Vec::new();
         let mut flushes = Vec::new();
         let mut attempts = Vec::new();
+        let mut remote = Vec::new();
         for msg in batch {
             match msg {
                 RecorderMsg::Transition {
@@ -111,6 +117,13 @@ pub(crate) async fn run(
                     if let Err(e) = store.set_identity(account, &identity).await {
                         tracing::warn!(account = account.0, error = %e, "identity not recorded");
                     }
+                }
+                RecorderMsg::RemoteSession { account, session } => {
+                    // Only the latest report of each session in the batch is worth writing.
+                    remote.retain(|(a, s): &(AccountId, crate::connector::RemoteSession)| {
+                        *a != account || s.key != session.key
+                    });
+                    remote.push((account, *session));
                 }
                 RecorderMsg::WebhookAttempts { attempts: a, ack } => attempts.push((a, ack)),
                 RecorderMsg::Flush(ack) => flushes.push(ack),
@@ -146,6 +159,13 @@ pub(crate) async fn run(
                 let _ = updates.send(Update::Transitions(events));
             }
             emit_alerts(&mut alerter, &store, &clock, &updates).await;
+        }
+        if !remote.is_empty()
+            && let Err(e) = clock
+                .hold(store.save_remote_sessions(&remote, clock.now()))
+                .await
+        {
+            tracing::warn!(error = %e, sessions = remote.len(), "remote sessions not recorded");
         }
         if !attempts.is_empty() {
             write_attempts(&store, &clock, attempts).await;

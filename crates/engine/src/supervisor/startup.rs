@@ -60,10 +60,15 @@ impl Supervisor {
         let now = self.shared.clock.now();
         let crashed = previous.is_some_and(|p| !p.clean);
         let clock = self.shared.clock;
-        // Three independent reads, each on its own pooled connection.
-        let (accounts, breakers, autorecover_on) = clock
+        // Independent reads, each on its own pooled connection.
+        let (accounts, breakers, autorecover_on, mut open_sessions) = clock
             .hold(async {
-                tokio::try_join!(store.accounts(), store.breakers(), store.autorecover())
+                tokio::try_join!(
+                    store.accounts(),
+                    store.breakers(),
+                    store.autorecover(),
+                    store.open_remote_sessions()
+                )
             })
             .await?;
         let mut report = StartupReport {
@@ -86,7 +91,8 @@ impl Supervisor {
             }
             let needs_person = account.state.kind() == StateKind::NeedsOperator;
             let breaker = breakers.get(&id).cloned().unwrap_or_default();
-            self.spawn_account(account, breaker);
+            let resume = open_sessions.remove(&id);
+            self.spawn_account(account, breaker, resume);
             self.send(id, AccountCommand::Do(Box::new(recover.clone())));
             match action {
                 _ if !restore_fleet => {}

@@ -108,6 +108,10 @@ pub enum Input {
     Connected {
         via: Option<String>,
     },
+    /// The connection is up; the remote has nothing to join yet.
+    Waiting {
+        reason: Option<Reason>,
+    },
     /// A code to show the operator.
     Link(LinkCode),
     /// The connection is over.
@@ -179,9 +183,10 @@ pub fn allowed(from: StateKind, to: StateKind) -> bool {
     use StateKind::*;
     match to {
         Stopped | Connecting | Paused | NeedsOperator => true,
-        Connected => matches!(from, Connecting | Linking),
+        Connected => matches!(from, Connecting | Linking | Waiting),
+        Waiting => matches!(from, Connecting | Linking | Connected | Waiting),
         Linking => matches!(from, Connecting | Connected),
-        Backoff => matches!(from, Connecting | Linking | Connected),
+        Backoff => matches!(from, Connecting | Linking | Connected | Waiting),
     }
 }
 
@@ -189,7 +194,11 @@ pub fn allowed(from: StateKind, to: StateKind) -> bool {
 pub fn left_active(state: &State) -> bool {
     matches!(
         state.kind(),
-        StateKind::Connected | StateKind::Connecting | StateKind::Linking | StateKind::Backoff
+        StateKind::Connected
+            | StateKind::Waiting
+            | StateKind::Connecting
+            | StateKind::Linking
+            | StateKind::Backoff
     )
 }
 
@@ -205,6 +214,7 @@ pub fn needs_person(reason: &Reason) -> bool {
             | Reason::QrExpired
             | Reason::Unsupported
             | Reason::NotLinked
+            | Reason::NotFound
     )
 }
 
@@ -306,7 +316,7 @@ pub fn next(
             }
         }
         Input::Connected { via } => match d.lc.state.kind() {
-            StateKind::Connecting | StateKind::Linking => {
+            StateKind::Connecting | StateKind::Linking | StateKind::Waiting => {
                 // Not a success yet: the retry count and a half-open breaker wait until the
                 // connection has lasted (see `Step::settle`), so a flapping account backs off.
                 d.lc.link = None;
@@ -317,19 +327,37 @@ pub fn next(
             StateKind::Connected => {}
             _ => d.close(),
         },
+        Input::Waiting { reason } => match d.lc.state.kind() {
+            StateKind::Connecting
+            | StateKind::Linking
+            | StateKind::Connected
+            | StateKind::Waiting => {
+                let to = State::Waiting { reason };
+                if d.lc.state != to {
+                    d.lc.link = None;
+                    d.go(to, TriggeredBy::Engine, None);
+                }
+            }
+            _ => d.close(),
+        },
         Input::Link(code) => match d.lc.state.kind() {
             StateKind::Connecting | StateKind::Connected => {
                 d.go(State::Linking, TriggeredBy::Engine, None);
                 d.effects.push(Effect::ShowLink(code));
             }
             StateKind::Linking => d.effects.push(Effect::ShowLink(code)),
+            // A code from a connection that is up and waiting: nothing to link, it stays up.
+            StateKind::Waiting => {}
             // A code from a connection this account no longer wants.
             _ => d.close(),
         },
         Input::Ended { reason, detail } => {
             let active = matches!(
                 d.lc.state.kind(),
-                StateKind::Connecting | StateKind::Linking | StateKind::Connected
+                StateKind::Connecting
+                    | StateKind::Linking
+                    | StateKind::Connected
+                    | StateKind::Waiting
             );
             d.close();
             if active {

@@ -59,7 +59,7 @@ impl Step<'_> {
     /// fails a half-open breaker's trial), so connecting and dropping again and again cannot
     /// reset the backoff or the breaker.
     pub(super) fn settle(&mut self) {
-        if self.lc.state != State::Connected {
+        if !self.lc.state.kind().is_up() {
             return;
         }
         let lasted = (self.now - self.lc.since).to_std().unwrap_or_default();
@@ -85,7 +85,7 @@ impl Step<'_> {
         self.lc.desired = true;
         let busy = matches!(
             self.lc.state,
-            State::Connected | State::Connecting | State::Linking
+            State::Connected | State::Waiting { .. } | State::Connecting | State::Linking
         ) || self.lc.wake.is_some_and(|w| w.kind == WakeKind::Connect);
         if busy {
             return;
@@ -200,7 +200,7 @@ impl Step<'_> {
             self.go(stopped(reason), by, detail);
             return;
         }
-        if self.lc.state == State::Connected {
+        if self.lc.state.kind().is_up() {
             self.effects.push(Effect::Dropped);
         }
         let now = self.now;
@@ -266,6 +266,19 @@ impl Step<'_> {
                     State::Paused {
                         until,
                         reason: Reason::Banned { until },
+                    },
+                    by,
+                    detail,
+                );
+            }
+            Reason::Blocked => {
+                // The service refuses this device: retrying would only confirm the block.
+                // Paused with no end, so a person decides (a retry, a reset, another proxy).
+                self.lc.wake = None;
+                self.go(
+                    State::Paused {
+                        until: None,
+                        reason: Reason::Blocked,
                     },
                     by,
                     detail,

@@ -19,7 +19,7 @@ fn at(s: i64) -> Timestamp {
 fn account(state: State) -> Lifecycle {
     let connection = matches!(
         state.kind(),
-        StateKind::Connecting | StateKind::Linking | StateKind::Connected
+        StateKind::Connecting | StateKind::Linking | StateKind::Connected | StateKind::Waiting
     );
     // A waiting account has its timer, as the account task would have set it.
     let wake = match &state {
@@ -564,14 +564,110 @@ fn the_table_lets_a_connection_s_outcomes_follow_only_an_attempt() {
         }
         assert_eq!(
             allowed(from, Connected),
-            matches!(from, Connecting | Linking)
+            matches!(from, Connecting | Linking | Waiting)
+        );
+        assert_eq!(
+            allowed(from, Waiting),
+            matches!(from, Connecting | Linking | Connected | Waiting)
         );
         assert_eq!(
             allowed(from, Backoff),
-            matches!(from, Connecting | Linking | Connected)
+            matches!(from, Connecting | Linking | Connected | Waiting)
         );
     }
     assert!(!allowed(Stopped, Linking) && !allowed(Linking, Linking));
+}
+
+#[test]
+fn waiting_for_the_remote_is_up_and_a_live_in_it_connects() {
+    let mut r = Run::new(account(State::Connecting));
+    let (ts, _) = r.step(Input::Waiting { reason: None }, at(1));
+    assert_eq!(ts[0].to, State::Waiting { reason: None });
+    // Told again: nothing new is recorded.
+    let (ts, _) = r.step(Input::Waiting { reason: None }, at(2));
+    assert!(ts.is_empty());
+    let held = State::Waiting {
+        reason: Some(Reason::RateLimited),
+    };
+    let (ts, _) = r.step(
+        Input::Waiting {
+            reason: Some(Reason::RateLimited),
+        },
+        at(3),
+    );
+    assert_eq!(ts[0].to, held);
+    let (ts, _) = r.step(Input::Connected { via: None }, at(4));
+    assert_eq!(ts[0].to, State::Connected);
+    let (ts, effects) = r.step(Input::Waiting { reason: None }, at(5));
+    assert_eq!(ts[0].to, State::Waiting { reason: None });
+    assert!(
+        !effects.contains(&Effect::Dropped),
+        "a live ending is no drop"
+    );
+    // Starting an account that waits changes nothing: it is running.
+    let (ts, effects) = r.step(
+        Input::Start {
+            by: TriggeredBy::Operator,
+        },
+        at(6),
+    );
+    assert!(ts.is_empty() && effects.is_empty(), "{ts:?} {effects:?}");
+}
+
+#[test]
+fn a_failure_while_waiting_is_a_drop_and_backs_off() {
+    let mut r = Run::new(account(State::Waiting { reason: None }));
+    let (ts, effects) = r.step(
+        Input::Ended {
+            reason: Reason::Network,
+            detail: None,
+        },
+        at(100),
+    );
+    assert_eq!(kinds(&ts), vec![StateKind::Backoff]);
+    assert!(effects.contains(&Effect::Dropped));
+    // A long wait is a success: the retry count had started over.
+    assert!(matches!(ts[0].to, State::Backoff { attempt: 1, .. }));
+}
+
+#[test]
+fn a_blocked_device_pauses_until_a_person_acts() {
+    let mut r = Run::new(account(State::Connecting));
+    let (ts, _) = r.step(
+        Input::Ended {
+            reason: Reason::Blocked,
+            detail: None,
+        },
+        at(1),
+    );
+    assert_eq!(
+        ts[0].to,
+        State::Paused {
+            until: None,
+            reason: Reason::Blocked
+        }
+    );
+    assert_eq!(r.lc.wake, None);
+    let (_, effects) = r.step(Input::ForceRetry, at(2));
+    assert!(effects.contains(&Effect::Pace), "{effects:?}");
+}
+
+#[test]
+fn an_unknown_remote_user_needs_a_person() {
+    let mut r = Run::new(account(State::Connecting));
+    let (ts, _) = r.step(
+        Input::Ended {
+            reason: Reason::NotFound,
+            detail: None,
+        },
+        at(1),
+    );
+    assert_eq!(
+        ts[0].to,
+        State::NeedsOperator {
+            reason: Reason::NotFound
+        }
+    );
 }
 
 fn any_reason() -> impl Strategy<Value = Reason> {
@@ -589,6 +685,8 @@ fn any_reason() -> impl Strategy<Value = Reason> {
         Just(Reason::RateLimited),
         Just(Reason::QrExpired),
         Just(Reason::RestartRequired),
+        Just(Reason::NotFound),
+        Just(Reason::Blocked),
     ]
 }
 
@@ -597,6 +695,7 @@ fn any_state() -> impl Strategy<Value = State> {
         Just(State::INITIAL),
         Just(State::Connecting),
         Just(State::Connected),
+        Just(State::Waiting { reason: None }),
         Just(State::Linking),
         any_reason().prop_map(|reason| State::Backoff {
             attempt: 1,
@@ -637,6 +736,10 @@ fn any_input() -> impl Strategy<Value = Input> {
         Just(Input::HoldStopped),
         Just(Input::Shutdown),
         (any::<Option<String>>()).prop_map(|via| Input::Connected { via }),
+        Just(Input::Waiting { reason: None }),
+        Just(Input::Waiting {
+            reason: Some(Reason::RateLimited)
+        }),
         Just(Input::Link(crate::connector::LinkCode {
             mode: LinkMode::Qr,
             code: "2@x".into(),
@@ -699,13 +802,14 @@ proptest! {
                 }
                 prop_assert!(r.lc.desired && r.lc.supported);
             }
-            let holds = matches!(r.lc.state.kind(), StateKind::Connecting | StateKind::Linking | StateKind::Connected);
+            let holds = matches!(r.lc.state.kind(), StateKind::Connecting | StateKind::Linking | StateKind::Connected | StateKind::Waiting);
             prop_assert_eq!(r.lc.connection, holds, "{:?} after {:?}", r.lc.state, input);
             if !is_operator {
                 let waiting = match &before.state {
                     State::NeedsOperator { .. } => true,
                     State::Paused { reason: Reason::Banned { until: Some(u) }, .. } => now < *u,
                     State::Paused { reason: Reason::Banned { until: None }, .. } => true,
+                    State::Paused { reason: Reason::Blocked, .. } => true,
                     _ => false,
                 } || matches!(before.breaker, Breaker::Open { until, .. } if now < until);
                 prop_assert!(!(waiting && connects), "connected on its own from {:?} on {:?}", before.state, input);
