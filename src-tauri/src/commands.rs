@@ -206,10 +206,10 @@ pub async fn choose_export_path(app: AppHandle, what: ExportWhat) -> CommandResu
     let (tx, rx) = tokio::sync::oneshot::channel();
     let name = format!(
         "lifeline-{}.csv",
-        if what == ExportWhat::Sessions {
-            "sessions"
-        } else {
-            "events"
+        match what {
+            ExportWhat::Sessions => "sessions",
+            ExportWhat::Events => "events",
+            ExportWhat::Lives => "lives",
         }
     );
     app.dialog()

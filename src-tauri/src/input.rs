@@ -45,6 +45,7 @@ pub fn export(req: &ExportRequest) -> Result<(ExportKind, ExportFilter), InputEr
     let kind = match req.what {
         ExportWhat::Sessions => ExportKind::Sessions,
         ExportWhat::Events => ExportKind::Events,
+        ExportWhat::Lives => ExportKind::Lives,
     };
     Ok((
         kind,

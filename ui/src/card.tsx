@@ -50,6 +50,7 @@ export type CardAction =
 /** A symbol per state so the badge never relies on colour alone. */
 const SYMBOL: Record<Card["state"], string> = {
   connected: "●",
+  waiting: "○",
   connecting: "◔",
   backoff: "↻",
   paused: "❚❚",
@@ -62,7 +63,12 @@ export function StateBadge({ card }: { card: Card }) {
   const { t } = useI18n();
   return (
     <span class={`badge state-${card.state}`} data-state={card.state}>
-      <span aria-hidden="true">{SYMBOL[card.state]}</span> {stateLabel(t, card.state)}
+      <span aria-hidden="true">{SYMBOL[card.state]}</span>{" "}
+      {card.kind === "tiktok" && card.state === "waiting"
+        ? t("waitingForLive")
+        : card.kind === "tiktok" && card.state === "connected"
+          ? t("inLive")
+          : stateLabel(t, card.state)}
     </span>
   );
 }

@@ -97,6 +97,7 @@ export function AddAccount(props: {
   const [kind, setKind] = useState<Kind>(props.kind ?? "websocket");
   const [name, setName] = useState("");
   const [url, setUrl] = useState("");
+  const [user, setUser] = useState("");
   const [header, setHeader] = useState("Authorization");
   const [secret, setSecret] = useState("");
   const [priority, setPriority] = useState("100");
@@ -124,7 +125,7 @@ export function AddAccount(props: {
       const card = await props.backend.addAccount({
         kind,
         name,
-        url: kind === "websocket" ? url : null,
+        url: kind === "websocket" ? url : kind === "tiktok" ? user : null,
         header_name: kind === "websocket" && secret ? header : null,
         header_secret: kind === "websocket" && secret ? secret : null,
         priority: p,
@@ -143,7 +144,7 @@ export function AddAccount(props: {
       <form onSubmit={submit}>
         <fieldset class="row">
           <legend>{t("kind")}</legend>
-          {(["websocket", "whatsapp"] as Kind[]).map((k) => (
+          {(["websocket", "whatsapp", "tiktok"] as Kind[]).map((k) => (
             <label key={k}>
               <input
                 type="radio"
@@ -160,7 +161,18 @@ export function AddAccount(props: {
           {t("name")}
           <input name="name" required maxLength={120} value={name} onInput={(e) => setName(val(e))} />
         </label>
-        {kind === "websocket" ? (
+        {kind === "tiktok" ? (
+          <label>
+            {t("tiktokUser")}
+            <input
+              name="user"
+              required
+              placeholder="@tokomawar"
+              value={user}
+              onInput={(e) => setUser(val(e))}
+            />
+          </label>
+        ) : kind === "websocket" ? (
           <>
             <label>
               {t("url")}
@@ -374,6 +386,10 @@ export function ExportDialog(props: { backend: Backend; cards: Card[]; onClose: 
           <label>
             <input type="radio" name="what" checked={what === "events"} onChange={() => setWhat("events")} />{" "}
             {t("eventsWhat")}
+          </label>
+          <label>
+            <input type="radio" name="what" checked={what === "lives"} onChange={() => setWhat("lives")} />{" "}
+            {t("livesWhat")}
           </label>
         </fieldset>
         <label>

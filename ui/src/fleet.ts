@@ -10,6 +10,7 @@ import type { Card, FleetDelta, StateName } from "./generated/api";
 
 export const STATES: StateName[] = [
   "connected",
+  "waiting",
   "connecting",
   "backoff",
   "paused",

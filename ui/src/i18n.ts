@@ -11,6 +11,7 @@ import type { AlertInfo, Language, ReasonInfo, StateName, TrayLabels } from "./g
 const en = {
   appTitle: "Lifeline",
   "state.connected": "Connected",
+  "state.waiting": "Waiting",
   "state.connecting": "Connecting",
   "state.backoff": "Recovering",
   "state.paused": "Paused",
@@ -76,6 +77,10 @@ const en = {
   kind: "Kind",
   websocket: "WebSocket",
   whatsapp: "WhatsApp",
+  tiktok: "TikTok LIVE",
+  tiktokUser: "TikTok creator (@name)",
+  waitingForLive: "Waiting for a live",
+  inLive: "In a live",
   name: "Name",
   url: "WebSocket URL",
   header: "Header name",
@@ -118,6 +123,7 @@ const en = {
   what: "What",
   sessions: "Sessions",
   eventsWhat: "Events",
+  livesWhat: "Lives (TikTok)",
   account: "Account",
   allAccounts: "All accounts",
   since: "Since",
@@ -280,6 +286,7 @@ export type Key = keyof typeof en;
 const id: Record<Key, string> = {
   appTitle: "Lifeline",
   "state.connected": "Terhubung",
+  "state.waiting": "Menunggu",
   "state.connecting": "Menghubungkan",
   "state.backoff": "Memulihkan",
   "state.paused": "Dijeda",
@@ -344,6 +351,10 @@ const id: Record<Key, string> = {
   kind: "Jenis",
   websocket: "WebSocket",
   whatsapp: "WhatsApp",
+  tiktok: "TikTok LIVE",
+  tiktokUser: "Kreator TikTok (@nama)",
+  waitingForLive: "Menunggu siaran langsung",
+  inLive: "Sedang siaran langsung",
   name: "Nama",
   url: "URL WebSocket",
   header: "Nama header",
@@ -383,6 +394,7 @@ const id: Record<Key, string> = {
   what: "Data",
   sessions: "Sesi",
   eventsWhat: "Peristiwa",
+  livesWhat: "Siaran langsung (TikTok)",
   account: "Akun",
   allAccounts: "Semua akun",
   since: "Sejak",
@@ -567,6 +579,8 @@ const reasonsEn: Record<string, string> = {
   unsupported: "this Lifeline cannot connect accounts of this kind — update Lifeline",
   "restart-required": "the server asked for a reconnect",
   "not-linked": "not linked yet — link it with a QR code or a pair code",
+  "not-found": "the service has no such user — check the name and add the account again",
+  blocked: "the service blocked this device — try another proxy, then Start",
 };
 
 const reasonsId: Record<string, string> = {
@@ -596,6 +610,8 @@ const reasonsId: Record<string, string> = {
   unsupported: "Lifeline ini tidak dapat menghubungkan akun jenis ini — perbarui Lifeline",
   "restart-required": "server meminta sambung ulang",
   "not-linked": "belum ditautkan — tautkan dengan kode QR atau kode pasangan",
+  "not-found": "layanan tidak mengenal pengguna ini — periksa namanya lalu tambahkan akun lagi",
+  blocked: "layanan memblokir perangkat ini — coba proxy lain, lalu Mulai",
 };
 
 const tables: Record<Language, Record<Key, string>> = { en, id };

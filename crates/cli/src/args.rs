@@ -123,6 +123,8 @@ pub enum AccountCommand {
 pub enum KindArg {
     Websocket,
     Whatsapp,
+    /// A TikTok creator whose lives are watched and recorded (needs --user).
+    Tiktok,
 }
 
 impl From<KindArg> for AccountKind {
@@ -130,6 +132,7 @@ impl From<KindArg> for AccountKind {
         match k {
             KindArg::Websocket => AccountKind::Websocket,
             KindArg::Whatsapp => AccountKind::Whatsapp,
+            KindArg::Tiktok => AccountKind::Tiktok,
         }
     }
 }
@@ -142,8 +145,11 @@ pub struct AddArgs {
     #[arg(long)]
     pub name: String,
     /// Endpoint of a websocket account (ws:// or wss://).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "user")]
     pub url: Option<String>,
+    /// The creator a TikTok account watches: @name (or the creator's tiktok.com page).
+    #[arg(long, value_name = "@NAME")]
+    pub user: Option<String>,
     /// Restore order at startup, 0–1000, higher first.
     #[arg(long, default_value_t = lifeline_engine::model::DEFAULT_PRIORITY, allow_negative_numbers = true)]
     pub priority: i64,
@@ -195,6 +201,8 @@ pub enum AutorecoverMode {
 pub enum WhatArg {
     Sessions,
     Events,
+    /// Lives recorded for TikTok accounts: one row each, with their counts.
+    Lives,
 }
 
 #[derive(Debug, Args)]

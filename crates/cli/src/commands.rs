@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
 use lifeline_engine::export::{self, ExportFilter, ExportKind};
-use lifeline_engine::model::{HeaderRef, NewAccount, SecretName};
+use lifeline_engine::model::{AccountKind, HeaderRef, NewAccount, SecretName};
 use lifeline_engine::ops::{Action, Control, Queued, Target};
 use lifeline_engine::policy::{PolicyConfig, Preset};
 use lifeline_engine::secrets::{self, KeyringSecretStore, SecretValue};
@@ -62,7 +62,12 @@ async fn dispatch(dir: &DataDir, store: Store, command: Command) -> Result {
 
 async fn account_add(ops: &Queued, a: AddArgs) -> Result {
     let mut new = NewAccount::new(a.kind.into(), a.name);
-    new.url = a.url;
+    new.url = match (new.kind, a.user) {
+        // A TikTok account keeps its creator's page as its URL (`--url` may give that page).
+        (AccountKind::Tiktok, user) => user.or(a.url),
+        (_, None) => a.url,
+        (_, Some(_)) => return Err(InputError::UserNotAllowed.into()),
+    };
     new.priority = a.priority;
     new.country = a.country;
     new.proxy_url = a.proxy;
@@ -146,6 +151,7 @@ async fn export(store: &Store, a: ExportArgs) -> Result {
     let kind = match a.what {
         WhatArg::Sessions => ExportKind::Sessions,
         WhatArg::Events => ExportKind::Events,
+        WhatArg::Lives => ExportKind::Lives,
     };
     let show_progress = std::io::stderr().is_terminal();
     let progress = move |n: u64| {

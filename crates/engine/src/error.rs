@@ -32,6 +32,8 @@ pub enum InputError {
     MissingUrl,
     #[error("WhatsApp accounts connect to WhatsApp's own servers; leave out --url.")]
     UrlNotAllowed,
+    #[error("--user names the creator of a TikTok account; use it with --kind tiktok.")]
+    UserNotAllowed,
     #[error("A TikTok account needs the creator's user name: --user @name.")]
     MissingTiktokUser,
     #[error(

@@ -27,6 +27,9 @@ use lifeline_websocket::WebSocketConnector;
 /// True in builds that accept the offline WhatsApp peer's unsigned certificates: such a build
 /// must never talk to real WhatsApp, and every face says so when it starts.
 pub use lifeline_whatsapp::TEST_PEER_BUILD;
+use lifeline_tiktok::TikTokConnector;
+use lifeline_tiktok::api::Endpoints;
+use lifeline_tiktok::pace::Budget;
 use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -46,17 +49,27 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// Every connector Lifeline has (WebSocket, WhatsApp) and the OS keyring.
+    /// Every connector Lifeline has (WebSocket, WhatsApp, TikTok) and the OS keyring.
     pub fn system(dir: &DataDir) -> Self {
         let whatsapp = WhatsAppConnector::new(dir.root(), Endpoint::from_env());
         Self {
             connectors: Connectors::new()
                 .with(AccountKind::Websocket, Arc::new(WebSocketConnector))
-                .with(AccountKind::Whatsapp, Arc::new(whatsapp)),
+                .with(AccountKind::Whatsapp, Arc::new(whatsapp))
+                .with(AccountKind::Tiktok, Arc::new(tiktok_connector())),
             secrets: Arc::new(KeyringSecretStore),
             webhooks: webhook_config(),
         }
     }
+}
+
+/// The TikTok connector as the environment configures it (`LIFELINE_TIKTOK_*`); a value it
+/// cannot use is reported and TikTok's own servers and the default budget are kept.
+pub fn tiktok_connector() -> TikTokConnector {
+    TikTokConnector::from_env().unwrap_or_else(|e| {
+        tracing::error!("{e}; TikTok's own servers and the default polling budget apply");
+        TikTokConnector::new(Endpoints::tiktok(), Budget::default())
+    })
 }
 
 /// Environment variable that replaces the webhook retry schedule (`0,5s,5m,…`), for staging

@@ -18,7 +18,7 @@ pub enum LinkRequest {
 pub struct NewAccountInput {
     pub kind: Kind,
     pub name: String,
-    /// WebSocket only.
+    /// A WebSocket account's URL, or the creator a TikTok account watches (`@name`).
     pub url: Option<String>,
     /// WebSocket only: a header sent on connect, valued from a named keyring secret.
     pub header_name: Option<String>,

@@ -26,6 +26,8 @@ pub struct PresetInfo {
 pub enum ExportWhat {
     Sessions,
     Events,
+    /// TikTok creators' lives, with their counts.
+    Lives,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, TS)]

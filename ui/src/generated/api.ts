@@ -1,9 +1,9 @@
 // Generated from src-tauri (api.rs, error.rs, names.rs) by
 // `UPDATE_BINDINGS=1 cargo test -p lifeline-desktop bindings`. Do not edit.
 
-export type StateName = "stopped" | "linking" | "connecting" | "connected" | "backoff" | "paused" | "needs_operator";
+export type StateName = "stopped" | "linking" | "connecting" | "connected" | "waiting" | "backoff" | "paused" | "needs_operator";
 
-export type Kind = "websocket" | "whatsapp";
+export type Kind = "websocket" | "whatsapp" | "tiktok";
 
 export type ReasonInfo = { code: string, 
 /**
@@ -21,7 +21,7 @@ until: string | null, };
 
 export type Card = { id: number, name: string, kind: Kind, 
 /**
- * The endpoint (WebSocket URL) or "WhatsApp".
+ * The endpoint (WebSocket URL), the TikTok creator (`@user`) or "WhatsApp".
  */
 target: string, country: string | null, priority: number, desired: boolean, muted: boolean, state: StateName, reason: ReasonInfo | null, 
 /**
@@ -90,7 +90,7 @@ export type LinkRequest = { "mode": "qr" } | { "mode": "phone_code", phone: stri
 
 export type NewAccountInput = { kind: Kind, name: string, 
 /**
- * WebSocket only.
+ * A WebSocket account's URL, or the creator a TikTok account watches (`@name`).
  */
 url: string | null, 
 /**
@@ -160,7 +160,7 @@ export type PolicyValues = Record<string, Record<string, number | boolean>>;
 
 export type PresetInfo = { name: "careful" | "balanced" | "fast", values: PolicyValues, };
 
-export type ExportWhat = "sessions" | "events";
+export type ExportWhat = "sessions" | "events" | "lives";
 
 export type ExportRequest = { path: string, what: ExportWhat, account: number | null, 
 /**
