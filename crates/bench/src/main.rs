@@ -4,7 +4,7 @@
 //! - `lifeline-bench --quick`: the CI-sized run (about 2 minutes in release; 4.5 with the
 //!   WhatsApp soak);
 //! - `lifeline-bench all`: the full run (1000 accounts, 1M-row export, 10-minute soaks);
-//! - `lifeline-bench supervise|export|soak`: one part, with its own sizes.
+//! - `lifeline-bench supervise|webhooks|export|tiktok|soak`: one part, with its own sizes.
 //!
 //! The WhatsApp soak needs a build with the `test-peer` feature (its client accepts the offline
 //! peer's certificates): `cargo build --release -p lifeline-bench --features test-peer`, apart
@@ -20,6 +20,7 @@ mod soak;
 mod soak_wa;
 mod supervise;
 mod table;
+mod tiktok;
 mod webhooks;
 
 use std::path::PathBuf;
@@ -74,6 +75,17 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         samples: usize,
     },
+    /// TikTok creators: polling vs its budget, live start -> joined vs the poll interval, RSS.
+    Tiktok {
+        #[arg(long, default_value_t = 1000)]
+        creators: usize,
+        #[arg(long, default_value_t = 100)]
+        lives: usize,
+        #[arg(long, default_value_t = 10)]
+        poll_seconds: u64,
+        #[arg(long, default_value_t = 7200)]
+        requests_per_minute: u32,
+    },
     /// CSV export vs `sqlite3 -csv` over the same query.
     Export {
         #[arg(long, default_value_t = 1_000_000)]
@@ -122,6 +134,7 @@ struct Sizes {
     supervise: supervise::Plan,
     /// Accounts and single-drop samples of the webhook benchmark.
     webhooks: (usize, usize),
+    tiktok: tiktok::Plan,
     export_rows: u64,
     soak: soak::Plan,
     whatsapp: soak::Plan,
@@ -135,6 +148,13 @@ const QUICK: Sizes = Sizes {
         stalls: 50,
     },
     webhooks: (200, 50),
+    tiktok: tiktok::Plan {
+        creators: 200,
+        lives: 20,
+        poll_interval: Duration::from_secs(5),
+        requests_per_minute: 3000,
+        window: Duration::from_secs(15),
+    },
     export_rows: 200_000,
     soak: soak::Plan {
         accounts: 200,
@@ -157,6 +177,7 @@ fn full(seed: u64) -> Sizes {
             stalls: 100,
         },
         webhooks: (1000, 200),
+        tiktok: tiktok_plan(1000, 100, 10, 7200),
         export_rows: 1_000_000,
         soak: soak::Plan {
             accounts: 1000,
@@ -168,6 +189,17 @@ fn full(seed: u64) -> Sizes {
             duration: Duration::from_secs(600),
             seed,
         },
+    }
+}
+
+fn tiktok_plan(creators: usize, lives: usize, poll_seconds: u64, rpm: u32) -> tiktok::Plan {
+    let poll_interval = Duration::from_secs(poll_seconds.max(1));
+    tiktok::Plan {
+        creators,
+        lives,
+        poll_interval,
+        requests_per_minute: rpm,
+        window: (poll_interval * 3).max(Duration::from_secs(15)),
     }
 }
 
@@ -200,7 +232,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         (false, Some(Cmd::All { seed })) => full(seed),
         (true, Some(_)) => anyhow::bail!("--quick runs everything; give it no subcommand"),
         (false, None) => {
-            anyhow::bail!("say what to run: --quick, all, supervise, export or soak (see --help)")
+            anyhow::bail!(
+                "say what to run: --quick, all, supervise, webhooks, export, tiktok or soak (see --help)"
+            )
         }
         (false, Some(Cmd::SimServer)) => return supervise::sim_server().await.map(|()| true),
         (
@@ -259,6 +293,29 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             print_table("webhooks", &rows);
             return Ok(true);
         }
+        (
+            false,
+            Some(Cmd::Tiktok {
+                creators,
+                lives,
+                poll_seconds,
+                requests_per_minute,
+            }),
+        ) => {
+            anyhow::ensure!(
+                requests_per_minute > 0,
+                "--requests-per-minute must be at least 1"
+            );
+            let rows = tiktok::run(tiktok_plan(
+                creators,
+                lives,
+                poll_seconds,
+                requests_per_minute,
+            ))
+            .await?;
+            print_table("tiktok", &rows);
+            return Ok(true);
+        }
         (false, Some(Cmd::Export { rows })) => {
             let rows = export::run(rows).await?;
             print_table("export", &rows);
@@ -303,6 +360,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut rows = export::run(sizes.export_rows).await?;
     rows.extend(supervise::run(sizes.supervise).await?);
     rows.extend(webhooks::run(sizes.webhooks.0, sizes.webhooks.1).await?);
+    rows.extend(tiktok::run(sizes.tiktok).await?);
     let mut outcome = soak::run(sizes.soak).await?;
     outcome.merge(whatsapp_soak(sizes.whatsapp, false).await?);
     rows.extend(outcome.rows.iter().cloned());

@@ -500,6 +500,27 @@ fn urls_secrets_and_phone_numbers_that_cannot_work_are_refused_naming_them() {
         assert!(msg.contains(&format!("'{phone}'")), "{phone:?}: {msg}");
         assert!(msg.contains("international form"), "{phone:?}: {msg}");
     }
+    // TikTok creators: a name TikTok could not have, none at all, or --user on another kind.
+    for user in [
+        "@a",
+        "@toko mawar",
+        "@toko!",
+        "@namethatiswaytoolongfortiktok",
+        "@dot.",
+        "",
+    ] {
+        let msg = bad_input(
+            d,
+            &[
+                "account", "add", "--kind", "tiktok", "--name", "live", "--user", user,
+            ],
+        );
+        assert!(msg.contains(&format!("'{user}'")), "{user:?}: {msg}");
+    }
+    let msg = bad_input(d, &["account", "add", "--kind", "tiktok", "--name", "live"]);
+    assert!(msg.contains("--user @name"), "{msg}");
+    let msg = add(&["--url", "ws://h/x", "--user", "@tokomawar"]);
+    assert!(msg.contains("--user"), "{msg}");
     let msg = bad_input(d, &["link", "99", "--phone", "+6281234567890"]);
     assert!(msg.contains("99"), "{msg}");
     assert!(

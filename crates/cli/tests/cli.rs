@@ -386,3 +386,51 @@ fn link_checks_its_input_and_reports_an_unreachable_server() {
     ok(d, &["account", "remove", wa.trim()]);
     assert!(!store.exists());
 }
+
+#[test]
+fn a_tiktok_creator_is_added_by_user_name_or_page_and_lives_export_with_a_header() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let add = |name: &str, user: &str| {
+        ok(
+            d,
+            &[
+                "account",
+                "add",
+                "--kind",
+                "tiktok",
+                "--name",
+                name,
+                "--user",
+                user,
+                "--stopped",
+            ],
+        )
+    };
+    add("Toko Mawar live", "@TokoMawar");
+    add("Melati", "https://www.tiktok.com/@melati.id/live?lang=id");
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(d, &["account", "list", "--json"])).expect("json");
+    let urls: Vec<&str> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|a| {
+            assert_eq!(a["kind"], "tiktok");
+            a["url"].as_str().expect("url")
+        })
+        .collect();
+    assert!(
+        urls.contains(&"https://www.tiktok.com/@tokomawar/live"),
+        "{urls:?}"
+    );
+    assert!(
+        urls.contains(&"https://www.tiktok.com/@melati.id/live"),
+        "{urls:?}"
+    );
+    let csv = ok(d, &["export", "--what", "lives", "--out", "-"]);
+    assert_eq!(
+        csv.trim_end(),
+        "live_id,account_id,account_name,account_handle,remote_key,started_at,ended_at,duration_s,ended_how"
+    );
+}

@@ -21,15 +21,15 @@ use lifeline_engine::supervisor::{StartupReport, Supervisor, SupervisorDeps, que
 
 use lifeline_engine::time::Timestamp;
 use lifeline_engine::{DataDir, Error, Store, SupervisorLock};
+use lifeline_tiktok::TikTokConnector;
+use lifeline_tiktok::api::Endpoints;
+use lifeline_tiktok::pace::Budget;
 pub use lifeline_webhooks::Notice as WebhookNotice;
 use lifeline_webhooks::WorkerConfig;
 use lifeline_websocket::WebSocketConnector;
 /// True in builds that accept the offline WhatsApp peer's unsigned certificates: such a build
 /// must never talk to real WhatsApp, and every face says so when it starts.
 pub use lifeline_whatsapp::TEST_PEER_BUILD;
-use lifeline_tiktok::TikTokConnector;
-use lifeline_tiktok::api::Endpoints;
-use lifeline_tiktok::pace::Budget;
 use lifeline_whatsapp::{Endpoint, WhatsAppConnector};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -52,11 +52,14 @@ impl Parts {
     /// Every connector Lifeline has (WebSocket, WhatsApp, TikTok) and the OS keyring.
     pub fn system(dir: &DataDir) -> Self {
         let whatsapp = WhatsAppConnector::new(dir.root(), Endpoint::from_env());
+        let mut connectors = Connectors::new()
+            .with(AccountKind::Websocket, Arc::new(WebSocketConnector))
+            .with(AccountKind::Whatsapp, Arc::new(whatsapp));
+        if let Some(tiktok) = tiktok_connector() {
+            connectors = connectors.with(AccountKind::Tiktok, Arc::new(tiktok));
+        }
         Self {
-            connectors: Connectors::new()
-                .with(AccountKind::Websocket, Arc::new(WebSocketConnector))
-                .with(AccountKind::Whatsapp, Arc::new(whatsapp))
-                .with(AccountKind::Tiktok, Arc::new(tiktok_connector())),
+            connectors,
             secrets: Arc::new(KeyringSecretStore),
             webhooks: webhook_config(),
         }
@@ -64,12 +67,21 @@ impl Parts {
 }
 
 /// The TikTok connector as the environment configures it (`LIFELINE_TIKTOK_*`); a value it
-/// cannot use is reported and TikTok's own servers and the default budget are kept.
-pub fn tiktok_connector() -> TikTokConnector {
-    TikTokConnector::from_env().unwrap_or_else(|e| {
+/// cannot use is reported and TikTok's own servers and the default budget are kept. `None`
+/// (reported) when no HTTP client can be set up: TikTok accounts then say this build cannot
+/// connect them, and everything else runs.
+pub fn tiktok_connector() -> Option<TikTokConnector> {
+    let connector = TikTokConnector::from_env().or_else(|e| {
         tracing::error!("{e}; TikTok's own servers and the default polling budget apply");
         TikTokConnector::new(Endpoints::tiktok(), Budget::default())
-    })
+    });
+    match connector {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!("{e}; TikTok accounts cannot connect");
+            None
+        }
+    }
 }
 
 /// Environment variable that replaces the webhook retry schedule (`0,5s,5m,…`), for staging

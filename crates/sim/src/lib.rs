@@ -9,6 +9,7 @@
 //! chaos soak runs under.
 
 pub mod proxy;
+pub mod tiktok;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

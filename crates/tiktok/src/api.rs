@@ -69,13 +69,15 @@ impl Endpoints {
     /// `LIFELINE_TIKTOK_SIGNER_URL` is set, with its key in the keyring secret named by
     /// `LIFELINE_TIKTOK_SIGNER_SECRET` (default `tiktok-signer`). Overriding the URL changes
     /// where requests go, never how an answer is checked: https stays verified.
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, SetupError> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let parse = |k: &str, v: &str| {
             url::Url::parse(v.trim())
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
-                .ok_or_else(|| format!("{k}='{v}' is not an http:// or https:// URL"))
+                .ok_or_else(|| {
+                    SetupError::Setting(format!("{k}='{v}' is not an http:// or https:// URL"))
+                })
         };
         let mut e = match var("LIFELINE_TIKTOK_URL") {
             Some(v) => Self::at(parse("LIFELINE_TIKTOK_URL", &v)?),
@@ -86,11 +88,23 @@ impl Endpoints {
                 var("LIFELINE_TIKTOK_SIGNER_SECRET").unwrap_or_else(|| "tiktok-signer".into());
             e.signer = Some(Signer {
                 url: parse("LIFELINE_TIKTOK_SIGNER_URL", &v)?,
-                key: SecretName::parse(&secret).map_err(|e| e.to_string())?,
+                key: SecretName::parse(&secret).map_err(|e| {
+                    SetupError::Setting(format!("LIFELINE_TIKTOK_SIGNER_SECRET: {e}"))
+                })?,
             });
         }
         Ok(e)
     }
+}
+
+/// Why the connector cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A `LIFELINE_TIKTOK_*` setting Lifeline cannot use.
+    #[error("{0}")]
+    Setting(String),
+    #[error("cannot set up an HTTP client for TikTok: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 /// Why a call failed.
@@ -197,10 +211,11 @@ struct LiveRoom {
 
 #[derive(Debug, Deserialize)]
 struct AliveAnswer {
-    #[serde(default)]
+    /// The webcast API says `status_code`; its verify answers say `statusCode`.
+    #[serde(default, alias = "statusCode")]
     status_code: i64,
     #[serde(default)]
-    data: Vec<AliveRoom>,
+    data: Option<Vec<AliveRoom>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,15 +235,14 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(endpoints: Endpoints, timeout: Duration) -> Self {
+    pub fn new(endpoints: Endpoints, timeout: Duration) -> Result<Self, SetupError> {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .unwrap_or_default();
-        Self { http, endpoints }
+            .build()?;
+        Ok(Self { http, endpoints })
     }
 
     fn url(base: &url::Url, path: &str, query: &[(&str, &str)]) -> url::Url {
@@ -319,6 +333,7 @@ impl Api {
         check_status(answer.status_code)?;
         Ok(answer
             .data
+            .unwrap_or_default()
             .into_iter()
             .map(|r| {
                 let id = if r.room_id_str.is_empty() {
@@ -343,9 +358,8 @@ impl Api {
             .collect::<Vec<_>>()
             .join("; ");
         if cookie.is_empty() {
-            return Err(CallError::Unreadable(
-                "no session cookie on the creator's page".into(),
-            ));
+            // TikTok hands every visitor this cookie; a page without one is its verify wall.
+            return Err(CallError::RateLimited { captcha: true });
         }
         Ok(cookie)
     }

@@ -123,10 +123,16 @@ pub async fn run(
     }
     let report = |live: &Live| ConnEvent::Session(Box::new(live.session(None)));
     let _ = events.send(report(live)).await;
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + join.heartbeat, join.heartbeat);
+    // As often as TikTok asks, or as the account's keepalive, whichever is shorter: TikTok
+    // answers every heartbeat, which is what proves the feed alive to the health pass.
+    let beat = join
+        .heartbeat
+        .min(cfg.keepalive())
+        .max(Duration::from_millis(50));
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + beat, beat);
     let mut reporting = tokio::time::interval_at(Instant::now() + report_every, report_every);
-    // TikTok answers every heartbeat: three heartbeats without a frame is a stalled feed.
-    let silence = join.heartbeat * 3;
+    // Three heartbeats without a frame is a stalled feed.
+    let silence = beat * 3 + cfg.pong_timeout();
     let stalled = sleep(silence);
     tokio::pin!(stalled);
     let mut reported = live.clone();
@@ -182,7 +188,13 @@ pub async fn run(
                     tracing::debug!(account = request.account.id.0, "unreadable live payload skipped");
                     continue;
                 };
-                if result.needs_ack {
+                // Counted before the acknowledgement: a server that closes right after its
+                // last frame (the broadcast's end) must not cost that frame's messages.
+                let mut ended = false;
+                for m in &result.messages {
+                    ended |= live.apply(m);
+                }
+                if result.needs_ack && !ended {
                     let ack = PushFrame {
                         log_id: frame.log_id,
                         payload_type: "ack".into(),
@@ -193,10 +205,6 @@ pub async fn run(
                         let (reason, detail) = lifeline_websocket::classify(&e);
                         return FeedEnd::Dropped(reason, detail);
                     }
-                }
-                let mut ended = false;
-                for m in &result.messages {
-                    ended |= live.apply(m);
                 }
                 if ended {
                     let _ = tokio::time::timeout(cfg.close_timeout() / 2, ws.close(None)).await;

@@ -25,7 +25,7 @@ use lifeline_engine::state::Reason;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use api::{Api, CallError, Endpoints};
+use api::{Api, CallError, Endpoints, SetupError};
 use feed::FeedEnd;
 use live::{END_ENDED, END_MISSED, Live};
 use pace::{Budget, Poller};
@@ -38,19 +38,19 @@ pub struct TikTokConnector {
 }
 
 impl TikTokConnector {
-    pub fn new(endpoints: Endpoints, budget: Budget) -> Self {
-        Self {
+    pub fn new(endpoints: Endpoints, budget: Budget) -> Result<Self, SetupError> {
+        Ok(Self {
             poller: Arc::new(Poller::new(
-                Api::new(endpoints, Duration::from_secs(15)),
+                Api::new(endpoints, Duration::from_secs(15))?,
                 budget,
             )),
             report_every: Duration::from_secs(30),
-        }
+        })
     }
 
     /// TikTok's servers (or `LIFELINE_TIKTOK_URL`), with the budget from the environment.
-    pub fn from_env() -> Result<Self, String> {
-        Ok(Self::new(Endpoints::from_env()?, Budget::from_env()?))
+    pub fn from_env() -> Result<Self, SetupError> {
+        Self::new(Endpoints::from_env()?, Budget::from_env()?)
     }
 
     /// How often a running live's counts are written (they are written when it ends, too).

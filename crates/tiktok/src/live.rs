@@ -84,11 +84,7 @@ impl Live {
                     self.viewer_samples += 1;
                 }
             }
-            method::CHAT => {
-                if proto::ChatMessage::decode(p).is_ok() {
-                    self.comments += 1;
-                }
-            }
+            method::CHAT if proto::ChatMessage::decode(p).is_ok() => self.comments += 1,
             method::LIKE => {
                 if let Ok(m) = proto::LikeMessage::decode(p) {
                     // The room's own total is exact (likes sent while the feed was down count

@@ -47,9 +47,9 @@ impl Default for Budget {
 impl Budget {
     /// The default, with `LIFELINE_TIKTOK_REQUESTS_PER_MINUTE` and
     /// `LIFELINE_TIKTOK_POLL_SECONDS` when set.
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, crate::api::SetupError> {
         let mut b = Self::default();
-        let num = |k: &str, lo: u64, hi: u64| -> Result<Option<u64>, String> {
+        let num = |k: &str, lo: u64, hi: u64| -> Result<Option<u64>, crate::api::SetupError> {
             match std::env::var(k).ok().filter(|v| !v.trim().is_empty()) {
                 None => Ok(None),
                 Some(v) => v
@@ -58,7 +58,11 @@ impl Budget {
                     .ok()
                     .filter(|n| (lo..=hi).contains(n))
                     .map(Some)
-                    .ok_or_else(|| format!("{k}='{v}' is not a whole number from {lo} to {hi}")),
+                    .ok_or_else(|| {
+                        crate::api::SetupError::Setting(format!(
+                            "{k}='{v}' is not a whole number from {lo} to {hi}"
+                        ))
+                    }),
             }
         };
         if let Some(n) = num("LIFELINE_TIKTOK_REQUESTS_PER_MINUTE", 1, 60_000)? {
