@@ -241,6 +241,38 @@ describe("add account and linking", () => {
     expect(screen.getByRole("heading", { name: "Feed" })).toBeTruthy();
   });
 
+  it("adds a TikTok creator by user name, and its card says when it waits for a live", async () => {
+    const b = new FakeBackend([
+      makeCard(1, { name: "Mawar live", kind: "tiktok", target: "@mawar", state: "waiting" }),
+      makeCard(2, { name: "Melati live", kind: "tiktok", target: "@melati", state: "connected" }),
+      makeCard(3, {
+        name: "Anggrek live",
+        kind: "tiktok",
+        target: "@anggrek",
+        state: "waiting",
+        reason: { code: "rate-limited", status: null, close_code: null, until: null },
+      }),
+    ]);
+    await mount(b);
+    expect(within(card("Mawar live")).getByText("Waiting for a live")).toBeTruthy();
+    expect(within(card("Mawar live")).getByText("@mawar")).toBeTruthy();
+    expect(within(card("Melati live")).getByText("In a live")).toBeTruthy();
+    expect(within(card("Anggrek live")).getByTestId("reason").textContent).toContain("rate limited");
+    // Waiting is up, not a problem: it counts among the healthy states.
+    expect(screen.getByTestId("count-waiting").textContent).toContain("2");
+    fireEvent.click(screen.getByRole("button", { name: "Add account" }));
+    const dialog = await screen.findByRole("dialog", { name: "Add account" });
+    fireEvent.click(within(dialog).getByLabelText("TikTok LIVE"));
+    fireEvent.input(within(dialog).getByLabelText("Name"), { target: { value: "Toko live" } });
+    fireEvent.input(within(dialog).getByLabelText("TikTok creator (@name)"), {
+      target: { value: "@tokomawar" },
+    });
+    fireEvent.submit(within(dialog).getByRole("button", { name: "Add" }));
+    await waitFor(() => expect(screen.queryByRole("dialog")).toBeNull());
+    const call = b.calls.find(([c]) => c === "addAccount");
+    expect(call?.[1]).toMatchObject({ kind: "tiktok", name: "Toko live", url: "@tokomawar", link: null });
+  });
+
   it("keeps the dialog open with the engine's message on invalid input", async () => {
     const b = new FakeBackend();
     await mount(b);
