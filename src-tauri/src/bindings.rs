@@ -31,6 +31,8 @@ fn decls() -> Vec<String> {
         IntervalInfo::decl(),
         EventInfo::decl(),
         HistoryInfo::decl(),
+        LiveInfo::decl(),
+        CountInfo::decl(),
         PolicyValues::decl(),
         PresetInfo::decl(),
         ExportWhat::decl(),

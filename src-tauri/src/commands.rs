@@ -151,7 +151,8 @@ pub async fn account_history(state: Sh<'_>, id: i64, window: String) -> CommandR
         .store
         .account_history(AccountId(id), now - span)
         .await?;
-    Ok(history_info(&h, now))
+    let lives = live.store.remote_sessions(AccountId(id), 20).await?;
+    Ok(history_info(&h, &lives, now))
 }
 
 #[tauri::command]

@@ -125,7 +125,7 @@ export class FakeBackend implements Backend {
   receiverAnswers = 204;
   calls: Array<[string, ...unknown[]]> = [];
   exportPath: string | null = "/tmp/export.csv";
-  history_: HistoryInfo = { since: "", now: "", intervals: [], events: [] };
+  history_: HistoryInfo = { since: "", now: "", intervals: [], events: [], lives: [] };
   /** Set to make the next command fail with this error. */
   failNext: BackendError | null = null;
   private nextId = 1;

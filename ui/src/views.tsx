@@ -5,7 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 import { type Backend, BackendError, type HistoryWindow } from "./backend";
 import { StateBadge } from "./card";
 import { ErrorText } from "./dialogs";
-import type { Card, HistoryInfo, Language, Prefs, Theme } from "./generated/api";
+import type { Card, HistoryInfo, Language, LiveInfo, Prefs, Theme } from "./generated/api";
 import { dateTime, spans } from "./format";
 import { Integrations } from "./integrations";
 import { PolicyForm } from "./policy-form";
@@ -83,6 +83,7 @@ export function Detail(props: { backend: Backend; card: Card; onBack: () => void
         <>
           <h3>{t("timeline")}</h3>
           <Timeline history={history} />
+          {history.lives.length > 0 && <Lives lives={history.lives} />}
           <h3>{t("events")}</h3>
           {history.events.length === 0 ? (
             <p>{t("noEvents")}</p>
@@ -119,6 +120,57 @@ export function Detail(props: { backend: Backend; card: Card; onBack: () => void
     </section>
   );
 }
+
+/** The account's latest lives (TikTok broadcasts) with their counts. */
+function Lives({ lives }: { lives: LiveInfo[] }) {
+  const { t, lang } = useI18n();
+  const names = lives[0]?.counts.map((c) => c.name).filter((n) => COUNT_KEYS[n]) ?? [];
+  return (
+    <>
+      <h3>{t("lives")}</h3>
+      <div class="table-wrap">
+        <table data-testid="lives">
+          <thead>
+            <tr>
+              <th scope="col">{t("liveStarted")}</th>
+              <th scope="col">{t("liveEnded")}</th>
+              {names.map((n) => (
+                <th key={n} scope="col">
+                  {t(COUNT_KEYS[n])}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {lives.map((l) => (
+              <tr key={l.key}>
+                <td>{dateTime(l.started_at, lang)}</td>
+                <td>
+                  {l.ended_at
+                    ? `${dateTime(l.ended_at, lang)}${l.end === "ended-while-away" ? ` (${t("endedAway")})` : ""}`
+                    : t("liveNow")}
+                </td>
+                {names.map((n) => (
+                  <td key={n}>{l.counts.find((c) => c.name === n)?.value ?? ""}</td>
+                ))}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </>
+  );
+}
+
+/** The counts shown, by the connector's names; others stay in the CSV export. */
+const COUNT_KEYS: Record<string, Key> = {
+  peak_viewers: "peakViewers",
+  avg_viewers: "avgViewers",
+  likes: "likes",
+  comments: "comments",
+  gifts: "gifts",
+  follows: "follows",
+};
 
 export function Settings(props: {
   backend: Backend;

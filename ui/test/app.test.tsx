@@ -353,6 +353,7 @@ describe("detail, export and settings", () => {
           by: "engine",
         },
       ],
+      lives: [],
     };
     await mount(b);
     fireEvent.click(screen.getByRole("button", { name: "Details Shop A" }));
@@ -366,6 +367,44 @@ describe("detail, export and settings", () => {
     expect(row.textContent).toContain("engine");
     fireEvent.click(within(detail).getByRole("radio", { name: "7 days" }));
     await waitFor(() => expect(b.calls).toContainEqual(["history", 1, "7d"]));
+  });
+
+  it("detail lists a TikTok creator's lives with their counts", async () => {
+    const b = new FakeBackend([makeCard(1, { name: "Mawar live", kind: "tiktok", state: "waiting" })]);
+    const counts = (likes: number) => [
+      { name: "peak_viewers", value: 480 },
+      { name: "avg_viewers", value: 311 },
+      { name: "likes", value: likes },
+      { name: "comments", value: 12 },
+      { name: "gifts", value: 35 },
+      { name: "follows", value: 2 },
+      { name: "viewer_samples", value: 9 },
+    ];
+    b.history_ = {
+      since: "2026-11-22T10:00:00.000Z",
+      now: "2026-11-23T10:00:00.000Z",
+      intervals: [],
+      events: [],
+      lives: [
+        { key: "73002", started_at: "2026-11-23T08:00:00.000Z", ended_at: null, end: null, counts: counts(4021) },
+        {
+          key: "73001",
+          started_at: "2026-11-22T12:00:00.000Z",
+          ended_at: "2026-11-22T13:00:00.000Z",
+          end: "ended-while-away",
+          counts: counts(98),
+        },
+      ],
+    };
+    await mount(b);
+    fireEvent.click(screen.getByRole("button", { name: "Details Mawar live" }));
+    const table = await within(await screen.findByTestId("detail")).findByTestId("lives");
+    const headers = within(table).getAllByRole("columnheader").map((h) => h.textContent);
+    expect(headers).toEqual(["Started", "Ended", "Peak viewers", "Average viewers", "Likes", "Comments", "Gifts", "Follows"]);
+    const rows = within(table).getAllByRole("row");
+    expect(rows[1].textContent).toContain("live now");
+    expect(rows[1].textContent).toContain("4021");
+    expect(rows[2].textContent).toContain("ended while not watched");
   });
 
   it("export asks for a path, then exports with filters and reports rows", async () => {

@@ -154,7 +154,23 @@ export type HistoryInfo = { since: string, now: string, intervals: Array<Interva
 /**
  * Newest first.
  */
-events: Array<EventInfo>, };
+events: Array<EventInfo>, 
+/**
+ * The latest lives (remote sessions), newest first; empty for kinds that have none.
+ */
+lives: Array<LiveInfo>, };
+
+export type LiveInfo = { 
+/**
+ * The remote's id for it (a room id).
+ */
+key: string, started_at: string, ended_at: string | null, 
+/**
+ * How it ended: `ended`, `ended-while-away`; none while it runs.
+ */
+end: string | null, counts: Array<CountInfo>, };
+
+export type CountInfo = { name: string, value: number, };
 
 export type PolicyValues = Record<string, Record<string, number | boolean>>;
 
