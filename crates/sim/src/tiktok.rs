@@ -289,8 +289,13 @@ pub struct FakeTikTok {
 impl FakeTikTok {
     /// Starts the HTTP server and the live WebSocket server, each on a free loopback port.
     pub async fn start() -> std::io::Result<Self> {
-        let http = TcpListener::bind("127.0.0.1:0").await?;
-        let ws = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on("127.0.0.1:0", "127.0.0.1:0").await
+    }
+
+    /// [`FakeTikTok::start`] on given addresses: the HTTP endpoints, and the live feeds.
+    pub async fn start_on(http: &str, feeds: &str) -> std::io::Result<Self> {
+        let http = TcpListener::bind(http).await?;
+        let ws = TcpListener::bind(feeds).await?;
         let push_url = format!("ws://{}{PUSH_PATH}", ws.local_addr()?);
         let world = Arc::new(Mutex::new(World {
             push_url,
