@@ -18,32 +18,14 @@ use lifeline_engine::supervisor::{Supervisor, SupervisorDeps};
 use lifeline_sim::{Fault, Sim};
 use lifeline_websocket::WebSocketConnector;
 
+mod common;
+use common::{fast_policy, until};
+
 struct World {
     _tmp: tempfile::TempDir,
     store: Store,
     sup: Supervisor,
     sim: Sim,
-}
-
-fn test_policy() -> PolicyConfig {
-    let mut p = PolicyConfig::default();
-    p.connection.connect_timeout_ms = 2_000;
-    p.connection.keepalive_ms = 200;
-    p.connection.pong_timeout_ms = 300;
-    p.connection.close_timeout_ms = 500;
-    p.connection.reconcile_interval_ms = 1_000;
-    p.backoff.base_ms = 20;
-    p.backoff.cap_ms = 200;
-    p.backoff.floor_timeout_ms = 50;
-    p.backoff.floor_refused_ms = 20;
-    p.backoff.floor_closed_ms = 20;
-    p.backoff.floor_network_ms = 20;
-    p.backoff.floor_rate_limited_ms = 100;
-    p.autorecover.start_delay_ms = 0;
-    p.autorecover.concurrency = 64;
-    p.pacing.rate_per_s = 500.0;
-    p.pacing.burst = 50;
-    p
 }
 
 async fn world(n: usize, policy: PolicyConfig) -> World {
@@ -87,22 +69,13 @@ fn state(w: &World, id: AccountId) -> State {
         .expect("view")
 }
 
-/// Polls `cond` until it holds; panics with `what` after `limit`.
-async fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn all_connected(w: &World) -> bool {
     w.sup.views().iter().all(|v| v.state == State::Connected)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_session_reconnects_and_the_drop_is_recorded() {
-    let w = world(1, test_policy()).await;
+    let w = world(1, fast_policy()).await;
     until(Duration::from_secs(10), "connected", || all_connected(&w)).await;
     w.sim.inject(Fault::Drop { path: None });
     until(Duration::from_secs(10), "reconnected", || {
@@ -147,7 +120,7 @@ async fn recorded_reasons(store: &Store) -> Vec<Option<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_is_detected_within_keepalive_plus_timeout() {
-    let policy = test_policy();
+    let policy = fast_policy();
     let w = world(1, policy).await;
     until(Duration::from_secs(10), "connected", || all_connected(&w)).await;
     let injected = Instant::now();
@@ -181,7 +154,7 @@ async fn a_stall_is_detected_within_keepalive_plus_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_back_off_open_the_breaker_and_a_reset_recovers() {
-    let mut policy = test_policy();
+    let mut policy = fast_policy();
     policy.breaker.threshold = 4;
     let w = world(1, policy).await;
     until(Duration::from_secs(10), "connected", || all_connected(&w)).await;
@@ -210,7 +183,7 @@ async fn refusals_back_off_open_the_breaker_and_a_reset_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_accounts_under_random_faults_never_hold_two_sockets_on_a_path() {
-    let w = world(200, test_policy()).await;
+    let w = world(200, fast_policy()).await;
     until(Duration::from_secs(30), "all connected", || {
         all_connected(&w)
     })

@@ -23,26 +23,20 @@ use lifeline_tiktok::TikTokConnector;
 use lifeline_tiktok::api::Endpoints;
 use lifeline_tiktok::pace::Budget;
 
+mod common;
+use common::{fast_policy, until};
+
 const POLL: Duration = Duration::from_millis(1_000);
 
+/// The shared fast policy, with room for TikTok's heartbeat (the feed's silence limit counts
+/// from it) and restores of a whole fleet at once.
 fn policy() -> PolicyConfig {
-    let mut p = PolicyConfig::default();
+    let mut p = fast_policy();
     p.connection.connect_timeout_ms = 3_000;
     p.connection.keepalive_ms = 300;
     p.connection.pong_timeout_ms = 1_000;
     p.connection.close_timeout_ms = 1_000;
-    p.connection.reconcile_interval_ms = 1_000;
-    p.backoff.base_ms = 20;
-    p.backoff.cap_ms = 200;
-    p.backoff.floor_timeout_ms = 50;
-    p.backoff.floor_refused_ms = 20;
-    p.backoff.floor_closed_ms = 20;
-    p.backoff.floor_network_ms = 20;
-    p.backoff.floor_rate_limited_ms = 100;
-    p.autorecover.start_delay_ms = 0;
     p.autorecover.concurrency = 200;
-    p.pacing.rate_per_s = 500.0;
-    p.pacing.burst = 50;
     p
 }
 
@@ -115,15 +109,6 @@ impl World {
 
 fn state(sup: &Supervisor, id: AccountId) -> State {
     sup.view(id).map(|v| v.state).expect("view")
-}
-
-/// Polls `cond` until it holds; panics with `what` after `limit`.
-async fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Waits until the store holds the counts the fake delivered to `id`'s open live: everything
