@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use lifeline_engine::clock::Clock;
 use lifeline_engine::connector::{Connectors, RemoteSession};
 use lifeline_engine::export::{ExportFilter, ExportKind, export_csv};
-use lifeline_engine::model::{AccountId, AccountKind, NewAccount};
+use lifeline_engine::model::{AccountChange, AccountId, AccountKind, NewAccount};
 use lifeline_engine::policy::PolicyConfig;
+use lifeline_engine::policy::alerts::Alert;
 use lifeline_engine::secrets::MemorySecretStore;
 use lifeline_engine::state::{Reason, State, StateKind};
 use lifeline_engine::store::Store;
-use lifeline_engine::supervisor::{Supervisor, SupervisorDeps};
+use lifeline_engine::supervisor::{Supervisor, SupervisorDeps, Update};
 use lifeline_sim::tiktok::{FakeTikTok, LiveEvent, RequestKind, Totals};
 use lifeline_tiktok::TikTokConnector;
 use lifeline_tiktok::api::Endpoints;
@@ -496,13 +497,22 @@ async fn a_dropped_feed_reconnects_into_the_same_live_and_a_blocked_device_pause
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_creator_needs_a_person_and_the_lives_csv_parses_back() {
+async fn an_unknown_creator_needs_a_person_a_live_is_told_and_the_lives_csv_parses_back() {
     let w = World::new(&["ada"], budget(6_000)).await;
     w.store
         .add_account(NewAccount::new(AccountKind::Tiktok, "ghost").with_url("@nobody_here"))
         .await
         .expect("add");
+    let change = AccountChange {
+        notify_live: Some(true),
+        ..AccountChange::default()
+    };
+    w.store
+        .update_account(AccountId(1), change)
+        .await
+        .expect("notify");
     let (sup, _) = w.supervise().await;
+    let mut updates = sup.subscribe();
     until(Duration::from_secs(15), "needs a person", || {
         state(&sup, AccountId(2))
             == State::NeedsOperator {
@@ -510,11 +520,41 @@ async fn an_unknown_creator_needs_a_person_and_the_lives_csv_parses_back() {
             }
     })
     .await;
+    until(Duration::from_secs(15), "waiting for a live", || {
+        state(&sup, AccountId(1)) == State::Waiting { reason: None }
+    })
+    .await;
     let room = w.fake.go_live("ada");
     until(Duration::from_secs(15), "joined", || {
         w.fake.open_feeds("ada") == 1
     })
     .await;
+    // The account asked to hear of its creator's lives: one alert says so.
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match updates.recv().await {
+                Ok(Update::Alerts(alerts)) => {
+                    if let Some(a) = alerts
+                        .into_iter()
+                        .find(|a| matches!(a, Alert::WentLive { .. }))
+                    {
+                        return a;
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("updates ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("went-live alert");
+    assert_eq!(
+        told,
+        Alert::WentLive {
+            account: AccountId(1),
+            name: "watch ada".into()
+        }
+    );
     w.fake.send("ada", LiveEvent::Comment("halo".into()));
     w.fake.send("ada", LiveEvent::Viewers(12));
     w.fake.end_live("ada");

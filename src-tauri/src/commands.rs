@@ -109,6 +109,18 @@ pub async fn set_muted(state: Sh<'_>, id: i64, muted: bool) -> CommandResult<()>
     Ok(())
 }
 
+/// Whether a notification says when the account's creator goes live.
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn set_notify_live(state: Sh<'_>, id: i64, on: bool) -> CommandResult<()> {
+    let change = AccountChange {
+        notify_live: Some(on),
+        ..AccountChange::default()
+    };
+    state.live()?.sup.update(AccountId(id), change).await?;
+    Ok(())
+}
+
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn relink_account(state: Sh<'_>, id: i64, link: LinkRequest) -> CommandResult<()> {

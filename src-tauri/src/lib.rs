@@ -86,6 +86,7 @@ pub fn run() -> i32 {
             commands::retry_account,
             commands::reset_breaker,
             commands::set_muted,
+            commands::set_notify_live,
             commands::relink_account,
             commands::start_all,
             commands::stop_all,

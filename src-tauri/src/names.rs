@@ -17,6 +17,7 @@ pub const COMMANDS: &[&str] = &[
     "retry_account",
     "reset_breaker",
     "set_muted",
+    "set_notify_live",
     "relink_account",
     "start_all",
     "stop_all",

@@ -175,6 +175,10 @@ function Main(props: {
         return run(backend.setMuted(c.id, true));
       case "unmute":
         return run(backend.setMuted(c.id, false));
+      case "notifyLive":
+        return run(backend.setNotifyLive(c.id, true));
+      case "quietLive":
+        return run(backend.setNotifyLive(c.id, false));
       case "relink": {
         const request: LinkRequest = { mode: "qr" };
         props.forgetLink(c.id);

@@ -56,6 +56,8 @@ export interface Backend {
   retry(id: number): Promise<void>;
   resetBreaker(id: number): Promise<void>;
   setMuted(id: number, muted: boolean): Promise<void>;
+  /** Whether a notification says when the account's creator goes live. */
+  setNotifyLive(id: number, on: boolean): Promise<void>;
   relink(id: number, link: LinkRequest): Promise<void>;
   startAll(): Promise<void>;
   stopAll(): Promise<void>;

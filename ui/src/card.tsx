@@ -44,6 +44,8 @@ export type CardAction =
   | "relink"
   | "mute"
   | "unmute"
+  | "notifyLive"
+  | "quietLive"
   | "remove"
   | "details";
 
@@ -153,6 +155,8 @@ function CardView({ card, now, onAction }: CardProps) {
         {card.breaker !== "closed" && button("resetBreaker", "resetBreaker")}
         {card.kind === "whatsapp" && button("relink", "relink", needsScan(card) ? "primary" : "")}
         {card.muted ? button("unmute", "unmute") : button("mute", "mute")}
+        {card.kind === "tiktok" &&
+          (card.notify_live ? button("quietLive", "quietLive") : button("notifyLive", "notifyLive"))}
         {button("details", "details")}
         {button("remove", "remove", "danger")}
       </div>

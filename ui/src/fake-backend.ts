@@ -36,6 +36,7 @@ export function makeCard(id: number, over: Partial<Card> = {}): Card {
     priority: 100,
     desired: true,
     muted: false,
+    notify_live: false,
     state: "connected",
     reason: null,
     retry_at: null,
@@ -287,6 +288,10 @@ export class FakeBackend implements Backend {
   }
   setMuted(id: number, muted: boolean) {
     return this.act("setMuted", [id, muted], () => this.set(id, { muted }));
+  }
+
+  setNotifyLive(id: number, on: boolean) {
+    return this.act("setNotifyLive", [id, on], () => this.set(id, { notify_live: on }));
   }
   relink(id: number, link: Parameters<Backend["relink"]>[1]) {
     return this.act("relink", [id, link], () => this.set(id, { state: "linking", desired: true }));

@@ -49,6 +49,10 @@ const en = {
   mute: "Mute",
   unmute: "Unmute",
   muted: "Muted",
+  notifyLive: "Notify when live",
+  quietLive: "Stop live notifications",
+  alertLiveTitle: "{name} went live",
+  alertLiveBody: "Lifeline joined the live and is recording it.",
   remove: "Remove",
   details: "Details",
   actionsFor: "{action} {name}",
@@ -335,6 +339,10 @@ const id: Record<Key, string> = {
   mute: "Bisukan",
   unmute: "Bunyikan",
   muted: "Dibisukan",
+  notifyLive: "Beri tahu saat siaran",
+  quietLive: "Hentikan pemberitahuan siaran",
+  alertLiveTitle: "{name} mulai siaran langsung",
+  alertLiveBody: "Lifeline bergabung ke siaran dan merekamnya.",
   remove: "Hapus",
   details: "Rincian",
   actionsFor: "{action} {name}",
@@ -690,6 +698,8 @@ export function alertText(a: AlertInfo, t: T, lang: Language): { title: string; 
         title: t("alertUnstableTitle", { name: a.name ?? "" }),
         body: t("alertUnstableBody", { drops: a.drops, minutes: Math.max(1, Math.round(a.window_s / 60)) }),
       };
+    case "went_live":
+      return { title: t("alertLiveTitle", { name: a.name ?? "" }), body: t("alertLiveBody") };
     case "summary":
       return {
         title: t("alertSummaryTitle", { n: a.down + a.needs_operator + a.unstable }),

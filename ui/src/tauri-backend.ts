@@ -48,6 +48,7 @@ export function tauriBackend(): Backend {
     retry: (id) => call(Command.retryAccount, { id }),
     resetBreaker: (id) => call(Command.resetBreaker, { id }),
     setMuted: (id, muted) => call(Command.setMuted, { id, muted }),
+    setNotifyLive: (id, on) => call(Command.setNotifyLive, { id, on }),
     relink: (id, link) => call(Command.relinkAccount, { id, link }),
     startAll: () => call(Command.startAll),
     stopAll: () => call(Command.stopAll),

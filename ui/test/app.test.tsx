@@ -260,6 +260,12 @@ describe("add account and linking", () => {
     expect(within(card("Anggrek live")).getByTestId("reason").textContent).toContain("rate limited");
     // Waiting is up, not a problem: it counts among the healthy states.
     expect(screen.getByTestId("count-waiting").textContent).toContain("2");
+    // A TikTok card offers live notifications; turning them on reaches the backend.
+    fireEvent.click(within(card("Mawar live")).getByRole("button", { name: /Notify when live/ }));
+    await waitFor(() => expect(b.calls).toContainEqual(["setNotifyLive", 1, true]));
+    await waitFor(() =>
+      expect(within(card("Mawar live")).getByRole("button", { name: /Stop live notifications/ })).toBeTruthy(),
+    );
     fireEvent.click(screen.getByRole("button", { name: "Add account" }));
     const dialog = await screen.findByRole("dialog", { name: "Add account" });
     fireEvent.click(within(dialog).getByLabelText("TikTok LIVE"));

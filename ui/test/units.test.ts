@@ -190,6 +190,9 @@ describe("words", () => {
       body: "Dropped 5 times in 10 min, though it reconnects each time. Lifeline backs off; check the number's phone and network.",
     });
     expect(alertText(flapping, translator("id"), "id").title).toBe("Shop A tidak stabil");
+    const live: AlertInfo = { ...down, kind: "went_live", name: "Mawar live", reason: null, since: null };
+    expect(alertText(live, translator("en"), "en").title).toBe("Mawar live went live");
+    expect(alertText(live, translator("id"), "id").title).toBe("Mawar live mulai siaran langsung");
     const tray = trayLabels(translator("id"));
     expect(tray.quit).toBe("Keluar dari Lifeline");
     for (const slot of ["{connected}", "{recovering}", "{needs}", "{total}"]) {

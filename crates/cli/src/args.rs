@@ -168,6 +168,9 @@ pub struct AddArgs {
     /// No desktop notifications for this account.
     #[arg(long)]
     pub muted: bool,
+    /// A notification when the creator goes live (TikTok accounts).
+    #[arg(long)]
+    pub notify_live: bool,
     /// Add it without starting it.
     #[arg(long)]
     pub stopped: bool,

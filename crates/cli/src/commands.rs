@@ -82,6 +82,7 @@ async fn account_add(ops: &Queued, a: AddArgs) -> Result {
         .map(|h| HeaderRef::parse(h))
         .collect::<std::result::Result<_, _>>()?;
     new.muted = a.muted;
+    new.notify_live = a.notify_live;
     new.desired_running = !a.stopped;
     let account = ops.add(new).await?;
     println!("{}", account.id);

@@ -1,6 +1,6 @@
 -- no-transaction
--- A third kind of account (TikTok creators), and the sessions a connector reports at the remote
--- (a creator's live broadcasts with their counts).
+-- A third kind of account (TikTok creators), the sessions a connector reports at the remote (a
+-- creator's live broadcasts with their counts), and a per-account wish to hear when one starts.
 --
 -- SQLite cannot change a CHECK constraint in place, so `accounts` is rebuilt: a new table with
 -- the wider check, every row copied, the old one dropped and the new one renamed. Foreign keys
@@ -28,7 +28,8 @@ CREATE TABLE accounts_rebuilt (
     created_at      INTEGER NOT NULL,
     removed_at      INTEGER,
     remote_id       TEXT,
-    remote_name     TEXT
+    remote_name     TEXT,
+    notify_live     INTEGER NOT NULL DEFAULT 0     -- a notification when a live starts
 );
 INSERT INTO accounts_rebuilt (id, kind, name, url, priority, country, proxy_url, proxy_secret,
                               headers, muted, desired_running, state, state_json, state_since,

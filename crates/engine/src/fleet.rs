@@ -25,6 +25,8 @@ pub struct AccountView {
     pub country: Option<String>,
     pub proxy_url: Option<String>,
     pub muted: bool,
+    /// A notification when a live starts.
+    pub notify_live: bool,
     pub desired_running: bool,
     pub state: State,
     #[schema(value_type = String, format = DateTime)]
@@ -67,6 +69,7 @@ impl AccountView {
             country: account.country.clone(),
             proxy_url: account.proxy_url.clone(),
             muted: account.muted,
+            notify_live: account.notify_live,
             desired_running: account.desired_running,
             state: account.state.clone(),
             since: account.state_since,

@@ -1101,7 +1101,7 @@ proptest! {
             now += chrono::Duration::seconds(step);
             match event {
                 AlertEvent::Moves { id, from, to } => {
-                    alerter.observe(AccountId(id), &alert_name(id), muted(id), from, &to, now);
+                    alerter.observe(AccountId(id), &alert_name(id), muted(id), false, from, &to, now);
                     let dropped = from.is_up()
                         && !matches!(to, State::Connected | State::Waiting { .. } | State::Stopped { .. } | State::Linking);
                     if dropped && !muted(id) && flap_drops > 0 {
@@ -1149,7 +1149,8 @@ proptest! {
                         let names: Vec<&String> = match a {
                             Alert::Down { name, .. }
                             | Alert::NeedsOperator { name, .. }
-                            | Alert::Unstable { name, .. } => vec![name],
+                            | Alert::Unstable { name, .. }
+                            | Alert::WentLive { name, .. } => vec![name],
                             Alert::Summary { examples, .. } => examples.iter().collect(),
                         };
                         for n in names {
@@ -1170,6 +1171,8 @@ proptest! {
                                     (account.0, 2)
                                 }
                                 Alert::Summary { .. } => (-1, 0),
+                                // Nobody in this model asked to hear of lives.
+                                Alert::WentLive { account, .. } => (account.0, 3),
                             })
                             .collect();
                         prop_assert_eq!(got, due);

@@ -30,6 +30,7 @@ fn account() -> Account {
         proxy_secret: None,
         headers: vec![],
         muted: false,
+        notify_live: false,
         desired_running: true,
         state: State::INITIAL,
         state_since: Utc::now(),

@@ -14,6 +14,8 @@ pub enum AlertKind {
     NeedsOperator,
     /// Keeps connecting and dropping.
     Unstable,
+    /// A creator went live (accounts that asked for it).
+    WentLive,
     Summary,
 }
 
@@ -90,6 +92,12 @@ impl From<&Alert> for AlertInfo {
                 name: Some(name.clone()),
                 drops: *drops,
                 window_s: u32::try_from(*window_s).unwrap_or(u32::MAX),
+                ..empty
+            },
+            Alert::WentLive { account, name } => Self {
+                kind: AlertKind::WentLive,
+                account: Some(account.0),
+                name: Some(name.clone()),
                 ..empty
             },
             Alert::Summary {

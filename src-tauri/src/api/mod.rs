@@ -125,6 +125,8 @@ pub struct Card {
     pub priority: i64,
     pub desired: bool,
     pub muted: bool,
+    /// A notification says when the creator goes live (TikTok accounts).
+    pub notify_live: bool,
     pub state: StateName,
     pub reason: Option<ReasonInfo>,
     /// Backoff: when the next attempt is due, and its number.
@@ -196,6 +198,7 @@ pub fn card(view: &AccountView, health: Option<&HealthBits>) -> Card {
         priority: view.priority,
         desired: view.desired_running,
         muted: view.muted,
+        notify_live: view.notify_live,
         state: view.state.kind().into(),
         reason: view.state.reason().map(ReasonInfo::from),
         retry_at,

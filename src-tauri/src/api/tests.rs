@@ -15,6 +15,7 @@ fn view(state: State) -> AccountView {
         country: Some("ID".into()),
         proxy_url: None,
         muted: false,
+        notify_live: false,
         desired_running: true,
         state,
         since: Utc::now(),

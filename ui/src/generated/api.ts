@@ -23,7 +23,11 @@ export type Card = { id: number, name: string, kind: Kind,
 /**
  * The endpoint (WebSocket URL), the TikTok creator (`@user`) or "WhatsApp".
  */
-target: string, country: string | null, priority: number, desired: boolean, muted: boolean, state: StateName, reason: ReasonInfo | null, 
+target: string, country: string | null, priority: number, desired: boolean, muted: boolean, 
+/**
+ * A notification says when the creator goes live (TikTok accounts).
+ */
+notify_live: boolean, state: StateName, reason: ReasonInfo | null, 
 /**
  * Backoff: when the next attempt is due, and its number.
  */
@@ -110,7 +114,7 @@ export type LinkInfo = { account: number, mode: LinkModeName, qr_svg: string | n
  */
 code: string | null, phone: string | null, expires_at: string, };
 
-export type AlertKind = "down" | "needs_operator" | "unstable" | "summary";
+export type AlertKind = "down" | "needs_operator" | "unstable" | "went_live" | "summary";
 
 export type AlertInfo = { kind: AlertKind, account: number | null, 
 /**

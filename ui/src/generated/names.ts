@@ -11,6 +11,7 @@ export const Command = {
   retryAccount: "retry_account",
   resetBreaker: "reset_breaker",
   setMuted: "set_muted",
+  setNotifyLive: "set_notify_live",
   relinkAccount: "relink_account",
   startAll: "start_all",
   stopAll: "stop_all",

@@ -175,6 +175,9 @@ pub struct Account {
     pub headers: Vec<HeaderRef>,
     /// No desktop notifications for this account.
     pub muted: bool,
+    /// A notification when the remote's session starts (a creator going live).
+    #[serde(default)]
+    pub notify_live: bool,
     /// Should it be running. The supervisor drives actual state towards this.
     pub desired_running: bool,
     /// Last recorded actual state.
@@ -210,6 +213,7 @@ pub struct NewAccount {
     pub proxy_secret: Option<SecretName>,
     pub headers: Vec<HeaderRef>,
     pub muted: bool,
+    pub notify_live: bool,
     pub desired_running: bool,
 }
 
@@ -225,6 +229,7 @@ impl NewAccount {
             proxy_secret: None,
             headers: Vec::new(),
             muted: false,
+            notify_live: false,
             desired_running: true,
         }
     }
@@ -301,6 +306,9 @@ pub struct AccountChange {
     /// No desktop notifications for this account.
     #[serde(default)]
     pub muted: Option<bool>,
+    /// A notification when a live starts (TikTok accounts).
+    #[serde(default)]
+    pub notify_live: Option<bool>,
 }
 
 impl AccountChange {

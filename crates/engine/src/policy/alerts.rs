@@ -3,7 +3,8 @@
 //! alerts at once; an account that keeps dropping (`flap_drops` drops within `flap_window_s`,
 //! each recovered within the grace period) alerts once as unstable, not once per drop, and may
 //! alert again only after a whole window without a drop; many alerts due together become one
-//! summary; muted accounts never alert.
+//! summary; muted accounts never alert. An account that asked for it says when its remote's
+//! session starts (a creator going live): good news, never part of a summary of trouble.
 
 use crate::error::InputError;
 use std::collections::{HashMap, VecDeque};
@@ -85,6 +86,8 @@ pub enum Alert {
         drops: u32,
         window_s: u64,
     },
+    /// The remote's session started: a creator went live (accounts that asked for it).
+    WentLive { account: AccountId, name: String },
     /// Many at once: one alert, not a flood.
     Summary {
         down: usize,
@@ -101,7 +104,8 @@ impl Alert {
         match self {
             Alert::Down { account, .. }
             | Alert::NeedsOperator { account, .. }
-            | Alert::Unstable { account, .. } => Some(*account),
+            | Alert::Unstable { account, .. }
+            | Alert::WentLive { account, .. } => Some(*account),
             Alert::Summary { .. } => None,
         }
     }
@@ -123,6 +127,8 @@ pub struct Alerter {
     unstable: HashMap<AccountId, Timestamp>,
     /// Unstable alerts for the next [`Alerter::due`].
     flapping: Vec<Alert>,
+    /// Went-live alerts for the next [`Alerter::due`], apart from any summary.
+    news: Vec<Alert>,
 }
 
 impl Alerter {
@@ -175,15 +181,23 @@ impl Alerter {
     }
 
     /// Feeds one transition. Nothing is emitted here; call [`Alerter::due`].
+    #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &mut self,
         account: AccountId,
         name: &str,
         muted: bool,
+        notify_live: bool,
         from: StateKind,
         to: &State,
         now: Timestamp,
     ) {
+        if notify_live && !muted && from == StateKind::Waiting && *to == State::Connected {
+            self.news.push(Alert::WentLive {
+                account,
+                name: name.to_owned(),
+            });
+        }
         let dropped = from.is_up()
             && matches!(
                 to,
@@ -256,13 +270,16 @@ impl Alerter {
             .map(|p| p.alert)
             .collect();
         due.append(&mut self.flapping);
+        let news = std::mem::take(&mut self.news);
         if due.len() < self.cfg.summary_threshold as usize {
             due.sort_by_key(|a| match a {
                 Alert::Down { account, .. }
                 | Alert::NeedsOperator { account, .. }
-                | Alert::Unstable { account, .. } => (*account, 0),
+                | Alert::Unstable { account, .. }
+                | Alert::WentLive { account, .. } => (*account, 0),
                 Alert::Summary { .. } => (AccountId(0), 1),
             });
+            due.extend(news);
             return due;
         }
         let needs_operator = due
@@ -278,19 +295,22 @@ impl Alerter {
             .filter_map(|a| match a {
                 Alert::Down { name, .. }
                 | Alert::NeedsOperator { name, .. }
-                | Alert::Unstable { name, .. } => Some(name.clone()),
+                | Alert::Unstable { name, .. }
+                | Alert::WentLive { name, .. } => Some(name.clone()),
                 Alert::Summary { .. } => None,
             })
             .collect();
         examples.sort();
         examples.dedup();
         examples.truncate(3);
-        vec![Alert::Summary {
+        let mut out = vec![Alert::Summary {
             down: due.len() - needs_operator - unstable,
             needs_operator,
             unstable,
             examples,
-        }]
+        }];
+        out.extend(news);
+        out
     }
 }
 
@@ -318,6 +338,7 @@ mod tests {
             AccountId(1),
             "A",
             false,
+            false,
             StateKind::Connected,
             &drop_state(),
             t(0),
@@ -325,6 +346,7 @@ mod tests {
         a.observe(
             AccountId(1),
             "A",
+            false,
             false,
             StateKind::Backoff,
             &State::Connected,
@@ -339,6 +361,7 @@ mod tests {
         a.observe(
             AccountId(1),
             "A",
+            false,
             false,
             StateKind::Connected,
             &drop_state(),
@@ -360,6 +383,7 @@ mod tests {
             AccountId(1),
             "A",
             false,
+            false,
             StateKind::Connected,
             &logged_out,
             t(0),
@@ -368,6 +392,7 @@ mod tests {
             AccountId(2),
             "B",
             true,
+            false,
             StateKind::Connected,
             &logged_out,
             t(0),
@@ -376,6 +401,7 @@ mod tests {
             AccountId(3),
             "C",
             true,
+            false,
             StateKind::Connected,
             &drop_state(),
             t(0),
@@ -392,6 +418,7 @@ mod tests {
             a.observe(
                 AccountId(i),
                 &format!("acct {i:04}"),
+                false,
                 false,
                 StateKind::Connected,
                 &drop_state(),
@@ -416,10 +443,19 @@ mod tests {
             let at = start_s + i * gap_s;
             let name = format!("acct {account}");
             let id = AccountId(account);
-            a.observe(id, &name, false, StateKind::Connected, &drop_state(), t(at));
             a.observe(
                 id,
                 &name,
+                false,
+                false,
+                StateKind::Connected,
+                &drop_state(),
+                t(at),
+            );
+            a.observe(
+                id,
+                &name,
+                false,
                 false,
                 StateKind::Backoff,
                 &State::Connected,
@@ -473,6 +509,7 @@ mod tests {
                 AccountId(2),
                 "B",
                 true,
+                false,
                 StateKind::Connected,
                 &drop_state(),
                 t(i),
@@ -485,5 +522,83 @@ mod tests {
         });
         flap(&mut off, 3, 0, 10, 1);
         assert!(off.due(t(20)).is_empty());
+    }
+
+    #[test]
+    fn a_live_starting_is_told_only_to_accounts_that_asked_and_never_summarised() {
+        let mut a = Alerter::new(AlertConfig {
+            summary_threshold: 2,
+            ..AlertConfig::default()
+        });
+        let waiting = StateKind::Waiting;
+        // Asked, asked but muted, not asked.
+        a.observe(
+            AccountId(1),
+            "A",
+            false,
+            true,
+            waiting,
+            &State::Connected,
+            t(0),
+        );
+        a.observe(
+            AccountId(2),
+            "B",
+            true,
+            true,
+            waiting,
+            &State::Connected,
+            t(0),
+        );
+        a.observe(
+            AccountId(3),
+            "C",
+            false,
+            false,
+            waiting,
+            &State::Connected,
+            t(0),
+        );
+        // Connecting again after a drop is no new live.
+        a.observe(
+            AccountId(1),
+            "A",
+            false,
+            true,
+            StateKind::Connecting,
+            &State::Connected,
+            t(1),
+        );
+        // Three accounts need a person at the same time: one summary, the live told apart.
+        for id in 4..7 {
+            let reason = Reason::LoggedOut;
+            let to = State::NeedsOperator { reason };
+            a.observe(
+                AccountId(id),
+                "X",
+                false,
+                true,
+                StateKind::Connected,
+                &to,
+                t(1),
+            );
+        }
+        let due = a.due(t(1));
+        assert_eq!(due.len(), 2, "{due:?}");
+        assert!(matches!(
+            due[0],
+            Alert::Summary {
+                needs_operator: 3,
+                ..
+            }
+        ));
+        assert_eq!(
+            due[1],
+            Alert::WentLive {
+                account: AccountId(1),
+                name: "A".into()
+            }
+        );
+        assert!(a.due(t(2)).is_empty(), "told once");
     }
 }

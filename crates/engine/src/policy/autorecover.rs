@@ -92,6 +92,7 @@ mod tests {
             proxy_secret: None,
             headers: vec![],
             muted: false,
+            notify_live: false,
             desired_running: desired,
             state: State::INITIAL,
             state_since: Utc::now(),

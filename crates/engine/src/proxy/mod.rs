@@ -149,6 +149,7 @@ mod tests {
             proxy_secret: None,
             headers: Vec::new(),
             muted: false,
+            notify_live: false,
             desired_running: true,
             state: State::Stopped { reason: None },
             state_since: crate::time::from_ms(0),

@@ -15,7 +15,7 @@ use crate::time::{from_ms, to_ms};
 /// SQLite's thread as one value (see [`Store::accounts`]) instead of fourteen a row.
 const ACCOUNT_JSON: &str = "json_object('id', id, 'kind', kind, 'name', name, 'url', url, \
      'priority', priority, 'country', country, 'proxy_url', proxy_url, \
-     'proxy_secret', proxy_secret, 'headers', json(headers), 'muted', muted, \
+     'proxy_secret', proxy_secret, 'headers', json(headers), 'muted', muted, 'notify_live', notify_live, \
      'desired_running', desired_running, 'state', json(state_json), \
      'state_since', state_since, 'created_at', created_at, \
      'identity', json(CASE WHEN remote_id IS NULL THEN NULL \
@@ -51,8 +51,8 @@ impl Store {
         let state_json = encode(&initial)?;
         let result = sqlx::query(
             "INSERT INTO accounts (kind, name, url, priority, country, proxy_url, proxy_secret, headers, \
-             muted, desired_running, state, state_json, state_since, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             muted, notify_live, desired_running, state, state_json, state_since, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(new.kind.as_str())
         .bind(&new.name)
@@ -63,6 +63,7 @@ impl Store {
         .bind(new.proxy_secret.as_ref().map(SecretName::as_str))
         .bind(headers)
         .bind(new.muted)
+        .bind(new.notify_live)
         .bind(new.desired_running)
         .bind(initial.kind().as_str())
         .bind(state_json)
@@ -124,11 +125,13 @@ impl Store {
         let change = change.validate()?;
         let result = sqlx::query(
             "UPDATE accounts SET name = COALESCE(?, name), priority = COALESCE(?, priority), \
-             muted = COALESCE(?, muted) WHERE id = ? AND removed_at IS NULL",
+             muted = COALESCE(?, muted), notify_live = COALESCE(?, notify_live) \
+             WHERE id = ? AND removed_at IS NULL",
         )
         .bind(&change.name)
         .bind(change.priority)
         .bind(change.muted)
+        .bind(change.notify_live)
         .bind(id.0)
         .execute(&self.pool)
         .await;
@@ -188,6 +191,8 @@ struct StoredAccount {
     proxy_secret: Option<String>,
     headers: Vec<HeaderRef>,
     muted: i64,
+    #[serde(default)]
+    notify_live: i64,
     desired_running: i64,
     state: crate::state::State,
     state_since: i64,
@@ -214,6 +219,7 @@ impl TryFrom<StoredAccount> for Account {
                 .map_err(|e| Error::Decode(e.to_string()))?,
             headers: a.headers,
             muted: a.muted != 0,
+            notify_live: a.notify_live != 0,
             desired_running: a.desired_running != 0,
             state: a.state,
             state_since: from_ms(a.state_since),

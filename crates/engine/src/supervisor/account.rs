@@ -371,6 +371,7 @@ impl AccountTask {
             },
             name: self.account.name.clone(),
             muted: self.account.muted,
+            notify_live: self.account.notify_live,
         });
     }
 

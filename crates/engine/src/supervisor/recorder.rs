@@ -33,6 +33,8 @@ pub(crate) enum RecorderMsg {
         record: TransitionRecord,
         name: String,
         muted: bool,
+        /// The account asked to hear when its live starts.
+        notify_live: bool,
     },
     Breaker {
         account: AccountId,
@@ -106,8 +108,9 @@ pub(crate) async fn run(
                     record,
                     name,
                     muted,
+                    notify_live,
                 } => {
-                    meta.push((name, muted));
+                    meta.push((name, muted, notify_live));
                     transitions.push(record);
                 }
                 RecorderMsg::Breaker { account, breaker } => {
@@ -131,12 +134,13 @@ pub(crate) async fn run(
         }
         if !transitions.is_empty() {
             let events = write_transitions(&store, &clock, transitions).await;
-            for (event, (name, muted)) in events.iter().zip(meta) {
+            for (event, (name, muted, notify_live)) in events.iter().zip(meta) {
                 if let Some(event) = event {
                     alerter.observe(
                         event.account_id,
                         &name,
                         muted,
+                        notify_live,
                         event.from,
                         &event.to,
                         event.at,
