@@ -1037,6 +1037,9 @@ fn any_alert_event() -> impl Strategy<Value = (AlertEvent, i64)> {
     let to = prop_oneof![
         Just(State::Connected),
         Just(State::Waiting { reason: None }),
+        Just(State::Waiting {
+            reason: Some(Reason::RateLimited),
+        }),
         Just(State::Stopped { reason: None }),
         Just(State::Linking),
         Just(State::Connecting),
@@ -1116,7 +1119,7 @@ proptest! {
                         }
                     }
                     match to {
-                        State::Connected | State::Waiting { .. } | State::Stopped { .. } | State::Linking => {
+                        State::Connected | State::Waiting { reason: None } | State::Stopped { .. } | State::Linking => {
                             pending.remove(&id);
                         }
                         _ if muted(id) => {

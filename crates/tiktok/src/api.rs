@@ -276,7 +276,7 @@ impl Api {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/html"));
-        let body = resp.bytes().await.map_err(CallError::of)?;
+        let body = read_capped(resp).await?;
         if !(200..300).contains(&status) {
             return Err(match status {
                 404 => CallError::NotFound,
@@ -445,6 +445,25 @@ impl Answer {
         }
         serde_json::from_slice(&self.body).map_err(|e| CallError::Unreadable(e.to_string()))
     }
+}
+
+/// The most of an answer Lifeline reads: room info and a fetch are a few kilobytes.
+const MAX_ANSWER: usize = 4 << 20;
+
+/// Reads a body, refusing one larger than [`MAX_ANSWER`] instead of holding it all.
+async fn read_capped(mut resp: reqwest::Response) -> Result<bytes::Bytes, CallError> {
+    let too_big = || CallError::Unreadable(format!("an answer over {} MiB", MAX_ANSWER >> 20));
+    if resp.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+        return Err(too_big());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(CallError::of)? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn check_status(code: i64) -> Result<(), CallError> {

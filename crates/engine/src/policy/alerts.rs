@@ -210,7 +210,10 @@ impl Alerter {
             self.count_drop(account, name, now);
         }
         match to {
-            State::Connected | State::Waiting { .. } | State::Stopped { .. } | State::Linking => {
+            State::Connected
+            | State::Waiting { reason: None }
+            | State::Stopped { .. }
+            | State::Linking => {
                 self.pending.remove(&account);
             }
             _ if muted => {
@@ -234,7 +237,12 @@ impl Alerter {
                     },
                 );
             }
-            State::Backoff { .. } | State::Paused { .. } | State::Connecting => {
+            // Held back while up (the service rate-limits the whole kind): said after the grace
+            // period like a drop, unless it lifts first.
+            State::Backoff { .. }
+            | State::Paused { .. }
+            | State::Connecting
+            | State::Waiting { reason: Some(_) } => {
                 if from.is_up() {
                     self.pending.insert(
                         account,
@@ -600,5 +608,53 @@ mod tests {
             }
         );
         assert!(a.due(t(2)).is_empty(), "told once");
+    }
+
+    #[test]
+    fn a_rate_limit_hold_longer_than_the_grace_period_alerts_a_shorter_one_does_not() {
+        let mut a = Alerter::new(AlertConfig::default());
+        let held = State::Waiting {
+            reason: Some(Reason::RateLimited),
+        };
+        let waiting = State::Waiting { reason: None };
+        a.observe(
+            AccountId(1),
+            "A",
+            false,
+            false,
+            StateKind::Waiting,
+            &held,
+            t(0),
+        );
+        a.observe(
+            AccountId(1),
+            "A",
+            false,
+            false,
+            StateKind::Waiting,
+            &waiting,
+            t(30),
+        );
+        assert!(a.due(t(120)).is_empty(), "lifted within the grace period");
+        a.observe(
+            AccountId(1),
+            "A",
+            false,
+            false,
+            StateKind::Waiting,
+            &held,
+            t(200),
+        );
+        let due = a.due(t(260));
+        assert!(
+            matches!(
+                &due[..],
+                [Alert::Down {
+                    reason: Some(Reason::RateLimited),
+                    ..
+                }]
+            ),
+            "{due:?}"
+        );
     }
 }
