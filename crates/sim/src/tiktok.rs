@@ -32,6 +32,8 @@ use tokio_tungstenite::tungstenite::handshake::server::{
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 const PUSH_PATH: &str = "/webcast/im/push/v2/";
+/// The API key the fake signing service (`/webcast/fetch/`) takes.
+pub const SIGNER_KEY: &str = "offline-signer-key";
 const FIRST_ROOM: u64 = 7_300_000_000_000_000_000;
 const FIRST_USER_ID: u64 = 6_900_000_000_000_000_000;
 const SOCIAL_SHARE: i64 = 3;
@@ -305,6 +307,7 @@ impl FakeTikTok {
             .route("/api-live/user/room/", get(room_info))
             .route("/webcast/room/check_alive/", get(check_alive))
             .route("/webcast/im/fetch/", get(fetch))
+            .route("/webcast/fetch/", get(signed_fetch))
             .route("/{page}/live", get(page))
             .with_state(world.clone());
         let addr = http.local_addr()?;
@@ -502,6 +505,15 @@ async fn page(State(world): State<Shared>, Path(page): Path<String>) -> Response
         (SET_COOKIE, format!("tt_csrf_token={token}; Path=/")),
     ]);
     (cookies, html("<html><body>LIVE</body></html>")).into_response()
+}
+
+/// A signing service's fetch: the same answer, for its API key only.
+async fn signed_fetch(world: State<Shared>, q: Params, headers: HeaderMap) -> Response {
+    let key = headers.get("x-api-key").and_then(|k| k.to_str().ok());
+    if key != Some(SIGNER_KEY) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    fetch(world, q, headers).await
 }
 
 async fn fetch(State(world): State<Shared>, Query(q): Params, headers: HeaderMap) -> Response {
@@ -801,6 +813,27 @@ mod tests {
         fake.end_live("toko");
         let over = api.first_fetch(&room, &cookie, None).await;
         assert_eq!(over, Err(CallError::NotFound));
+    }
+
+    #[tokio::test]
+    async fn a_signing_service_fetches_the_room_with_its_key() {
+        let (fake, _) = fake().await;
+        let base = url::Url::parse(&fake.url()).expect("base URL");
+        let signer = lifeline_tiktok::api::Signer {
+            url: base.clone(),
+            key: lifeline_tiktok::api::SecretName::parse("tiktok-signer").expect("name"),
+        };
+        let endpoints = Endpoints {
+            signer: Some(signer),
+            ..Endpoints::at(base)
+        };
+        let api = Api::new(endpoints, Duration::from_secs(5)).expect("client");
+        let room = fake.go_live("toko");
+        let cookie = api.session_cookie("toko").await.expect("cookie");
+        let join = api.first_fetch(&room, &cookie, Some(SIGNER_KEY)).await;
+        assert!(join.is_ok(), "{join:?}");
+        let wrong = api.first_fetch(&room, &cookie, Some("not-the-key")).await;
+        assert_eq!(wrong, Err(CallError::Status(401)));
     }
 
     #[tokio::test]

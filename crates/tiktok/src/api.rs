@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use lifeline_engine::model::SecretName;
+/// The type of [`Signer::key`].
+pub use lifeline_engine::model::SecretName;
 use lifeline_engine::state::Reason;
 use prost::Message as _;
 use serde::Deserialize;
