@@ -38,6 +38,11 @@ const CONTROL_PORT = SIM_PORT + 1000;
 const DRIVER_PORT = 4444;
 const PEER_PORT = SIM_PORT + 2;
 const PEER_CONTROL = SIM_PORT + 3;
+// TikTok creators are watched on the simulator's fake TikTok (its live feeds on the next port),
+// polled every second.
+const TIKTOK_PORT = SIM_PORT + 4;
+process.env.LIFELINE_TIKTOK_URL = `http://127.0.0.1:${TIKTOK_PORT}/`;
+process.env.LIFELINE_TIKTOK_POLL_SECONDS = "1";
 // WhatsApp accounts talk to the offline protocol peer (the app is a test-peer build).
 process.env.LIFELINE_WHATSAPP_URL = `ws://127.0.0.1:${PEER_PORT}/ws/chat`;
 process.env.LIFELINE_DATA_DIR = DATA;
@@ -128,9 +133,11 @@ async function recordStates() {
 }
 
 before(async () => {
-  const sim = spawn(SIM, ["--listen", `127.0.0.1:${SIM_PORT}`, "--control", `127.0.0.1:${CONTROL_PORT}`], {
-    stdio: "ignore",
-  });
+  const sim = spawn(
+    SIM,
+    ["--listen", `127.0.0.1:${SIM_PORT}`, "--control", `127.0.0.1:${CONTROL_PORT}`, "--tiktok", `127.0.0.1:${TIKTOK_PORT}`],
+    { stdio: "ignore" },
+  );
   children.push(sim);
   await until("lifeline-sim", async () => (await fetch(`http://127.0.0.1:${CONTROL_PORT}/stats`)).ok);
   const peer = spawn(PEER, ["--listen", `127.0.0.1:${PEER_PORT}`, "--control", `127.0.0.1:${PEER_CONTROL}`], {
@@ -226,6 +233,39 @@ test("the account detail shows its timeline and event log", async () => {
   await until("the drop in the event log", async () => (await events.getText()).includes("Connected → Recovering"));
   assert.match(await events.getText(), /closed by the server|network error/);
   await shot("detail");
+  await browser.$("button*=Back to accounts").click();
+});
+
+test("a TikTok creator added in the app waits for a live, joins it with a notification, and its detail lists the live", async () => {
+  // The creator exists on TikTok and is not live.
+  await control("/tiktok/live?user=e2emawar");
+  await control("/tiktok/end?user=e2emawar");
+  await browser.$("button=Add account").click();
+  const dialog = await browser.$("[data-testid=add-account]");
+  await dialog.$("input[value=tiktok]").click();
+  await dialog.$("input[name=name]").setValue("e2e live");
+  await dialog.$("input[name=user]").setValue("@e2emawar");
+  await dialog.$("button[type=submit]").click();
+  await until("the creator's card to wait for a live", async () => (await cardState("e2e live")) === "waiting");
+  assert.match(await browser.$(cardSel("e2e live")).getText(), /Waiting for a live/);
+  await browser.$(`${cardSel("e2e live")}//button[normalize-space(.)="Notify when live"]`).click();
+  await until("live notifications on", async () =>
+    (await browser.$(`${cardSel("e2e live")}//button[normalize-space(.)="Stop live notifications"]`)).isExisting(),
+  );
+  await control("/tiktok/live?user=e2emawar");
+  await until("the card to be in the live", async () => (await cardState("e2e live")) === "connected");
+  assert.match(await browser.$(cardSel("e2e live")).getText(), /In a live/);
+  await until("the went-live notification", () => readFileSync(NOTIFY_LOG, "utf8").includes("e2e live went live"));
+  for (const event of ["viewers&n=120", "likes&n=40", "comment", "gift&n=3", "follow"]) {
+    await control(`/tiktok/send?user=e2emawar&event=${event}`);
+  }
+  await control("/tiktok/end?user=e2emawar");
+  await until("the card to wait again", async () => (await cardState("e2e live")) === "waiting");
+  await browser.$(`${cardSel("e2e live")}//button[normalize-space(.)="Details"]`).click();
+  const lives = await browser.$("[data-testid=lives]");
+  await lives.waitForExist({ timeout: 10_000 });
+  const text = await lives.getText();
+  for (const count of ["120", "40"]) assert.ok(text.includes(count), `the live's counts: ${text}`);
   await browser.$("button*=Back to accounts").click();
 });
 
