@@ -255,7 +255,9 @@ test("a TikTok creator added in the app waits for a live, joins it with a notifi
   await control("/tiktok/live?user=e2emawar");
   await until("the card to be in the live", async () => (await cardState("e2e live")) === "connected");
   assert.match(await browser.$(cardSel("e2e live")).getText(), /In a live/);
-  await until("the went-live notification", () => readFileSync(NOTIFY_LOG, "utf8").includes("e2e live went live"));
+  await until("the went-live notification", () =>
+    readFileSync(NOTIFY_LOG, "utf8").includes("e2e live (@e2emawar) went live"),
+  );
   for (const event of ["viewers&n=120", "likes&n=40", "comment", "gift&n=3", "follow"]) {
     await control(`/tiktok/send?user=e2emawar&event=${event}`);
   }

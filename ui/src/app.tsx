@@ -58,9 +58,11 @@ export function App({ backend }: { backend: Backend }) {
       backend.onLink((l) => setLinks((all) => ({ ...all, [l.account]: l }))),
       backend.onSettings((s) => setAutorecover(s.autorecover)),
       backend.onAlert((a) => {
-        // Which phone: a WhatsApp number's alerts name it beside the account.
+        // Which phone (or creator): a WhatsApp number's alerts name it beside the account, a
+        // TikTok account's its @user.
         const card = a.account === null ? undefined : fleet.get(a.account);
-        const named = card?.remote_id && a.name ? { ...a, name: `${a.name} (${phoneNumber(card.remote_id)})` } : a;
+        const who = card?.remote_id ? (card.kind === "whatsapp" ? phoneNumber(card.remote_id) : card.remote_id) : null;
+        const named = who && a.name ? { ...a, name: `${a.name} (${who})` } : a;
         const text = alertText(named, words.current.t, words.current.lang);
         setAlerts((list) => [{ kind: a.kind, ...text }, ...list].slice(0, 3));
         void backend.notify(text).catch(() => undefined);
