@@ -103,7 +103,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
     let deadline = Instant::now() + plan.poll_interval * 3 + Duration::from_secs(30);
     let mut pending = started.clone();
     while !pending.is_empty() {
-        ensure!(Instant::now() < deadline, "{} lives never joined", pending.len());
+        ensure!(
+            Instant::now() < deadline,
+            "{} lives never joined",
+            pending.len()
+        );
         pending.retain(|(i, _)| fake.open_feeds(&users[*i]) == 0);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -115,7 +119,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
             .filter(|r| r.kind == RequestKind::Fetch && r.at >= *at)
             .find(|r| r.user.as_deref() == Some(users[*i].as_str()))
             .map(|r| r.at.duration_since(*at));
-        joined.push(fetched.context("a live joined without a fetch")?.as_secs_f64() * 1000.0);
+        joined.push(
+            fetched
+                .context("a live joined without a fetch")?
+                .as_secs_f64()
+                * 1000.0,
+        );
     }
     let rss_lives = rss_kb();
     sup.shutdown().await;
