@@ -211,22 +211,9 @@ fn stream_rows<W: Write>(
                 let started: i64 = row.get(3).map_err(sql_err)?;
                 let ended: Option<i64> = row.get(4).map_err(sql_err)?;
                 let reason = text(row, 5)?;
-                let duration_ms = ended.unwrap_or(now).saturating_sub(started).max(0);
-                write_int(&mut a, id);
-                csv.write_field(&a)?;
-                a.clear();
-                write_int(&mut a, account_id);
-                csv.write_field(&a)?;
+                write_ids(&mut csv, &mut a, id, account_id)?;
                 csv.write_field(neutralize(name).as_bytes())?;
-                write_rfc3339_ms(started, &mut b);
-                csv.write_field(&b)?;
-                if let Some(e) = ended {
-                    write_rfc3339_ms(e, &mut c);
-                }
-                csv.write_field(&c)?;
-                a.clear();
-                write_seconds(&mut a, duration_ms);
-                csv.write_field(&a)?;
+                write_span(&mut csv, [&mut a, &mut b, &mut c], started, ended, now)?;
                 csv.write_field(neutralize(reason).as_bytes())?;
                 csv.write_field(neutralize(text(row, 6)?).as_bytes())?;
             }
@@ -235,23 +222,11 @@ fn stream_rows<W: Write>(
                 let account_id: i64 = row.get(1).map_err(sql_err)?;
                 let started: i64 = row.get(5).map_err(sql_err)?;
                 let ended: Option<i64> = row.get(6).map_err(sql_err)?;
-                write_int(&mut a, id);
-                csv.write_field(&a)?;
-                a.clear();
-                write_int(&mut a, account_id);
-                csv.write_field(&a)?;
+                write_ids(&mut csv, &mut a, id, account_id)?;
                 for i in 2..5 {
                     csv.write_field(neutralize(text(row, i)?).as_bytes())?;
                 }
-                write_rfc3339_ms(started, &mut b);
-                csv.write_field(&b)?;
-                if let Some(e) = ended {
-                    write_rfc3339_ms(e, &mut c);
-                }
-                csv.write_field(&c)?;
-                a.clear();
-                write_seconds(&mut a, ended.unwrap_or(now).saturating_sub(started).max(0));
-                csv.write_field(&a)?;
+                write_span(&mut csv, [&mut a, &mut b, &mut c], started, ended, now)?;
                 csv.write_field(neutralize(text(row, 7)?).as_bytes())?;
                 let counts: Vec<(String, i64)> = serde_json::from_str(text(row, 8)?)
                     .map_err(|e| Error::Export(format!("a live's counts are unreadable: {e}")))?;
@@ -328,6 +303,44 @@ pub async fn export_to_path(
     file.sync_all().map_err(write_err)?;
     tmp.persist(path).map_err(|e| write_err(e.error))?;
     Ok(rows)
+}
+
+/// A row's own id and its account's, as the first two cells (`buf` is scratch space).
+fn write_ids<W: Write>(
+    csv: &mut csv::Writer<W>,
+    buf: &mut String,
+    id: i64,
+    account_id: i64,
+) -> Result<()> {
+    for v in [id, account_id] {
+        buf.clear();
+        write_int(buf, v);
+        csv.write_field(&*buf)?;
+    }
+    Ok(())
+}
+
+/// Three cells for an interval: its start, its end (empty while it runs) and its duration in
+/// seconds, counted to `now` while it runs. The buffers are scratch space.
+fn write_span<W: Write>(
+    csv: &mut csv::Writer<W>,
+    [a, b, c]: [&mut String; 3],
+    started: i64,
+    ended: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    b.clear();
+    write_rfc3339_ms(started, b);
+    csv.write_field(&*b)?;
+    c.clear();
+    if let Some(e) = ended {
+        write_rfc3339_ms(e, c);
+    }
+    csv.write_field(&*c)?;
+    a.clear();
+    write_seconds(a, ended.unwrap_or(now).saturating_sub(started).max(0));
+    csv.write_field(&*a)?;
+    Ok(())
 }
 
 /// Milliseconds as seconds with three decimals.
