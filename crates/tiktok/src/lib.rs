@@ -20,6 +20,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use lifeline_engine::connector::{ConnEvent, ConnectRequest, Connector, RemoteSession};
 use lifeline_engine::model::{Account, Identity, tiktok_user};
+use lifeline_engine::policy::jitter::Jitter;
 use lifeline_engine::secrets::fetch;
 use lifeline_engine::state::Reason;
 use tokio::sync::mpsc;
@@ -116,6 +117,7 @@ impl TikTokConnector {
         let mut shown = Shown::Nothing;
         let mut known_name = account.identity.clone();
         let mut polled = false;
+        let mut jitter = Jitter::seeded(Jitter::from_entropy().next_u64() ^ account.id.0 as u64);
         loop {
             if let Some(until) = poller.held_until() {
                 show(events, &mut shown, Shown::RateLimited).await?;
@@ -123,7 +125,7 @@ impl TikTokConnector {
                 continue;
             }
             if polled {
-                tokio::time::sleep(jittered(poller.budget().poll_interval, account.id.0)).await;
+                tokio::time::sleep(jittered(poller.budget().poll_interval, &mut jitter)).await;
             }
             polled = true;
             let info = match poller.room_info(&user).await {
@@ -249,20 +251,15 @@ async fn show(events: &mpsc::Sender<ConnEvent>, shown: &mut Shown, now: Shown) -
     events.send(ConnEvent::Waiting { reason }).await.ok()
 }
 
-/// The poll interval ±10 %, differing per account so that creators added together do not
-/// stay in step.
-fn jittered(interval: Duration, seed: i64) -> Duration {
+/// The poll interval ±10 %, drawn per poll so that creators added together do not stay in
+/// step.
+fn jittered(interval: Duration, jitter: &mut Jitter) -> Duration {
     let ms = interval.as_millis() as u64;
     let spread = ms / 5;
     if spread == 0 {
         return interval;
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or_default();
-    let mix = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ nanos;
-    Duration::from_millis(ms - spread / 2 + mix % spread)
+    Duration::from_millis(ms - spread / 2 + jitter.up_to(spread - 1))
 }
 
 /// The creator an account watches, from its stored URL.
