@@ -14,6 +14,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use lifeline_engine::policy::pacing::{Pacer, PacingConfig};
+
 use crate::api::{Api, CallError, RoomInfo};
 
 /// Rooms in one alive check at most.
@@ -74,15 +76,19 @@ impl Budget {
         Ok(b)
     }
 
-    /// The spacing between two requests.
-    pub fn spacing(&self) -> Duration {
-        Duration::from_secs(60) / self.requests_per_minute.max(1)
+    /// The budget as the engine's pacer takes it: evenly spaced slots, no burst.
+    pub fn pacing(&self) -> PacingConfig {
+        PacingConfig {
+            enabled: true,
+            rate_per_s: f64::from(self.requests_per_minute.max(1)) / 60.0,
+            burst: 1,
+        }
     }
 }
 
 #[derive(Debug)]
 struct Slots {
-    next: Instant,
+    pacer: Pacer,
     /// Every call waits until then (a rate-limit answer).
     held_until: Option<Instant>,
     /// Rate-limit answers in a row.
@@ -116,7 +122,7 @@ impl Poller {
             api,
             budget,
             slots: Mutex::new(Slots {
-                next: Instant::now(),
+                pacer: Pacer::new(&budget.pacing()),
                 held_until: None,
                 strikes: 0,
             }),
@@ -152,15 +158,11 @@ impl Poller {
     async fn slot(&self) {
         let at = {
             let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let mut at = s.next.max(now);
-            if let Some(held) = s.held_until
-                && held > at
-            {
-                at = held;
-            }
-            s.next = at + self.budget.spacing();
-            at
+            // Nothing goes out before a hold ends; then the slots run on from there.
+            let from = s
+                .held_until
+                .map_or(Instant::now(), |h| h.max(Instant::now()));
+            s.pacer.reserve(from)
         };
         tokio::time::sleep_until(at).await;
         self.requests.fetch_add(1, Ordering::Relaxed);
