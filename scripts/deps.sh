@@ -9,6 +9,7 @@ packages=(
   dbus-daemon gnome-keyring libsecret-tools             # tests: a real Secret Service keyring
   prometheus                                            # tests: promtool validates /metrics
   python3 python3-venv                                  # tests: webhook verifier, OpenAPI checks
+  postgresql                                            # tests: fleets on a throwaway cluster
   zbar-tools                                            # tests: read QR codes the API and app draw
   libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev    # build: the Tauri desktop app
   librsvg2-dev libayatana-appindicator3-dev libxdo-dev

@@ -48,7 +48,7 @@ KEYRING_HOME="$keyring_home" LOG="$log" dbus-run-session -- bash -c '
   set -o pipefail
   export XDG_DATA_HOME="$KEYRING_HOME"
   printf lifeline-test | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null
-  LIFELINE_TEST_KEYRING=1 LIFELINE_REQUIRE_PROMTOOL=1 cargo test --workspace --locked --no-fail-fast \
+  LIFELINE_TEST_KEYRING=1 LIFELINE_REQUIRE_PROMTOOL=1 LIFELINE_REQUIRE_POSTGRES=1 cargo test --workspace --locked --no-fail-fast \
     --features lifeline-bench/wa-soak 2>&1 | tee "$LOG"
 ' 2> >(grep -v "Failed to set fd limit" >&2) || status=$?
 settle_build_outputs

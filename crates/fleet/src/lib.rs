@@ -1,0 +1,72 @@
+//! Lifeline fleets: several instances share one PostgreSQL store, and each account is supervised
+//! by exactly one of them, the holder of its lease.
+//!
+//! - [`FleetStore`] connects (the password comes from the caller, read from the keyring, never
+//!   from the URL), refuses a database of another program or of a newer Lifeline before writing
+//!   anything, and brings the fleet schema up to date.
+//! - [`Instance`] is this process in the registry: a random id, host name and pid, a heartbeat.
+//! - [`lease`] holds the rules: one conditional upsert to acquire, a renewal that says which
+//!   leases are lost, claims of expired leases with `FOR UPDATE SKIP LOCKED`, and fenced writes
+//!   that are refused once the writer's epoch is stale.
+//! - [`keeper`] runs those rules for an instance: renewals every TTL/3, a local deadline that
+//!   gives a lease up before its expiry when renewals do not get through, claims and releases
+//!   that spread accounts over the live instances.
+//!
+//! Every time that decides a lease is the database's clock; hosts' clocks never enter.
+
+pub mod keeper;
+pub mod lease;
+mod store;
+
+pub use keeper::{Keeper, KeeperConfig, LeaseBook, LeaseEvent};
+pub use lease::{Claimed, FleetTotals, InstanceRow, Lease};
+pub use store::{FleetStore, Instance, InstanceId, StoreUrl};
+
+use std::time::Duration;
+
+/// How long a lease lasts without renewal, unless configured otherwise.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
+
+/// An account's id, as the rest of Lifeline numbers accounts.
+pub type AccountId = i64;
+
+/// Everything that can go wrong with a fleet store, each with one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not a PostgreSQL store URL ({0}); expected postgres://user@host[:port]/database")]
+    BadUrl(String),
+    #[error(
+        "the store URL holds a password; leave it out and keep it in the keyring instead (lifeline secret set store-password)"
+    )]
+    PasswordInUrl,
+    #[error("cannot reach the fleet store at {target}: {detail}")]
+    Unreachable { target: String, detail: String },
+    #[error(
+        "the fleet store at {target} refused user {user}: wrong or missing password (set it with: lifeline secret set store-password)"
+    )]
+    Auth { target: String, user: String },
+    #[error(
+        "the fleet store at {target} has no database {database}; create it first (createdb {database})"
+    )]
+    NoDatabase { target: String, database: String },
+    #[error(
+        "database {database} at {target} belongs to another program (it holds tables but is not a Lifeline fleet store); nothing was written"
+    )]
+    NotLifeline { target: String, database: String },
+    #[error(
+        "the fleet store at {target} was set up by a newer Lifeline (schema {version}, this one knows up to {known}); upgrade this instance"
+    )]
+    TooNew {
+        target: String,
+        version: i64,
+        known: i64,
+    },
+    #[error(
+        "account {account} is supervised by another instance now (lease epoch {epoch} is stale); nothing was written"
+    )]
+    Stale { account: AccountId, epoch: i64 },
+    #[error("fleet store: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
