@@ -235,6 +235,7 @@ async fn round(
     config: KeeperConfig,
     asked: Vec<Lease>,
     release: Vec<AccountId>,
+    hand_over: bool,
 ) -> Round {
     let asked_at = Instant::now();
     let ttl = config.ttl;
@@ -259,7 +260,9 @@ async fn round(
                     Ok(won) => claimed = won,
                     Err(e) => tracing::warn!(error = %e, "claiming leases failed"),
                 }
-                surplus = over;
+                if hand_over {
+                    surplus = over;
+                }
             }
             Err(e) => tracing::warn!(error = %e, "fleet census failed"),
         }
@@ -327,16 +330,19 @@ async fn run(
                 pending = None;
                 apply(&mut book, done, &mut handover, &send);
                 if std::mem::take(&mut again) {
-                    pending = Some(Box::pin(round(instance.clone(), config, book.leases(), std::mem::take(&mut handover))));
+                    pending = Some(Box::pin(round(instance.clone(), config, book.leases(), Vec::new(), false)));
                 }
             }
             _ = tick.tick(), if pending.is_none() => {
-                pending = Some(Box::pin(round(instance.clone(), config, book.leases(), std::mem::take(&mut handover))));
+                pending = Some(Box::pin(round(instance.clone(), config, book.leases(), std::mem::take(&mut handover), true)));
             }
             () = wake.notified() => {
-                // A release somewhere: claim now rather than at the next tick.
+                // Another instance released leases: claim now rather than at the next tick.
+                // Handing over, and releasing what was handed over, wait for the tick: a release
+                // never sets off another at once, and a connection handed over always has a
+                // round's time to close before its lease is released.
                 if pending.is_none() {
-                    pending = Some(Box::pin(round(instance.clone(), config, book.leases(), std::mem::take(&mut handover))));
+                    pending = Some(Box::pin(round(instance.clone(), config, book.leases(), Vec::new(), false)));
                 } else {
                     again = true;
                 }
@@ -379,7 +385,7 @@ fn apply(
     }
 }
 
-/// Wakes the keeper whenever a lease is released anywhere in the fleet. When the database
+/// Wakes the keeper whenever another instance releases leases. When the database
 /// cannot be reached it tries again each second; the rounds go on without it meanwhile.
 async fn listen(instance: Instance, wake: Arc<Notify>, stop: CancellationToken) {
     loop {
@@ -387,8 +393,10 @@ async fn listen(instance: Instance, wake: Arc<Notify>, stop: CancellationToken) 
             let mut listener = PgListener::connect_with(&instance.store().pool).await?;
             listener.listen(CHANNEL).await?;
             loop {
-                listener.recv().await?;
-                wake.notify_one();
+                let note = listener.recv().await?;
+                if note.payload() != instance.id().as_str() {
+                    wake.notify_one();
+                }
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())

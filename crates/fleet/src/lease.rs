@@ -307,8 +307,9 @@ impl Instance {
         .bind(accounts)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, 'released')")
+        sqlx::query("SELECT pg_notify($1, $2)")
             .bind(crate::keeper::CHANNEL)
+            .bind(self.id.as_str())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -327,8 +328,9 @@ impl Instance {
         .execute(&mut *tx)
         .await?;
         self.write_heartbeat(&mut tx, true).await?;
-        sqlx::query("SELECT pg_notify($1, 'left')")
+        sqlx::query("SELECT pg_notify($1, $2)")
             .bind(crate::keeper::CHANNEL)
+            .bind(self.id.as_str())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
