@@ -3,9 +3,12 @@
 
 -- Marks the database as Lifeline's fleet store: a database holding other tables but not this
 -- one belongs to another program and is refused before anything is written.
+-- It also keeps the fingerprint of the fleet key (never the key): the first host that seals
+-- with a key sets it, and a host with another key is refused.
 CREATE TABLE lifeline_fleet (
     singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    key_fingerprint TEXT CHECK (key_fingerprint ~ '^[0-9a-f]{16}$')
 );
 INSERT INTO lifeline_fleet DEFAULT VALUES;
 
@@ -37,3 +40,13 @@ CREATE TABLE account_leases (
 );
 CREATE INDEX account_leases_by_owner ON account_leases (owner);
 CREATE INDEX account_leases_by_expiry ON account_leases (expires_at);
+
+-- Each WhatsApp account's device store, sealed with the fleet key (AES-256-GCM), written under
+-- the writer's lease epoch, so any instance that takes the account over resumes it without a
+-- new QR scan.
+CREATE TABLE device_stores (
+    account_id BIGINT PRIMARY KEY REFERENCES account_leases (account_id) ON DELETE CASCADE,
+    sealed BYTEA NOT NULL,
+    epoch BIGINT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);

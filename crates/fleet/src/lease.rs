@@ -16,7 +16,7 @@ use crate::{AccountId, Error, Result};
 
 /// The database's clock as this handle's queries see it: `now()` plus the handle's offset
 /// (zero outside tests). `$1` is always the offset in seconds.
-const NOW: &str = "(now() + make_interval(secs => $1))";
+pub(crate) const NOW: &str = "(now() + make_interval(secs => $1))";
 
 /// A lease held by this instance: the account and the epoch its writes carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -8,18 +8,23 @@
 //! - [`lease`] holds the rules: one conditional upsert to acquire, a renewal that says which
 //!   leases are lost, claims of expired leases with `FOR UPDATE SKIP LOCKED`, and fenced writes
 //!   that are refused once the writer's epoch is stale.
+//! - [`sealed`] seals WhatsApp device stores with the fleet key (AES-256-GCM) so that any
+//!   instance can resume an account without a new QR scan, and a dump alone opens nothing.
 //! - [`keeper`] runs those rules for an instance: renewals every TTL/3, a local deadline that
 //!   gives a lease up before its expiry when renewals do not get through, claims and releases
 //!   that spread accounts over the live instances.
 //!
 //! Every time that decides a lease is the database's clock; hosts' clocks never enter.
 
+mod devices;
 pub mod keeper;
 pub mod lease;
+pub mod sealed;
 mod store;
 
 pub use keeper::{Keeper, KeeperConfig, LeaseBook, LeaseEvent};
 pub use lease::{Claimed, FleetTotals, InstanceRow, Lease};
+pub use sealed::{FleetKey, Purpose, SealError};
 pub use store::{FleetStore, Instance, InstanceId, StoreUrl};
 
 use std::time::Duration;
@@ -65,6 +70,16 @@ pub enum Error {
         "account {account} is supervised by another instance now (lease epoch {epoch} is stale); nothing was written"
     )]
     Stale { account: AccountId, epoch: i64 },
+    #[error(
+        "this host's fleet key (fingerprint {here}) is not the fleet's ({fleet}) at {target}; import the fleet's key here before joining"
+    )]
+    WrongKey {
+        target: String,
+        fleet: String,
+        here: String,
+    },
+    #[error(transparent)]
+    Seal(#[from] SealError),
     #[error("fleet store: {0}")]
     Database(#[from] sqlx::Error),
 }

@@ -337,3 +337,76 @@ async fn futures_join(instances: &[lifeline_fleet::Instance]) -> Vec<Vec<lifelin
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_stores_are_sealed_fenced_and_open_only_with_the_fleet_key() {
+    use lifeline_fleet::FleetKey;
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let store = open(&cluster, "fleet").await;
+    store.add_accounts(&[3]).await.expect("accounts");
+    let key = FleetKey::generate().expect("key");
+    store
+        .check_key(&key)
+        .await
+        .expect("the first key sets the fingerprint");
+    store.check_key(&key).await.expect("the same key again");
+    let other = FleetKey::generate().expect("key");
+    let e = store.check_key(&other).await.expect_err("another key");
+    assert!(matches!(e, Error::WrongKey { .. }), "{e}");
+    assert!(one_line(&e).contains(&other.fingerprint()), "{e}");
+
+    let a = store.register(None).await.expect("a");
+    let b = store.register(None).await.expect("b");
+    let lease = a
+        .acquire(3, TTL)
+        .await
+        .expect("acquire")
+        .expect("free")
+        .lease;
+    let device = b"SQLite format 3\0 noise key, identity key, registration id".to_vec();
+    a.put_device_store(lease, &key, &device)
+        .await
+        .expect("stored");
+    assert_eq!(
+        store.device_store(3, &key).await.expect("read"),
+        Some(device.clone())
+    );
+    assert_eq!(store.device_store(4, &key).await.expect("read"), None);
+    // A dump shows neither the keys nor the fleet key.
+    let dump = cluster.psql(
+        "fleet",
+        "SELECT encode(sealed, 'escape') FROM device_stores",
+    );
+    assert!(!dump.contains("identity key"), "{dump}");
+    assert!(store.device_store(3, &other).await.is_err());
+
+    // Taken over: the old owner can no longer overwrite the keys the new owner resumes from.
+    let later = store.with_clock_offset(20.0);
+    let taken = b
+        .through(&later)
+        .acquire(3, TTL)
+        .await
+        .expect("acquire")
+        .expect("expired")
+        .lease;
+    let e = a
+        .through(&later)
+        .put_device_store(lease, &key, b"stale")
+        .await
+        .expect_err("stale");
+    assert!(matches!(e, Error::Stale { .. }), "{e}");
+    assert_eq!(
+        later.device_store(3, &key).await.expect("read"),
+        Some(device)
+    );
+    b.through(&later)
+        .put_device_store(taken, &key, b"newer")
+        .await
+        .expect("the new owner writes");
+    assert_eq!(
+        later.device_store(3, &key).await.expect("read").as_deref(),
+        Some(&b"newer"[..])
+    );
+}
