@@ -16,6 +16,7 @@
 //!
 //! Every time that decides a lease is the database's clock; hosts' clocks never enter.
 
+pub mod cluster;
 mod devices;
 pub mod keeper;
 pub mod lease;

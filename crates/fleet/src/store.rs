@@ -38,6 +38,15 @@ impl StoreUrl {
         Ok(Self { url })
     }
 
+    /// A store on this machine's loopback.
+    pub fn loopback(port: u16, user: &str, database: &str) -> Self {
+        let text = format!("postgres://{user}@127.0.0.1:{port}/{database}");
+        match url::Url::parse(&text) {
+            Ok(url) => Self { url },
+            Err(e) => unreachable!("{text}: {e}"),
+        }
+    }
+
     /// `host:port`, for messages.
     pub fn target(&self) -> String {
         let host = self.url.host_str().unwrap_or_default();
