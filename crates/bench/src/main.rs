@@ -4,7 +4,7 @@
 //! - `lifeline-bench --quick`: the CI-sized run (about 2 minutes in release; 4.5 with the
 //!   WhatsApp soak);
 //! - `lifeline-bench all`: the full run (1000 accounts, 1M-row export, 10-minute soaks);
-//! - `lifeline-bench supervise|webhooks|export|tiktok|soak`: one part, with its own sizes.
+//! - `lifeline-bench supervise|webhooks|export|tiktok|fleet|soak`: one part, with its own sizes.
 //!
 //! The WhatsApp soak needs a build with the `test-peer` feature (its client accepts the offline
 //! peer's certificates): `cargo build --release -p lifeline-bench --features test-peer`, apart
@@ -15,6 +15,7 @@
 //! violation (targets are printed beside the figures, not enforced: machines differ).
 
 mod export;
+mod fleet;
 mod soak;
 #[cfg(feature = "wa-soak")]
 mod soak_wa;
@@ -86,6 +87,16 @@ enum Cmd {
         #[arg(long, default_value_t = 7200)]
         requests_per_minute: u32,
     },
+    /// Fleets on a throwaway PostgreSQL: takeover after a kill and after a graceful stop vs
+    /// the lease TTL, database load in steady state.
+    Fleet {
+        #[arg(long, default_value_t = 3000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        #[arg(long, default_value_t = 15)]
+        ttl_seconds: u64,
+    },
     /// CSV export vs `sqlite3 -csv` over the same query.
     Export {
         #[arg(long, default_value_t = 1_000_000)]
@@ -135,6 +146,7 @@ struct Sizes {
     /// Accounts and single-drop samples of the webhook benchmark.
     webhooks: (usize, usize),
     tiktok: tiktok::Plan,
+    fleet: fleet::Plan,
     export_rows: u64,
     soak: soak::Plan,
     whatsapp: soak::Plan,
@@ -154,6 +166,11 @@ const QUICK: Sizes = Sizes {
         poll_interval: Duration::from_secs(5),
         requests_per_minute: 3000,
         window: Duration::from_secs(15),
+    },
+    fleet: fleet::Plan {
+        accounts: 300,
+        instances: 3,
+        ttl: Duration::from_secs(3),
     },
     export_rows: 200_000,
     soak: soak::Plan {
@@ -178,6 +195,11 @@ fn full(seed: u64) -> Sizes {
         },
         webhooks: (1000, 200),
         tiktok: tiktok_plan(1000, 100, 10, 7200),
+        fleet: fleet::Plan {
+            accounts: 3000,
+            instances: 3,
+            ttl: lifeline_fleet::DEFAULT_TTL,
+        },
         export_rows: 1_000_000,
         soak: soak::Plan {
             accounts: 1000,
@@ -233,7 +255,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         (true, Some(_)) => anyhow::bail!("--quick runs everything; give it no subcommand"),
         (false, None) => {
             anyhow::bail!(
-                "say what to run: --quick, all, supervise, webhooks, export, tiktok or soak (see --help)"
+                "say what to run: --quick, all, supervise, webhooks, export, tiktok, fleet or soak (see --help)"
             )
         }
         (false, Some(Cmd::SimServer)) => return supervise::sim_server().await.map(|()| true),
@@ -316,6 +338,24 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             print_table("tiktok", &rows);
             return Ok(true);
         }
+        (
+            false,
+            Some(Cmd::Fleet {
+                accounts,
+                instances,
+                ttl_seconds,
+            }),
+        ) => {
+            ensure_ttl(ttl_seconds)?;
+            let rows = fleet::run(fleet::Plan {
+                accounts,
+                instances,
+                ttl: Duration::from_secs(ttl_seconds),
+            })
+            .await?;
+            print_table("fleet", &rows);
+            return Ok(true);
+        }
         (false, Some(Cmd::Export { rows })) => {
             let rows = export::run(rows).await?;
             print_table("export", &rows);
@@ -361,6 +401,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     rows.extend(supervise::run(sizes.supervise).await?);
     rows.extend(webhooks::run(sizes.webhooks.0, sizes.webhooks.1).await?);
     rows.extend(tiktok::run(sizes.tiktok).await?);
+    rows.extend(fleet::run(sizes.fleet).await?);
     let mut outcome = soak::run(sizes.soak).await?;
     outcome.merge(whatsapp_soak(sizes.whatsapp, false).await?);
     rows.extend(outcome.rows.iter().cloned());
@@ -369,6 +410,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         &rows,
     );
     Ok(print_verdict(&outcome))
+}
+
+fn ensure_ttl(seconds: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=3600).contains(&seconds),
+        "--ttl-seconds must be between 1 and 3600"
+    );
+    Ok(())
 }
 
 /// The WhatsApp soak, in a build that has it. Elsewhere: an error when it was asked for by

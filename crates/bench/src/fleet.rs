@@ -1,0 +1,190 @@
+//! Fleets: how long the others take to supervise a killed instance's accounts, against the lease
+//! TTL; how long a graceful stop takes to hand over; and the load the keepers put on the
+//! database in steady state. The keepers run in this process against a throwaway PostgreSQL
+//! cluster on 127.0.0.1 (the one the fleet's tests use); a killed instance is one whose keeper
+//! stops without releasing anything, which is all a kill -9 leaves behind in the store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use lifeline_fleet::cluster::{self, Cluster, PASSWORD};
+use lifeline_fleet::{FleetStore, Instance, Keeper, KeeperConfig, LeaseEvent, StoreUrl};
+use tokio::sync::mpsc;
+
+use crate::table::Row;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub accounts: usize,
+    pub instances: usize,
+    pub ttl: Duration,
+}
+
+struct Node {
+    instance: Instance,
+    keeper: Option<Keeper>,
+    /// Accounts this instance supervises now, from its keeper's events.
+    held: Arc<AtomicI64>,
+}
+
+/// Registers an instance; its keeper starts with [`start`].
+async fn node(url: &StoreUrl) -> anyhow::Result<Node> {
+    let store = FleetStore::connect_with(url, Some(PASSWORD), 4).await?;
+    Ok(Node {
+        instance: store.register(None).await?,
+        keeper: None,
+        held: Arc::new(AtomicI64::new(0)),
+    })
+}
+
+fn start(node: &mut Node, config: KeeperConfig) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let count = node.held.clone();
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            let delta = match event {
+                LeaseEvent::Acquired { .. } => 1,
+                LeaseEvent::Lost(_) | LeaseEvent::HandedOver(_) => -1,
+            };
+            count.fetch_add(delta, Ordering::Relaxed);
+        }
+    });
+    node.keeper = Some(Keeper::start(node.instance.clone(), config, tx));
+}
+
+fn held(nodes: &[Node], which: impl Fn(usize) -> bool) -> i64 {
+    nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| which(*i))
+        .map(|(_, n)| n.held.load(Ordering::Relaxed))
+        .sum()
+}
+
+/// Waits until `done` holds; the time it took.
+async fn until(within: Duration, what: &str, done: impl Fn() -> bool) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    while !done() {
+        ensure!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(started.elapsed())
+}
+
+/// Transactions the database committed so far (every statement outside a transaction is one).
+fn commits(cluster: &Cluster) -> anyhow::Result<f64> {
+    Ok(cluster
+        .psql(
+            "postgres",
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = 'bench'",
+        )?
+        .parse()?)
+}
+
+pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
+    ensure!(
+        plan.instances >= 3 && plan.accounts > 0,
+        "the fleet benchmark needs at least 3 instances and 1 account"
+    );
+    let bin = cluster::installed().context(
+        "the fleet benchmark needs PostgreSQL (Debian: apt install postgresql); none is installed",
+    )?;
+    let cluster = Cluster::start(bin).context("a throwaway PostgreSQL cluster")?;
+    let url = cluster.database("bench")?;
+    let admin = FleetStore::connect_with(&url, Some(PASSWORD), 2).await?;
+    let ids: Vec<i64> = (1..=plan.accounts as i64).collect();
+    admin.add_accounts(&ids).await?;
+    let config = KeeperConfig {
+        ttl: plan.ttl,
+        ..KeeperConfig::default()
+    };
+    let n = plan.accounts as i64;
+    let mut nodes = Vec::new();
+    for _ in 0..plan.instances {
+        nodes.push(node(&url).await?);
+    }
+    let started = Instant::now();
+    for node in &mut nodes {
+        start(node, config);
+    }
+    let share = (n + plan.instances as i64 - 1) / plan.instances as i64;
+    until(plan.ttl * 3, "every account supervised", || {
+        held(&nodes, |_| true) == n
+            && nodes
+                .iter()
+                .all(|x| x.held.load(Ordering::Relaxed) <= share)
+    })
+    .await?;
+    let spread = started.elapsed();
+
+    // Steady state: three TTLs of renewals, heartbeats and censuses.
+    let window = plan.ttl * 3;
+    let before = commits(&cluster)?;
+    tokio::time::sleep(window).await;
+    // The statistics reach pg_stat_database within a second of a backend going idle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load = (commits(&cluster)? - before) / (window.as_secs_f64() + 1.0);
+
+    // kill -9 of instance 0: nothing released; the others wait for its leases to expire.
+    let killed = held(&nodes, |i| i == 0);
+    if let Some(keeper) = nodes[0].keeper.take() {
+        keeper.abort();
+    }
+    nodes[0].held.store(0, Ordering::Relaxed);
+    let takeover = until(plan.ttl * 4, "takeover after a kill", || {
+        held(&nodes, |i| i != 0) == n
+    })
+    .await?;
+
+    // A graceful stop of instance 1: close, release, and the rest claim at once.
+    let stopped = Instant::now();
+    if let Some(keeper) = nodes[1].keeper.take() {
+        keeper.stop().await;
+    }
+    nodes[1].held.store(0, Ordering::Relaxed);
+    nodes[1].instance.leave().await?;
+    until(plan.ttl * 2, "takeover after a graceful stop", || {
+        held(&nodes, |i| i > 1) == n
+    })
+    .await?;
+    let handover = stopped.elapsed();
+    let totals = admin.totals(plan.ttl).await?;
+    for node in &mut nodes {
+        if let Some(keeper) = node.keeper.take() {
+            keeper.stop().await;
+        }
+    }
+    let ttl = plan.ttl.as_secs_f64();
+    let label = format!("{} accounts, {} instances", plan.accounts, plan.instances);
+    Ok(vec![
+        Row::value(
+            format!("fleet: first spread of {label}"),
+            spread.as_secs_f64() * 1000.0,
+            "ms",
+            "",
+        ),
+        Row::ratio(
+            format!("fleet: takeover of {killed} accounts after a kill vs the TTL"),
+            takeover.as_secs_f64(),
+            ttl,
+            "s",
+            format!("<= TTL + 2 s ({:.2}x)", (ttl + 2.0) / ttl),
+        ),
+        Row::ratio(
+            "fleet: takeover after a graceful stop vs the TTL",
+            handover.as_secs_f64(),
+            ttl,
+            "s",
+            "< 1 s",
+        ),
+        Row::value(
+            format!("fleet: database load in steady state, {label}"),
+            load,
+            "tx/s",
+            "",
+        ),
+        Row::value("fleet: takeovers counted", totals.takeovers as f64, "", ""),
+    ])
+}
