@@ -372,16 +372,15 @@ async fn autorecover_rows_monitoring_off_stays_off_on_without_autorecover_waits_
         .await
         .expect("autorecover off");
     let (sup, _) = w.supervise().await;
-    sup.flush().await;
+    // Startup hands each account task its decision; the tasks apply them right after.
+    let held = State::Stopped {
+        reason: Some(Reason::AutorecoverOff),
+    };
+    until(Duration::from_secs(5), "stopped, saying why", || {
+        [2, 3].iter().all(|&id| state(&sup, AccountId(id)) == held)
+    })
+    .await;
     assert_eq!(state(&sup, AccountId(1)), State::Stopped { reason: None });
-    for id in [2, 3] {
-        assert_eq!(
-            state(&sup, AccountId(id)),
-            State::Stopped {
-                reason: Some(Reason::AutorecoverOff)
-            }
-        );
-    }
     sup.shutdown().await;
     assert!(w.fake.requests().is_empty(), "{:?}", w.fake.requests());
 

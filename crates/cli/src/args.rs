@@ -73,6 +73,9 @@ pub enum Command {
     /// Send signed messages (Standard Webhooks) to your own systems when accounts change.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Fleets of hosts sharing one PostgreSQL store: the fleet key, the fleet's state.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Show the data dir, the supervisor, autorecover and account counts by state.
     Status {
         /// Machine-readable output.
@@ -250,6 +253,38 @@ pub enum PolicyCommand {
         #[arg(long, default_value_t = 20)]
         last: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// The fleet's instances (host, pid, heartbeat, leases) and totals.
+    Status {
+        /// The fleet store: postgres://user@host[:port]/database, with no password in it.
+        #[arg(long, env = "LIFELINE_STORE", value_name = "postgres://…")]
+        store: String,
+        /// Name of the secret holding the store's password (`lifeline secret set store-password`).
+        #[arg(long, default_value = "store-password", value_name = "SECRET")]
+        password_secret: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The fleet key that seals WhatsApp device stores in the fleet store (in this host's keyring).
+    #[command(subcommand)]
+    Key(FleetKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetKeyCommand {
+    /// Make a new fleet key on this host (the fleet's first); refused when it has one.
+    New,
+    /// Write this host's fleet key to standard output, for another host:
+    /// `lifeline fleet key export | ssh HOST lifeline fleet key import`. Never onto a terminal.
+    Export,
+    /// Store the fleet key read from standard input; refused when this host has another.
+    Import,
+    /// Show the key's fingerprint (never the key), or `none`.
+    Show,
 }
 
 #[derive(Debug, Subcommand)]

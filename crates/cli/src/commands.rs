@@ -39,6 +39,7 @@ async fn dispatch(dir: &DataDir, store: Store, command: Command) -> Result {
         Command::Autorecover { mode } => autorecover(&store, mode).await,
         Command::Export(a) => export(&store, a).await,
         Command::Secret(c) => secret(&store, c).await,
+        Command::Fleet(c) => crate::fleet::run(&store, c).await,
         Command::Status { json } => report::status(dir, &store, json).await,
         Command::Policy(c) => policy(&ops(), &store, c).await,
         Command::Link { id, phone } => return crate::link::link(dir, store, id, phone).await,

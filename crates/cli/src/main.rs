@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod fleet;
 mod link;
 mod report;
 mod serve;

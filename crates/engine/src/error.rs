@@ -157,6 +157,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A fleet store (PostgreSQL) refused, or could not be reached.
+    #[error("{0}")]
+    Fleet(#[from] lifeline_fleet::Error),
+
     #[error("Cannot read {what}: {source}")]
     Read {
         what: String,
@@ -211,7 +215,11 @@ pub enum Error {
 impl Error {
     /// True when the operator can fix the problem by changing what they typed.
     pub fn is_input(&self) -> bool {
-        matches!(self, Error::Input(_))
+        match self {
+            Error::Input(_) => true,
+            Error::Fleet(e) => e.is_input(),
+            _ => false,
+        }
     }
 
     /// Names the database file in a damage report that surfaced only on a query (a damaged page

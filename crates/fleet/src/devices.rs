@@ -30,6 +30,15 @@ impl FleetStore {
         }
     }
 
+    /// The fingerprint of the fleet's key, once a host has set it.
+    pub async fn key_fingerprint(&self) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT key_fingerprint FROM lifeline_fleet")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// The account's device store, opened with `key`; `None` when none was stored.
     pub async fn device_store(
         &self,

@@ -85,4 +85,14 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
+impl Error {
+    /// The operator's input was wrong (a URL, a key), as opposed to the store or the network.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            Error::BadUrl(_) | Error::PasswordInUrl | Error::Seal(SealError::BadKey)
+        )
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;

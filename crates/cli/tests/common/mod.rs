@@ -246,13 +246,13 @@ pub fn keyring_available() -> bool {
     std::env::var_os("LIFELINE_TEST_KEYRING").is_some()
 }
 
-/// `lifeline secret set NAME` with `value` on standard input.
-pub fn set_secret(dir: &Path, name: &str, value: &str) {
+/// Runs `lifeline ARGS` with `input` on its standard input.
+pub fn with_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lifeline"))
-        .args(["secret", "set", name])
+        .args(args)
         .env("LIFELINE_DATA_DIR", dir)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
@@ -260,9 +260,14 @@ pub fn set_secret(dir: &Path, name: &str, value: &str) {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(value.as_bytes())
-        .expect("write value");
-    let out: Output = child.wait_with_output().expect("wait");
+        .write_all(input.as_bytes())
+        .expect("write the input");
+    child.wait_with_output().expect("wait")
+}
+
+/// `lifeline secret set NAME` with `value` on standard input.
+pub fn set_secret(dir: &Path, name: &str, value: &str) {
+    let out = with_stdin(dir, &["secret", "set", name], value);
     assert!(
         out.status.success(),
         "{}",

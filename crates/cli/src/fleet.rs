@@ -1,0 +1,211 @@
+//! `lifeline fleet`: the fleet key in this host's keyring, and the state of a fleet store (its
+//! instances, their leases and heartbeats, the fleet's totals).
+
+use std::io::{IsTerminal, Read, Write};
+use std::sync::Arc;
+
+use lifeline_engine::model::SecretName;
+use lifeline_engine::secrets::{self, KeyringSecretStore, SecretValue};
+use lifeline_engine::{Error, InputError, Store};
+use lifeline_fleet::{DEFAULT_TTL, FleetKey, FleetStore, StoreUrl};
+
+use crate::args::{FleetCommand, FleetKeyCommand};
+
+type Result<T = ()> = std::result::Result<T, Error>;
+
+/// The keyring secret holding this host's fleet key.
+pub const FLEET_KEY_SECRET: &str = "fleet-key";
+
+pub async fn run(store: &Store, c: FleetCommand) -> Result {
+    match c {
+        FleetCommand::Key(k) => key(store, k).await,
+        FleetCommand::Status {
+            store: url,
+            password_secret,
+            json,
+        } => status(&url, &password_secret, json).await,
+    }
+}
+
+fn key_name() -> Result<SecretName> {
+    Ok(SecretName::parse(FLEET_KEY_SECRET)?)
+}
+
+/// This host's fleet key, if it has one.
+async fn host_key() -> Result<Option<FleetKey>> {
+    let Some(value) = secrets::fetch(Arc::new(KeyringSecretStore), &key_name()?).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        FleetKey::from_text(value.expose()).map_err(lifeline_fleet::Error::from)?,
+    ))
+}
+
+fn refused(why: String) -> Error {
+    InputError::Refused(why).into()
+}
+
+async fn key(store: &Store, c: FleetKeyCommand) -> Result {
+    let here = host_key().await?;
+    match c {
+        FleetKeyCommand::New => {
+            if let Some(k) = here {
+                return Err(refused(format!(
+                    "this host already has a fleet key ({}); a new one would leave every device store sealed with it unreadable",
+                    k.fingerprint()
+                )));
+            }
+            let key = FleetKey::generate().map_err(lifeline_fleet::Error::from)?;
+            let value = SecretValue::new(key.to_text());
+            secrets::set_secret(store, &KeyringSecretStore, &key_name()?, value).await?;
+            println!(
+                "New fleet key {} stored in the OS keyring (secret '{FLEET_KEY_SECRET}'). Give it to the fleet's other hosts: lifeline fleet key export | ssh HOST lifeline fleet key import",
+                key.fingerprint()
+            );
+        }
+        FleetKeyCommand::Export => {
+            let key = here.ok_or_else(|| {
+                refused(
+                    "this host has no fleet key: make one with `lifeline fleet key new`, or import the fleet's".into(),
+                )
+            })?;
+            if std::io::stdout().is_terminal() {
+                return Err(refused(
+                    "the fleet key is never shown on a terminal: pipe it to the other host, e.g. lifeline fleet key export | ssh HOST lifeline fleet key import".into(),
+                ));
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", key.to_text())
+                .and_then(|()| out.flush())
+                .map_err(|source| Error::Write {
+                    path: "standard output".into(),
+                    source,
+                })?;
+            eprintln!(
+                "Fleet key {} written to standard output.",
+                key.fingerprint()
+            );
+        }
+        FleetKeyCommand::Import => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| Error::Read {
+                    what: "the fleet key from standard input".into(),
+                    source,
+                })?;
+            let key = FleetKey::from_text(&text).map_err(lifeline_fleet::Error::from)?;
+            match here {
+                Some(k) if k.fingerprint() == key.fingerprint() => {
+                    println!("This host already has fleet key {}.", k.fingerprint());
+                    return Ok(());
+                }
+                Some(k) => {
+                    return Err(refused(format!(
+                        "this host already has another fleet key ({}); nothing was changed",
+                        k.fingerprint()
+                    )));
+                }
+                None => {}
+            }
+            let value = SecretValue::new(key.to_text());
+            secrets::set_secret(store, &KeyringSecretStore, &key_name()?, value).await?;
+            println!(
+                "Fleet key {} stored in the OS keyring (secret '{FLEET_KEY_SECRET}').",
+                key.fingerprint()
+            );
+        }
+        FleetKeyCommand::Show => match here {
+            Some(k) => println!("{}", k.fingerprint()),
+            None => println!("none"),
+        },
+    }
+    Ok(())
+}
+
+async fn status(url: &str, password_secret: &str, json: bool) -> Result {
+    let url = StoreUrl::parse(url).map_err(Error::from)?;
+    let name = SecretName::parse(password_secret)?;
+    let password = secrets::fetch(Arc::new(KeyringSecretStore), &name).await?;
+    let fleet = FleetStore::connect_with(&url, password.as_ref().map(SecretValue::expose), 2)
+        .await
+        .map_err(Error::from)?;
+    let read = async {
+        Ok::<_, lifeline_fleet::Error>((
+            fleet.instances(DEFAULT_TTL).await?,
+            fleet.totals(DEFAULT_TTL).await?,
+            fleet.key_fingerprint().await?,
+        ))
+    };
+    let outcome = read.await;
+    fleet.close().await;
+    let (instances, totals, fleet_key) = outcome.map_err(Error::from)?;
+    let here = host_key().await?.map(|k| k.fingerprint());
+    if json {
+        let value = serde_json::json!({
+            "store": url.to_string(),
+            "fleet_key": fleet_key,
+            "host_key": here,
+            "accounts": totals.accounts,
+            "leases_held": totals.leases_held,
+            "live_instances": totals.live_instances,
+            "takeovers": totals.takeovers,
+            "renew_failures": totals.renew_failures,
+            "stale_writes_refused": totals.stale_writes_refused,
+            "instances": instances.iter().map(|i| serde_json::json!({
+                "id": i.id,
+                "host": i.host,
+                "pid": i.pid,
+                "alive": i.alive,
+                "heartbeat_age_s": i.heartbeat_age_s,
+                "leases": i.leases,
+                "max_accounts": i.max_accounts,
+                "takeovers": i.takeovers,
+                "renew_failures": i.renew_failures,
+                "stale_writes_refused": i.stale_writes_refused,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{value:#}");
+        return Ok(());
+    }
+    println!("Fleet store   {url}");
+    println!(
+        "Accounts      {} ({} supervised under a lease)",
+        totals.accounts, totals.leases_held
+    );
+    println!(
+        "Instances     {} live of {}",
+        totals.live_instances,
+        instances.len()
+    );
+    println!(
+        "Counters      {} takeovers, {} failed renewals, {} stale writes refused",
+        totals.takeovers, totals.renew_failures, totals.stale_writes_refused
+    );
+    let key_line = match (&fleet_key, &here) {
+        (None, _) => "none set yet".to_owned(),
+        (Some(f), Some(h)) if f == h => format!("{f} (this host has it)"),
+        (Some(f), Some(h)) => format!("{f} — this host has another ({h}): it cannot join"),
+        (Some(f), None) => format!("{f} — this host has none (lifeline fleet key import)"),
+    };
+    println!("Fleet key     {key_line}");
+    if !instances.is_empty() {
+        println!();
+        println!(
+            "{:<10} {:<24} {:>8} {:>6} {:>8} {:>10}",
+            "INSTANCE", "HOST", "PID", "ALIVE", "LEASES", "HEARTBEAT"
+        );
+        for i in &instances {
+            println!(
+                "{:<10} {:<24} {:>8} {:>6} {:>8} {:>8.1} s",
+                &i.id[..8.min(i.id.len())],
+                i.host,
+                i.pid,
+                if i.alive { "yes" } else { "no" },
+                i.leases,
+                i.heartbeat_age_s
+            );
+        }
+    }
+    Ok(())
+}
