@@ -78,6 +78,9 @@ struct Control {
     paths: HashMap<String, PathStats>,
     /// Each live socket's own fault channel, by path and connection id.
     sockets: HashMap<String, HashMap<u64, mpsc::UnboundedSender<Fault>>>,
+    /// Each counted live socket's second handle, by path and connection id: a new socket on a
+    /// path looks through it for a client that already left (see [`client_left`]).
+    live: HashMap<String, HashMap<u64, std::net::TcpStream>>,
     refuse_until: Option<Instant>,
     handshake_delay: Duration,
     refused: u64,
@@ -276,13 +279,35 @@ impl Sim {
 struct LiveGuard {
     inner: Arc<Inner>,
     path: String,
+    id: u64,
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        if let Some(p) = self.inner.control().paths.get_mut(&self.path) {
+        let mut control = self.inner.control();
+        // Not counted any more when a newer socket found its client gone already.
+        let counted = control
+            .live
+            .get_mut(&self.path)
+            .and_then(|m| m.remove(&self.id))
+            .is_some();
+        if counted && let Some(p) = control.paths.get_mut(&self.path) {
             p.live = p.live.saturating_sub(1);
         }
+    }
+}
+
+/// True when the client of a live socket has left already, though its handler has not run since
+/// to notice: the end of the stream, or a WebSocket close frame, is waiting unread. On a loaded
+/// machine a client can close, and connect again, before the old socket's handler is scheduled;
+/// the old socket is no longer live from the client's side, so it is not counted beside the new.
+fn client_left(socket: &std::net::TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match socket.peek(&mut first) {
+        Ok(0) => true,
+        // FIN bit and opcode 8: a close frame.
+        Ok(_) => first[0] == 0x88,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
     }
 }
 
@@ -335,6 +360,13 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
         tokio::time::sleep(delay).await;
     }
     let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+    // A second handle on the socket, to look for a client that left (see `client_left`).
+    let Ok((tcp, second)) = tcp.into_std().and_then(|std| {
+        let second = std.try_clone()?;
+        Ok((TcpStream::from_std(std)?, second))
+    }) else {
+        return;
+    };
     // Both fault channels are in place before the handshake's answer goes out: a client that
     // has its socket can be sure any fault sent from then on reaches it.
     let (own_tx, mut own) = mpsc::unbounded_channel();
@@ -374,8 +406,18 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
     }
     {
         let mut control = inner.control();
+        let others = control.live.entry(path.clone()).or_default();
+        let left: Vec<u64> = others
+            .iter()
+            .filter(|(_, socket)| client_left(socket))
+            .map(|(&other, _)| other)
+            .collect();
+        for other in &left {
+            others.remove(other);
+        }
+        others.insert(id, second);
         let stats = control.paths.entry(path.clone()).or_default();
-        stats.live += 1;
+        stats.live = stats.live.saturating_sub(left.len()) + 1;
         stats.accepted += 1;
         stats.max_live = stats.max_live.max(stats.live);
         control.note(&path, Seen::Live);
@@ -383,6 +425,7 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
     let _live = LiveGuard {
         inner: inner.clone(),
         path: path.clone(),
+        id,
     };
     let server_drop = |inner: &Inner| {
         let mut control = inner.control();
