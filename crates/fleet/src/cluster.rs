@@ -50,7 +50,7 @@ impl Cluster {
     pub fn start(bin: PathBuf) -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("lifeline-pg-").tempdir()?;
         std::fs::write(dir.path().join("pw"), PASSWORD)?;
-        let cluster = Self {
+        let mut cluster = Self {
             dir,
             bin,
             port: free_port()?,
@@ -77,8 +77,18 @@ impl Cluster {
                 "--pwfile={}",
                 cluster.dir.path().join("pw").display()
             )))?;
-        cluster.start_server()?;
-        Ok(cluster)
+        // Another process may take the free port before the server binds it: then try another.
+        let mut attempts = 0;
+        loop {
+            match cluster.start_server() {
+                Ok(()) => return Ok(cluster),
+                Err(e) if attempts >= 3 => return Err(e),
+                Err(_) => {
+                    attempts += 1;
+                    cluster.port = free_port()?;
+                }
+            }
+        }
     }
 
     fn command(&self, program: &str) -> Command {

@@ -133,7 +133,8 @@ impl FleetStore {
         .await?)
     }
 
-    /// The fleet's totals: the counters summed over every instance that ever ran.
+    /// The fleet's totals: the counters summed over the instances in the registry (those that
+    /// ran in the last week, or still hold leases).
     pub async fn totals(&self, ttl: Duration) -> Result<FleetTotals> {
         let (accounts, leases_held, live, t, r, s): (i64, i64, i64, i64, i64, i64) =
             sqlx::query_as(AssertSqlSafe(format!(

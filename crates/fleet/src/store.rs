@@ -215,6 +215,16 @@ impl FleetStore {
         .bind(self.clock_offset_s)
         .execute(&self.pool)
         .await?;
+        // Every start adds a row: instances silent for a week and holding nothing are dropped,
+        // so the registry shows the fleet, not its history.
+        sqlx::query(
+            "DELETE FROM fleet_instances i
+              WHERE i.heartbeat_at < now() + make_interval(secs => $1) - interval '7 days'
+                AND NOT EXISTS (SELECT 1 FROM account_leases l WHERE l.owner = i.id)",
+        )
+        .bind(self.clock_offset_s)
+        .execute(&self.pool)
+        .await?;
         tracing::info!(instance = %id, %host, pid, "joined the fleet");
         Ok(Instance {
             id,

@@ -270,6 +270,20 @@ async fn lease_rules_follow_the_database_clock() {
     // Instances that stop heartbeating drop out of the live count after a TTL.
     let later = store.with_clock_offset(40.0);
     assert_eq!(later.totals(TTL).await.expect("totals").live_instances, 0);
+
+    // A week later, an instance that starts drops the silent ones holding nothing from the
+    // registry; one that still names an owner of a lease stays.
+    let week = store.with_clock_offset(8.0 * 24.0 * 3600.0);
+    assert!(a16.release(&[1, 2]).await.expect("release") >= 1);
+    let c = week.register(None).await.expect("c");
+    let ids: Vec<String> = week
+        .instances(TTL)
+        .await
+        .expect("instances")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec![c.id().as_str().to_owned()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
