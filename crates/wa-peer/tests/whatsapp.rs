@@ -586,3 +586,104 @@ async fn a_slow_login_is_waited_for_within_the_connect_timeout_and_no_longer() {
     .await;
     w.sup.shutdown().await;
 }
+
+/// A linked number moves to another instance through a fleet store (a real PostgreSQL): the
+/// owner seals a snapshot of its device store under its lease; when its lease has expired
+/// (it died), another instance takes the lease over, restores the snapshot into its own data
+/// dir and logs in. The peer sees a second login and no second registration, and no QR code
+/// is shown. The old owner can no longer overwrite the stored keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_number_fails_over_to_another_instance_with_no_new_registration() {
+    use lifeline_fleet::cluster::{self, Cluster, PASSWORD};
+    use lifeline_fleet::{DEFAULT_TTL, Error as FleetError, FleetKey, FleetStore};
+
+    let Some(bin) = cluster::installed() else {
+        assert!(
+            std::env::var("LIFELINE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "PostgreSQL is required (LIFELINE_REQUIRE_POSTGRES=1)"
+        );
+        eprintln!("skipped: PostgreSQL is not installed");
+        return;
+    };
+    let pg = Cluster::start(bin).expect("a throwaway PostgreSQL");
+    let fleet = FleetStore::connect(&pg.database("fleet").expect("db"), Some(PASSWORD))
+        .await
+        .expect("fleet store");
+    let key = FleetKey::generate().expect("key");
+    fleet.check_key(&key).await.expect("the fleet's key");
+    fleet.add_accounts(&[1]).await.expect("account");
+
+    let peer = Peer::start("127.0.0.1:0", Config::default())
+        .await
+        .expect("peer");
+    let a = world(peer.clone(), 1).await;
+    let id = AccountId(1);
+    let number = link(&a, id).await;
+    let first = fleet.register(None).await.expect("instance a");
+    let lease = first
+        .acquire(1, DEFAULT_TTL)
+        .await
+        .expect("acquire")
+        .expect("free")
+        .lease;
+    // Sealed while the client runs and writes to it.
+    let snapshot = device::snapshot(&device::path(a.dir.path(), id)).expect("snapshot");
+    first
+        .put_device_store(lease, &key, &snapshot)
+        .await
+        .expect("stored under the lease");
+    let before = peer.stats();
+    assert_eq!(before.registrations, 1);
+
+    // Instance a dies (its connection goes with it); its lease expires on the database's clock.
+    a.sup.shutdown().await;
+    let later = fleet.with_clock_offset(DEFAULT_TTL.as_secs_f64() + 1.0);
+    let second = later.register(None).await.expect("instance b");
+    let taken = second
+        .acquire(1, DEFAULT_TTL)
+        .await
+        .expect("acquire")
+        .expect("expired");
+    assert!(taken.takeover);
+    assert_eq!(taken.lease.epoch, lease.epoch + 1);
+
+    // Instance b: its own data dir. The account's record (linked, desired running) is what the
+    // fleet's shared store will hold; here b starts from a copy of a's. Its device store comes
+    // from the fleet store, nowhere else.
+    let b_dir = tempfile::tempdir().expect("tempdir");
+    let record = device::snapshot(&a.dir.path().join("t.db")).expect("a's records");
+    std::fs::write(b_dir.path().join("t.db"), record).expect("b's records");
+    let b_store = Store::open_path(&b_dir.path().join("t.db"))
+        .await
+        .expect("store");
+    assert!(!device::path(b_dir.path(), id).exists());
+    let keys = later
+        .device_store(1, &key)
+        .await
+        .expect("read")
+        .expect("stored");
+    device::restore(&device::path(b_dir.path(), id), &keys).expect("restore");
+    let b = supervisor(&b_store, b_dir.path(), &peer);
+    let mut updates = b.subscribe();
+    b.startup(None, None).await.expect("startup");
+    wait_for(&b, id, Duration::from_secs(30), |s| *s == State::Connected).await;
+    while let Ok(u) = updates.try_recv() {
+        assert!(
+            !matches!(u, Update::Link { .. }),
+            "no QR on the other instance"
+        );
+    }
+    let after = peer.stats();
+    assert_eq!(after.registrations, 1, "no second registration");
+    assert!(after.logins > before.logins, "{after:?}");
+    assert_eq!(peer.live_sessions(&number), 1);
+
+    // The dead owner's lease is stale: it cannot overwrite the keys b now resumes from.
+    let e = first
+        .through(&later)
+        .put_device_store(lease, &key, b"SQLite format 3\0stale")
+        .await
+        .expect_err("stale");
+    assert!(matches!(e, FleetError::Stale { .. }), "{e}");
+    b.shutdown().await;
+}

@@ -78,6 +78,67 @@ pub fn wipe(db: &Path) -> std::io::Result<bool> {
     Ok(any)
 }
 
+/// The first bytes of every SQLite database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// A consistent copy of a device store, as one SQLite file's bytes, taken while its client may
+/// be writing: `VACUUM INTO` copies one read transaction's view, WAL included. This is what a
+/// fleet seals into its store so that another instance can resume the number.
+pub fn snapshot(db: &Path) -> std::io::Result<Vec<u8>> {
+    use rusqlite::OpenFlags;
+    let parent = db.parent().unwrap_or(Path::new("."));
+    // A private folder beside the store (0700), removed with what is in it.
+    let scratch = tempfile::Builder::new()
+        .prefix(".snapshot-")
+        .tempdir_in(parent)?;
+    let out = scratch.path().join("device.db");
+    let sql = |e: rusqlite::Error| std::io::Error::other(format!("device store snapshot: {e}"));
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sql)?;
+    let target = out
+        .to_str()
+        .ok_or_else(|| std::io::Error::other("the data dir path is not UTF-8"))?;
+    conn.execute("VACUUM INTO ?1", [target]).map_err(sql)?;
+    drop(conn);
+    std::fs::read(&out)
+}
+
+/// Puts a snapshot in place as an account's device store, before its client starts. The bytes
+/// are written to a private file beside the store, synced, and renamed over it; the old store's
+/// WAL companions are removed first, so they are never replayed into the new one. A crash leaves
+/// the old store or the new one, never a mix. Bytes that are not a SQLite database are refused.
+pub fn restore(db: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if !bytes.starts_with(SQLITE_MAGIC) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a device store (no SQLite header)",
+        ));
+    }
+    prepare(db)?;
+    let parent = db.parent().unwrap_or(Path::new("."));
+    // tempfile creates it 0600.
+    let mut file = tempfile::Builder::new()
+        .prefix(".restore-")
+        .tempfile_in(parent)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    for companion in &companions(db)[1..] {
+        match std::fs::remove_file(companion) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    file.persist(db).map_err(|e| e.error)?;
+    restrict(db)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +172,57 @@ mod tests {
         assert!(wipe(&db).expect("wipe"));
         assert!(companions(&db).iter().all(|p| !p.exists()));
         assert!(!wipe(&db).expect("second wipe"), "nothing left to wipe");
+    }
+
+    #[test]
+    fn a_snapshot_taken_under_writes_restores_as_the_same_store() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let db = path(tmp.path(), AccountId(3));
+        prepare(&db).expect("prepare");
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        conn.execute_batch(
+            "CREATE TABLE identity (k TEXT PRIMARY KEY, v BLOB);
+             INSERT INTO identity VALUES ('noise', x'0102'), ('registration', x'03');",
+        )
+        .expect("fill");
+        // Still open, its last writes only in the WAL: the snapshot has them all the same.
+        let bytes = snapshot(&db).expect("snapshot");
+        assert!(bytes.starts_with(SQLITE_MAGIC));
+        let leftovers: Vec<_> = std::fs::read_dir(dir(tmp.path()))
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".snapshot-"))
+            .collect();
+        assert!(leftovers.is_empty(), "the scratch copy is removed");
+
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let other = path(elsewhere.path(), AccountId(3));
+        // A stale WAL of a previous store there must not be replayed into the restored one.
+        prepare(&other).expect("prepare");
+        std::fs::write(companions(&other)[1].clone(), b"stale wal").expect("wal");
+        restore(&other, &bytes).expect("restore");
+        #[cfg(unix)]
+        assert_eq!(mode(&other), 0o600);
+        assert!(!companions(&other)[1].exists());
+        let back = rusqlite::Connection::open(&other).expect("open");
+        let rows: Vec<(String, Vec<u8>)> = back
+            .prepare("SELECT k, v FROM identity ORDER BY k")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            rows,
+            vec![
+                ("noise".to_owned(), vec![1, 2]),
+                ("registration".to_owned(), vec![3])
+            ]
+        );
+        let e = restore(&other, b"not a database").expect_err("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
     }
 
     #[test]
