@@ -5,7 +5,7 @@ mod common;
 
 use common::{bad_input, fails, keyring_available, ok, set_secret, with_stdin};
 use lifeline_fleet::FleetStore;
-use lifeline_fleet::cluster::{self, Cluster, PASSWORD};
+use lifeline_fleet::cluster::{self, PASSWORD};
 
 #[test]
 fn bad_store_urls_are_refused_before_anything_is_asked() {
@@ -36,15 +36,9 @@ fn fleet_status_and_the_fleet_key() {
         eprintln!("skipped: set LIFELINE_TEST_KEYRING=1 (an unlocked Secret Service)");
         return;
     }
-    let Some(bin) = cluster::installed() else {
-        assert!(
-            std::env::var("LIFELINE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-            "PostgreSQL is required (LIFELINE_REQUIRE_POSTGRES=1)"
-        );
-        eprintln!("skipped: PostgreSQL is not installed");
+    let Some(cluster) = cluster::for_test() else {
         return;
     };
-    let cluster = Cluster::start(bin).expect("a throwaway PostgreSQL");
     let url = cluster.database("fleet").expect("database").to_string();
     let dir = tempfile::tempdir().expect("dir");
     let dir = dir.path();

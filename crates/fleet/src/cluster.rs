@@ -185,6 +185,24 @@ impl Drop for Cluster {
     }
 }
 
+/// For tests: a started cluster, or `None` (the test skips, saying so) when PostgreSQL is not
+/// installed. With `LIFELINE_REQUIRE_POSTGRES=1` (CI) a missing PostgreSQL fails the test
+/// instead, and so does a cluster that does not start.
+pub fn for_test() -> Option<Cluster> {
+    let Some(bin) = installed() else {
+        assert!(
+            std::env::var("LIFELINE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "PostgreSQL is required (LIFELINE_REQUIRE_POSTGRES=1) but /usr/lib/postgresql/*/bin/initdb is missing"
+        );
+        eprintln!("skipped: PostgreSQL is not installed");
+        return None;
+    };
+    match Cluster::start(bin) {
+        Ok(cluster) => Some(cluster),
+        Err(e) => panic!("a throwaway PostgreSQL cluster: {e}"),
+    }
+}
+
 /// Runs a command; its stdout, or an error with its stderr.
 fn run(command: &mut Command) -> io::Result<String> {
     let out = command.output()?;

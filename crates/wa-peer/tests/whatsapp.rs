@@ -594,18 +594,12 @@ async fn a_slow_login_is_waited_for_within_the_connect_timeout_and_no_longer() {
 /// is shown. The old owner can no longer overwrite the stored keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_number_fails_over_to_another_instance_with_no_new_registration() {
-    use lifeline_fleet::cluster::{self, Cluster, PASSWORD};
+    use lifeline_fleet::cluster::{self, PASSWORD};
     use lifeline_fleet::{DEFAULT_TTL, Error as FleetError, FleetKey, FleetStore};
 
-    let Some(bin) = cluster::installed() else {
-        assert!(
-            std::env::var("LIFELINE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-            "PostgreSQL is required (LIFELINE_REQUIRE_POSTGRES=1)"
-        );
-        eprintln!("skipped: PostgreSQL is not installed");
+    let Some(pg) = cluster::for_test() else {
         return;
     };
-    let pg = Cluster::start(bin).expect("a throwaway PostgreSQL");
     let fleet = FleetStore::connect(&pg.database("fleet").expect("db"), Some(PASSWORD))
         .await
         .expect("fleet store");

@@ -1,5 +1,5 @@
-//! The tests' PostgreSQL: one throwaway cluster per test ([`lifeline_fleet::cluster`]).
-//! Without PostgreSQL installed the tests are skipped, unless LIFELINE_REQUIRE_POSTGRES=1 (CI).
+//! The tests' PostgreSQL: one throwaway cluster per test ([`lifeline_fleet::cluster::for_test`]),
+//! with helpers that fail the test on any error.
 
 #![allow(dead_code)]
 
@@ -11,17 +11,7 @@ pub struct Cluster(lifeline_fleet::cluster::Cluster);
 impl Cluster {
     /// Starts a cluster, or returns `None` (the test skips) when PostgreSQL is not installed.
     pub fn start() -> Option<Self> {
-        let Some(bin) = lifeline_fleet::cluster::installed() else {
-            assert!(
-                std::env::var("LIFELINE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "PostgreSQL is required (LIFELINE_REQUIRE_POSTGRES=1) but /usr/lib/postgresql/*/bin/initdb is missing"
-            );
-            eprintln!("skipped: PostgreSQL is not installed");
-            return None;
-        };
-        Some(Self(
-            lifeline_fleet::cluster::Cluster::start(bin).expect("a throwaway PostgreSQL cluster"),
-        ))
+        lifeline_fleet::cluster::for_test().map(Self)
     }
 
     pub fn port(&self) -> u16 {
