@@ -299,44 +299,42 @@ impl Instance {
             return Ok(0);
         }
         let mut tx = self.store.pool.begin().await?;
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE account_leases SET owner = NULL, acquired_at = NULL, expires_at = {NOW}
-              WHERE owner = $2 AND account_id = ANY($3)"
-        )))
-        .bind(self.offset())
-        .bind(self.id.as_str())
-        .bind(accounts)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::keeper::CHANNEL)
-            .bind(self.id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let released = self.release_in(&mut tx, Some(accounts)).await?;
         tx.commit().await?;
-        Ok(done.rows_affected())
+        Ok(released)
     }
 
     /// Leaves the fleet: every lease released, the instance marked stopped.
     pub async fn leave(&self) -> Result<()> {
         let mut tx = self.store.pool.begin().await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "UPDATE account_leases SET owner = NULL, acquired_at = NULL, expires_at = {NOW}
-              WHERE owner = $2"
-        )))
-        .bind(self.offset())
-        .bind(self.id.as_str())
-        .execute(&mut *tx)
-        .await?;
+        self.release_in(&mut tx, None).await?;
         self.write_heartbeat(&mut tx, true).await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::keeper::CHANNEL)
-            .bind(self.id.as_str())
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         tracing::info!(instance = %self.id, "left the fleet");
         Ok(())
+    }
+
+    /// Releases these leases of this instance (`None`: all of them) and announces it, in `tx`.
+    async fn release_in(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        accounts: Option<&[AccountId]>,
+    ) -> Result<u64> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE account_leases SET owner = NULL, acquired_at = NULL, expires_at = {NOW}
+              WHERE owner = $2 AND ($3::int8[] IS NULL OR account_id = ANY($3))"
+        )))
+        .bind(self.offset())
+        .bind(self.id.as_str())
+        .bind(accounts)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::keeper::CHANNEL)
+            .bind(self.id.as_str())
+            .execute(&mut **tx)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Says this instance still runs, with its counters.
