@@ -127,6 +127,7 @@ pub async fn run(rows: u64) -> anyhow::Result<Vec<Row>> {
 /// accounts.
 pub async fn fill(db: &Path, rows: u64) -> anyhow::Result<()> {
     let store = Store::open_path(db).await?;
+    let pool = store.sqlite_pool().context("an SQLite store")?;
     let base: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
@@ -134,7 +135,7 @@ pub async fn fill(db: &Path, rows: u64) -> anyhow::Result<()> {
          SELECT 'websocket', 'Toko ' || i || ' 🍜', 'ws://127.0.0.1:9000/s/' || i, ?1, ?1 FROM n",
     )
     .bind(base)
-    .execute(store.pool())
+    .execute(pool)
     .await?;
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) \
@@ -144,7 +145,7 @@ pub async fn fill(db: &Path, rows: u64) -> anyhow::Result<()> {
     )
     .bind(base)
     .bind(rows as i64)
-    .execute(store.pool())
+    .execute(pool)
     .await?;
     store.close().await;
     Ok(())

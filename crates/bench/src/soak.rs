@@ -545,7 +545,7 @@ pub(crate) struct Recorded {
 pub(crate) async fn load_events(store: &Store) -> anyhow::Result<Vec<Recorded>> {
     let rows: Vec<(i64, i64, String, String)> =
         sqlx::query_as("SELECT account_id, at, from_state, state_json FROM events ORDER BY id")
-            .fetch_all(store.pool())
+            .fetch_all(store.sqlite_pool().context("an SQLite store")?)
             .await?;
     rows.into_iter()
         .map(|(account, at, from, json)| {

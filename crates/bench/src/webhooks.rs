@@ -104,7 +104,7 @@ impl Fleet {
         let stop = CancellationToken::new();
         let (notices, _) = tokio::sync::mpsc::unbounded_channel();
         let outbox = lifeline_webhooks::worker::Outbox {
-            store: Store::open_path(store.path()).await?,
+            store: store.reader().await?,
             secrets,
             clock: Clock::System,
             metrics: None,

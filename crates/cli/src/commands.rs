@@ -23,11 +23,14 @@ type Result<T = ()> = std::result::Result<T, Error>;
 pub async fn run(cli: Cli) -> Result {
     let dir = DataDir::resolve(cli.data_dir)?;
     let store = Store::open(&dir).await?;
-    let db = store.path().to_owned();
+    let db = store.path().map(std::path::Path::to_owned);
     // A damaged page that opening did not read surfaces on a query: name the file all the same.
     dispatch(&dir, store, cli.command)
         .await
-        .map_err(|e| e.in_database(&db))
+        .map_err(|e| match &db {
+            Some(db) => e.in_database(db),
+            None => e,
+        })
 }
 
 async fn dispatch(dir: &DataDir, store: Store, command: Command) -> Result {

@@ -88,7 +88,7 @@ pub async fn status(dir: &DataDir, store: &Store, as_json: bool) -> Result {
     if as_json {
         return print_json(&json!({
             "data_dir": dir.root(),
-            "database": store.path(),
+            "database": store.location(),
             "supervisor": { "running": supervisor.is_some(), "pid": supervisor.filter(|p| *p != 0) },
             "last_run": last_run,
             "autorecover": autorecover,
@@ -99,7 +99,7 @@ pub async fn status(dir: &DataDir, store: &Store, as_json: bool) -> Result {
         }));
     }
     println!("Data dir:     {}", dir.root().display());
-    println!("Database:     {}", store.path().display());
+    println!("Database:     {}", store.location());
     let supervisor_line = match (supervisor, last_run) {
         (Some(pid), _) if pid != 0 => format!("running (pid {pid})"),
         (Some(_), _) => "running".to_owned(),

@@ -183,6 +183,11 @@ impl FleetStore {
         &self.url
     }
 
+    /// The connections, for Lifeline's own model kept in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// This handle with the database's clock moved by `seconds` as its queries see it (tests of
     /// the lease rules; a fleet never runs with an offset).
     #[doc(hidden)]

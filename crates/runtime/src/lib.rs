@@ -201,7 +201,7 @@ impl Runtime {
     /// The webhook sender, with a read pool of its own; the supervisor's single writer records
     /// its attempts.
     async fn start_webhooks(&mut self) -> Result<(), Error> {
-        let reader = Store::open_path(self.store.path()).await?;
+        let reader = self.store.reader().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         self.webhook_notices = Some(rx);
         self.tasks.push(tokio::spawn(lifeline_webhooks::worker::run(

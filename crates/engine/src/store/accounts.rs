@@ -2,9 +2,8 @@
 
 use chrono::Utc;
 use serde::Deserialize;
-use sqlx::Row;
 
-use super::{Store, decode, encode};
+use super::{Db, Store, decode, encode, on_db};
 use crate::error::{Error, InputError, Result};
 use crate::model::{
     Account, AccountChange, AccountId, AccountKind, HeaderRef, NewAccount, SecretName,
@@ -21,6 +20,15 @@ const ACCOUNT_JSON: &str = "json_object('id', id, 'kind', kind, 'name', name, 'u
      'identity', json(CASE WHEN remote_id IS NULL THEN NULL \
                       ELSE json_object('id', remote_id, 'name', remote_name) END))";
 
+/// [`ACCOUNT_JSON`] as PostgreSQL writes it (its flags come out as true/false).
+const ACCOUNT_JSON_PG: &str = "json_build_object('id', id, 'kind', kind, 'name', name, 'url', url, \
+     'priority', priority, 'country', country, 'proxy_url', proxy_url, \
+     'proxy_secret', proxy_secret, 'headers', headers::json, 'muted', muted, \
+     'notify_live', notify_live, 'desired_running', desired_running, 'state', state_json::json, \
+     'state_since', state_since, 'created_at', created_at, \
+     'identity', CASE WHEN remote_id IS NULL THEN NULL \
+                 ELSE json_build_object('id', remote_id, 'name', remote_name) END)";
+
 impl Store {
     /// Records who an account is at the remote (its connector reported it on connecting).
     pub async fn set_identity(
@@ -28,12 +36,14 @@ impl Store {
         id: AccountId,
         identity: &crate::model::Identity,
     ) -> Result<()> {
-        sqlx::query("UPDATE accounts SET remote_id = ?, remote_name = ? WHERE id = ?")
-            .bind(&identity.id)
-            .bind(&identity.name)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
+        on_db!(self, pool =>
+            sqlx::query("UPDATE accounts SET remote_id = $1, remote_name = $2 WHERE id = $3")
+                .bind(&identity.id)
+                .bind(&identity.name)
+                .bind(id.0)
+                .execute(pool)
+                .await?
+                .rows_affected());
         Ok(())
     }
 
@@ -49,10 +59,11 @@ impl Store {
         let headers = encode(&new.headers)?;
         let initial = new.initial_state();
         let state_json = encode(&initial)?;
-        let result = sqlx::query(
-            "INSERT INTO accounts (kind, name, url, priority, country, proxy_url, proxy_secret, headers, \
-             muted, notify_live, desired_running, state, state_json, state_since, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        let result: std::result::Result<i64, sqlx::Error> = on_db!(self, pool => sqlx::query_scalar(
+            "INSERT INTO accounts (kind, name, url, priority, country, proxy_url, proxy_secret, \
+             headers, muted, notify_live, desired_running, state, state_json, state_since, \
+             created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING id",
         )
         .bind(new.kind.as_str())
         .bind(&new.name)
@@ -66,13 +77,12 @@ impl Store {
         .bind(new.notify_live)
         .bind(new.desired_running)
         .bind(initial.kind().as_str())
-        .bind(state_json)
+        .bind(&state_json)
         .bind(now)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await;
+        .fetch_one(pool)
+        .await);
         let id: i64 = match result {
-            Ok(row) => row.try_get(0)?,
+            Ok(id) => id,
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
                 return Err(InputError::DuplicateName(new.name).into());
             }
@@ -86,11 +96,17 @@ impl Store {
     pub async fn accounts(&self) -> Result<Vec<Account>> {
         // One row holding every account: a row per account costs a hand-over between SQLite's
         // thread and this task each, which dominated loading a large fleet.
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT json_group_array(json({ACCOUNT_JSON}) ORDER BY priority DESC, id) \
-             FROM accounts WHERE removed_at IS NULL"
-        ));
-        let json: String = sqlx::query_scalar(sql).fetch_one(&self.pool).await?;
+        let sql = sqlx::AssertSqlSafe(match self.db {
+            Db::Sqlite { .. } => format!(
+                "SELECT json_group_array(json({ACCOUNT_JSON}) ORDER BY priority DESC, id) \
+                 FROM accounts WHERE removed_at IS NULL"
+            ),
+            Db::Postgres { .. } => format!(
+                "SELECT COALESCE(json_agg({ACCOUNT_JSON_PG} ORDER BY priority DESC, id), '[]')::text \
+                 FROM accounts WHERE removed_at IS NULL"
+            ),
+        });
+        let json: String = on_db!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await?);
         decode::<Vec<StoredAccount>>(&json)?
             .into_iter()
             .map(Account::try_from)
@@ -99,21 +115,26 @@ impl Store {
 
     /// One live account, or [`InputError::UnknownAccount`].
     pub async fn account(&self, id: AccountId) -> Result<Account> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCOUNT_JSON} FROM accounts WHERE id = ? AND removed_at IS NULL"
-        ));
-        let json: String = sqlx::query_scalar(sql)
+        let sql = sqlx::AssertSqlSafe(match self.db {
+            Db::Sqlite { .. } => {
+                format!("SELECT {ACCOUNT_JSON} FROM accounts WHERE id = $1 AND removed_at IS NULL")
+            }
+            Db::Postgres { .. } => format!(
+                "SELECT {ACCOUNT_JSON_PG}::text FROM accounts WHERE id = $1 AND removed_at IS NULL"
+            ),
+        });
+        let json: Option<String> = on_db!(self, pool => sqlx::query_scalar(sql)
             .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(InputError::UnknownAccount(id.0))?;
+            .fetch_optional(pool)
+            .await?);
+        let json = json.ok_or(InputError::UnknownAccount(id.0))?;
         decode::<StoredAccount>(&json)?.try_into()
     }
 
     /// Sets whether the account should be running; the supervisor acts on it.
     pub async fn set_desired_running(&self, id: AccountId, desired: bool) -> Result<()> {
         self.update_flag(
-            "UPDATE accounts SET desired_running = ? WHERE id = ? AND removed_at IS NULL",
+            "UPDATE accounts SET desired_running = $1 WHERE id = $2 AND removed_at IS NULL",
             id,
             desired,
         )
@@ -123,20 +144,21 @@ impl Store {
     /// Applies an operator's change (validated) to a live account and returns it as stored.
     pub async fn update_account(&self, id: AccountId, change: AccountChange) -> Result<Account> {
         let change = change.validate()?;
-        let result = sqlx::query(
-            "UPDATE accounts SET name = COALESCE(?, name), priority = COALESCE(?, priority), \
-             muted = COALESCE(?, muted), notify_live = COALESCE(?, notify_live) \
-             WHERE id = ? AND removed_at IS NULL",
+        let result = on_db!(self, pool => sqlx::query(
+            "UPDATE accounts SET name = COALESCE($1, name), priority = COALESCE($2, priority), \
+             muted = COALESCE($3, muted), notify_live = COALESCE($4, notify_live) \
+             WHERE id = $5 AND removed_at IS NULL",
         )
         .bind(&change.name)
         .bind(change.priority)
         .bind(change.muted)
         .bind(change.notify_live)
         .bind(id.0)
-        .execute(&self.pool)
-        .await;
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()));
         match result {
-            Ok(done) if done.rows_affected() == 0 => {
+            Ok(0) => {
                 return Err(InputError::UnknownAccount(id.0).into());
             }
             Ok(_) => {}
@@ -149,12 +171,13 @@ impl Store {
     }
 
     async fn update_flag(&self, sql: &'static str, id: AccountId, value: bool) -> Result<()> {
-        let done = sqlx::query(sql)
+        let done = on_db!(self, pool => sqlx::query(sql)
             .bind(value)
             .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
+            .execute(pool)
+            .await?
+            .rows_affected());
+        if done == 0 {
             return Err(InputError::UnknownAccount(id.0).into());
         }
         Ok(())
@@ -163,14 +186,16 @@ impl Store {
     /// Takes an account out of the fleet (its history stays exportable). The supervisor or the
     /// offline operations record its last transition first.
     pub(crate) async fn mark_removed(&self, id: AccountId) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE accounts SET removed_at = ?, desired_running = 0 WHERE id = ? AND removed_at IS NULL",
+        let done = on_db!(self, pool => sqlx::query(
+            "UPDATE accounts SET removed_at = $1, desired_running = FALSE \
+             WHERE id = $2 AND removed_at IS NULL",
         )
         .bind(to_ms(Utc::now()))
         .bind(id.0)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        .execute(pool)
+        .await?
+        .rows_affected());
+        if done == 0 {
             return Err(InputError::UnknownAccount(id.0).into());
         }
         tracing::info!(account = id.0, "account removed");
@@ -190,14 +215,30 @@ struct StoredAccount {
     proxy_url: Option<String>,
     proxy_secret: Option<String>,
     headers: Vec<HeaderRef>,
-    muted: i64,
-    #[serde(default)]
-    notify_live: i64,
-    desired_running: i64,
+    #[serde(deserialize_with = "flag")]
+    muted: bool,
+    #[serde(default, deserialize_with = "flag")]
+    notify_live: bool,
+    #[serde(deserialize_with = "flag")]
+    desired_running: bool,
     state: crate::state::State,
     state_since: i64,
     created_at: i64,
     identity: Option<crate::model::Identity>,
+}
+
+/// A flag as either database writes it in JSON: SQLite's 0/1, PostgreSQL's false/true.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Int(i64),
+    }
+    Ok(match Flag::deserialize(d)? {
+        Flag::Bool(b) => b,
+        Flag::Int(n) => n != 0,
+    })
 }
 
 impl TryFrom<StoredAccount> for Account {
@@ -218,9 +259,9 @@ impl TryFrom<StoredAccount> for Account {
                 .transpose()
                 .map_err(|e| Error::Decode(e.to_string()))?,
             headers: a.headers,
-            muted: a.muted != 0,
-            notify_live: a.notify_live != 0,
-            desired_running: a.desired_running != 0,
+            muted: a.muted,
+            notify_live: a.notify_live,
+            desired_running: a.desired_running,
             state: a.state,
             state_since: from_ms(a.state_since),
             created_at: from_ms(a.created_at),

@@ -5,9 +5,8 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use sqlx::Row;
 
-use super::Store;
+use super::{Store, on_db};
 use crate::error::{Error, InputError, Result};
 use crate::model::AccountId;
 use crate::state::{Event, State, StateKind, TriggeredBy};
@@ -37,34 +36,33 @@ impl Store {
     pub async fn account_history(&self, id: AccountId, since: Timestamp) -> Result<AccountHistory> {
         self.account(id).await?;
         let since_ms = to_ms(since);
-        let rows = sqlx::query(
-            "SELECT started_at, ended_at FROM sessions WHERE account_id = ? \
-             AND (ended_at IS NULL OR ended_at > ?) ORDER BY started_at, id",
+        let rows: Vec<(i64, Option<i64>)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT started_at, ended_at FROM sessions WHERE account_id = $1 \
+             AND (ended_at IS NULL OR ended_at > $2) ORDER BY started_at, id",
         )
         .bind(id.0)
         .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut intervals = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let end: Option<i64> = r.try_get(1)?;
-            intervals.push(Interval {
-                start: from_ms(r.try_get(0)?),
+        .fetch_all(pool)
+        .await?);
+        let intervals = rows
+            .into_iter()
+            .map(|(start, end)| Interval {
+                start: from_ms(start),
                 end: end.map(from_ms),
-            });
-        }
-        let rows = sqlx::query(
-            "SELECT id, at, from_state, state_json, detail, triggered_by FROM events \
-             WHERE account_id = ? AND at >= ? ORDER BY at DESC, id DESC LIMIT ?",
+            })
+            .collect();
+        let rows: Vec<EventRow> = on_db!(self, pool => sqlx::query_as(
+            "SELECT id, at, from_state, state_json, detail, triggered_by, account_id FROM events \
+             WHERE account_id = $1 AND at >= $2 ORDER BY at DESC, id DESC LIMIT $3",
         )
         .bind(id.0)
         .bind(since_ms)
         .bind(i64::from(MAX_HISTORY_EVENTS))
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(pool)
+        .await?);
         let events = rows
-            .iter()
-            .map(|r| event_row(r, id))
+            .into_iter()
+            .map(event_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(AccountHistory {
             since,
@@ -78,57 +76,50 @@ impl Store {
         &self,
         since: Timestamp,
     ) -> Result<HashMap<AccountId, Vec<(Timestamp, Option<Timestamp>)>>> {
-        let rows = sqlx::query(
-            "SELECT s.account_id, s.started_at, s.ended_at FROM sessions s JOIN accounts a ON a.id = s.account_id \
-             WHERE a.removed_at IS NULL AND (s.ended_at IS NULL OR s.ended_at > ?)",
+        let rows: Vec<(i64, i64, Option<i64>)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT s.account_id, s.started_at, s.ended_at \
+             FROM sessions s JOIN accounts a ON a.id = s.account_id \
+             WHERE a.removed_at IS NULL AND (s.ended_at IS NULL OR s.ended_at > $1)",
         )
         .bind(to_ms(since))
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(pool)
+        .await?);
         let mut map: HashMap<AccountId, Vec<_>> = HashMap::new();
-        for r in &rows {
-            let id = AccountId(r.try_get(0)?);
-            let end: Option<i64> = r.try_get(2)?;
-            map.entry(id)
+        for (id, start, end) in rows {
+            map.entry(AccountId(id))
                 .or_default()
-                .push((from_ms(r.try_get(1)?), end.map(from_ms)));
+                .push((from_ms(start), end.map(from_ms)));
         }
         Ok(map)
     }
 
     /// Failures (transitions into backoff or paused) since `since`, per account.
     pub async fn failures_since(&self, since: Timestamp) -> Result<HashMap<AccountId, u32>> {
-        let rows = sqlx::query(
-            "SELECT account_id, COUNT(*) FROM events WHERE at >= ? AND to_state IN ('backoff', 'paused') \
-             GROUP BY account_id",
+        let rows: Vec<(i64, i64)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT account_id, COUNT(*) FROM events \
+             WHERE at >= $1 AND to_state IN ('backoff', 'paused') GROUP BY account_id",
         )
         .bind(to_ms(since))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let n: i64 = r.try_get(1)?;
-                Ok((
-                    AccountId(r.try_get(0)?),
-                    u32::try_from(n).unwrap_or(u32::MAX),
-                ))
-            })
-            .collect()
+        .fetch_all(pool)
+        .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(id, n)| (AccountId(id), u32::try_from(n).unwrap_or(u32::MAX)))
+            .collect())
     }
 }
 
-/// An event row `id, at, from_state, state_json, detail, triggered_by` of account `id`.
-fn event_row(r: &sqlx::sqlite::SqliteRow, id: AccountId) -> Result<Event> {
-    let from: String = r.try_get(2)?;
-    let state_json: String = r.try_get(3)?;
-    let by: String = r.try_get(5)?;
+/// An event row: `id, at, from_state, state_json, detail, triggered_by, account_id`.
+type EventRow = (i64, i64, String, String, Option<String>, String, i64);
+
+fn event_row((id, at, from, state_json, detail, by, account): EventRow) -> Result<Event> {
     Ok(Event {
-        id: r.try_get(0)?,
-        account_id: id,
-        at: from_ms(r.try_get(1)?),
+        id,
+        account_id: AccountId(account),
+        at: from_ms(at),
         from: StateKind::parse(&from).ok_or_else(|| Error::Decode(format!("state '{from}'")))?,
         to: serde_json::from_str::<State>(&state_json).map_err(|e| Error::Decode(e.to_string()))?,
-        detail: r.try_get(4)?,
+        detail,
         triggered_by: TriggeredBy::parse(&by)
             .ok_or_else(|| Error::Decode(format!("triggered_by '{by}'")))?,
     })
@@ -143,6 +134,9 @@ pub struct HistoryPage {
     pub after: Option<i64>,
     pub limit: u32,
 }
+
+/// A session row: `id, account_id, account name, started_at, ended_at, end_reason`.
+type SessionRow = (i64, i64, String, i64, Option<i64>, Option<String>);
 
 /// Most rows one page may hold.
 pub const MAX_PAGE: u32 = 1000;
@@ -167,21 +161,19 @@ impl Store {
     /// Events inside the page's range (`at` in `[since, until)`).
     pub async fn events_page(&self, page: HistoryPage) -> Result<Vec<Event>> {
         self.known_account(page.account).await?;
-        let rows = sqlx::query(
+        let rows: Vec<EventRow> = on_db!(self, pool => sqlx::query_as(
             "SELECT id, at, from_state, state_json, detail, triggered_by, account_id FROM events \
-             WHERE (?1 IS NULL OR account_id = ?1) AND (?2 IS NULL OR at >= ?2) \
-               AND (?3 IS NULL OR at < ?3) AND id > ?4 ORDER BY id LIMIT ?5",
+             WHERE ($1 IS NULL OR account_id = $1) AND ($2 IS NULL OR at >= $2) \
+               AND ($3 IS NULL OR at < $3) AND id > $4 ORDER BY id LIMIT $5",
         )
         .bind(page.account.map(|a| a.0))
         .bind(page.range.since.map(to_ms))
         .bind(page.range.until.map(to_ms))
         .bind(page.after.unwrap_or(0))
         .bind(i64::from(page.limit.min(MAX_PAGE)))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| event_row(r, AccountId(r.try_get(6)?)))
-            .collect()
+        .fetch_all(pool)
+        .await?);
+        rows.into_iter().map(event_row).collect()
     }
 
     /// Sessions overlapping the page's range (an open one runs until now).
@@ -192,12 +184,13 @@ impl Store {
     ) -> Result<Vec<SessionRecord>> {
         self.known_account(page.account).await?;
         let now = to_ms(now);
-        let rows = sqlx::query(
+        let rows: Vec<SessionRow> = on_db!(self, pool =>
+            sqlx::query_as(
             "SELECT s.id, s.account_id, a.name, s.started_at, s.ended_at, s.end_reason \
              FROM sessions s JOIN accounts a ON a.id = s.account_id \
-             WHERE (?1 IS NULL OR s.account_id = ?1) \
-               AND (?2 IS NULL OR COALESCE(s.ended_at, ?4) > ?2) \
-               AND (?3 IS NULL OR s.started_at < ?3) AND s.id > ?5 ORDER BY s.id LIMIT ?6",
+             WHERE ($1 IS NULL OR s.account_id = $1) \
+               AND ($2 IS NULL OR COALESCE(s.ended_at, $4) > $2) \
+               AND ($3 IS NULL OR s.started_at < $3) AND s.id > $5 ORDER BY s.id LIMIT $6",
         )
         .bind(page.account.map(|a| a.0))
         .bind(page.range.since.map(to_ms))
@@ -205,33 +198,33 @@ impl Store {
         .bind(now)
         .bind(page.after.unwrap_or(0))
         .bind(i64::from(page.limit.min(MAX_PAGE)))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let started: i64 = r.try_get(3)?;
-                let ended: Option<i64> = r.try_get(4)?;
-                Ok(SessionRecord {
-                    id: r.try_get(0)?,
-                    account_id: AccountId(r.try_get(1)?),
-                    account_name: r.try_get(2)?,
+        .fetch_all(pool)
+        .await?);
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, account, name, started, ended, end_reason)| SessionRecord {
+                    id,
+                    account_id: AccountId(account),
+                    account_name: name,
                     started_at: from_ms(started),
                     ended_at: ended.map(from_ms),
                     duration_s: (ended.unwrap_or(now) - started).max(0) as f64 / 1000.0,
-                    end_reason: r.try_get(5)?,
-                })
-            })
-            .collect()
+                    end_reason,
+                },
+            )
+            .collect())
     }
 
     /// An account filter names an account that exists or once existed (removed accounts keep
     /// their history).
     pub async fn known_account(&self, id: Option<AccountId>) -> Result<()> {
         let Some(id) = id else { return Ok(()) };
-        let known: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ?")
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
+        let known: Option<i64> = on_db!(self, pool =>
+            sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(pool)
+                .await?);
         match known {
             Some(_) => Ok(()),
             None => Err(InputError::UnknownAccount(id.0).into()),

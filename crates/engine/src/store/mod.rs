@@ -1,8 +1,13 @@
-//! The embedded SQLite store (sqlx, WAL, embedded migrations). All persistence goes through
-//! [`Store`] so another backend can be added behind the same methods later.
+//! The store: the embedded SQLite database of one machine (sqlx, WAL, embedded migrations) or
+//! the PostgreSQL database a fleet of instances shares (its schema is the fleet store's, see
+//! `lifeline_fleet`). All persistence goes through [`Store`]; both backends keep the same tables
+//! and answer every method alike. Most statements are the same text on both (numbered `$n`
+//! parameters, which SQLite reads too); the few that differ say so where they are.
 
 mod accounts;
 mod commands;
+#[cfg(test)]
+mod conformance;
 mod history;
 mod remote;
 mod settings;
@@ -14,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::migrate::MigrateError;
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -38,8 +44,55 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    path: PathBuf,
+    db: Db,
+}
+
+/// The database behind a [`Store`].
+#[derive(Debug, Clone)]
+enum Db {
+    Sqlite { pool: SqlitePool, path: PathBuf },
+    Postgres { pool: PgPool, target: String },
+}
+
+/// Runs `$body` on whichever database backs `$store`, with `$pool` naming its pool. The body is
+/// compiled once per backend, so a statement written once is checked against both drivers.
+macro_rules! on_db {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite { pool: $pool, .. } => $body,
+            $crate::store::Db::Postgres { pool: $pool, .. } => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// Begins a write transaction: SQLite's takes the write lock at once (`BEGIN IMMEDIATE`, so
+/// two writers never deadlock upgrading a read lock); PostgreSQL's locks rows as it writes them.
+pub(crate) trait Begin {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, Self::Db>>> + Send;
+}
+
+impl Begin for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>>> + Send
+    {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl Begin for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>>> + Send
+    {
+        self.begin()
+    }
 }
 
 impl Store {
@@ -114,32 +167,86 @@ impl Store {
             });
         }
         Ok(Self {
-            pool,
-            path: path.to_owned(),
+            db: Db::Sqlite {
+                pool,
+                path: path.to_owned(),
+            },
         })
+    }
+
+    /// The store of a fleet: its PostgreSQL database, already checked and migrated by
+    /// [`lifeline_fleet::FleetStore::connect`].
+    pub fn fleet(fleet: &lifeline_fleet::FleetStore) -> Self {
+        Self {
+            db: Db::Postgres {
+                pool: fleet.pool().clone(),
+                target: fleet.url().target(),
+            },
+        }
     }
 
     /// Copies what the WAL holds into the database file, without waiting for readers or
     /// writers (a passive checkpoint): writers keep appending meanwhile.
+    /// PostgreSQL writes its log back by itself: nothing to do there.
     pub async fn checkpoint(&self) -> Result<()> {
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&self.pool)
-            .await?;
+        if let Db::Sqlite { pool, .. } = &self.db {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(pool)
+                .await?;
+        }
         Ok(())
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The SQLite database file; `None` for a fleet store.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.db {
+            Db::Sqlite { path, .. } => Some(path),
+            Db::Postgres { .. } => None,
+        }
     }
 
-    /// The underlying pool, for exports and benchmarks that stream straight from SQL.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// Where the data is, for people: the SQLite file, or the fleet store's server and database.
+    pub fn location(&self) -> String {
+        match &self.db {
+            Db::Sqlite { path, .. } => path.display().to_string(),
+            Db::Postgres { target, .. } => target.clone(),
+        }
     }
 
-    /// Closes every connection, checkpointing the WAL.
+    /// A store with connections of its own to the same database, for a reader that must not
+    /// wait behind the single writer's (the webhook sender). A fleet store's pool already has
+    /// enough connections for both: it is shared.
+    pub async fn reader(&self) -> Result<Self> {
+        match &self.db {
+            Db::Sqlite { path, .. } => Self::open_path(path).await,
+            Db::Postgres { .. } => Ok(self.clone()),
+        }
+    }
+
+    /// Whether this is a fleet's shared store (PostgreSQL).
+    pub fn is_fleet(&self) -> bool {
+        matches!(self.db, Db::Postgres { .. })
+    }
+
+    /// The SQLite pool, for exports and benchmarks that stream straight from SQL; `None` for a
+    /// fleet store.
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.db {
+            Db::Sqlite { pool, .. } => Some(pool),
+            Db::Postgres { .. } => None,
+        }
+    }
+
+    /// The SQLite pool of a test's store.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        self.sqlite_pool().expect("the tests' stores are SQLite")
+    }
+
+    /// Closes every connection, checkpointing SQLite's WAL. A fleet store's connections are
+    /// those of the fleet handle it came from: both close.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_db!(self, pool => pool.close().await)
     }
 }
 

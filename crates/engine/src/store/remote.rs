@@ -4,9 +4,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row;
-
-use super::{Store, decode, encode};
+use super::{Store, decode, encode, on_db};
 use crate::connector::RemoteSession;
 use crate::error::Result;
 use crate::model::AccountId;
@@ -24,13 +22,14 @@ impl Store {
             return Ok(());
         }
         let now = to_ms(at);
-        let mut tx = self.pool.begin().await?;
+        on_db!(self, pool => {
+        let mut tx = pool.begin().await?;
         for (account, s) in sessions {
             let metrics = encode(&s.metrics)?;
             sqlx::query(
                 "INSERT INTO remote_sessions \
                      (account_id, key, started_at, ended_at, end_how, metrics, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  ON CONFLICT (account_id, key) DO UPDATE SET \
                      ended_at = COALESCE(remote_sessions.ended_at, excluded.ended_at), \
                      end_how = COALESCE(remote_sessions.end_how, excluded.end_how), \
@@ -49,46 +48,49 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        });
         Ok(())
     }
 
     /// Each account's session still open (at most one per account: the latest), to continue
     /// after a restart.
     pub async fn open_remote_sessions(&self) -> Result<HashMap<AccountId, RemoteSession>> {
-        let rows = sqlx::query(
+        let rows: Vec<SessionRow> = on_db!(self, pool => sqlx::query_as(
             "SELECT account_id, key, started_at, ended_at, end_how, metrics \
              FROM remote_sessions WHERE ended_at IS NULL ORDER BY started_at, id",
         )
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(pool)
+        .await?);
         let mut open = HashMap::new();
         for row in rows {
-            open.insert(AccountId(row.try_get("account_id")?), session(&row)?);
+            open.insert(AccountId(row.0), session(row)?);
         }
         Ok(open)
     }
 
     /// An account's sessions, newest first, at most `limit`.
     pub async fn remote_sessions(&self, id: AccountId, limit: u32) -> Result<Vec<RemoteSession>> {
-        let rows = sqlx::query(
+        let rows: Vec<SessionRow> = on_db!(self, pool => sqlx::query_as(
             "SELECT account_id, key, started_at, ended_at, end_how, metrics \
-             FROM remote_sessions WHERE account_id = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2",
+             FROM remote_sessions WHERE account_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
         )
         .bind(id.0)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(session).collect()
+        .fetch_all(pool)
+        .await?);
+        rows.into_iter().map(session).collect()
     }
 }
 
-fn session(row: &sqlx::sqlite::SqliteRow) -> Result<RemoteSession> {
-    let metrics: String = row.try_get("metrics")?;
+/// `account_id, key, started_at, ended_at, end_how, metrics`.
+type SessionRow = (i64, String, i64, Option<i64>, Option<String>, String);
+
+fn session((_, key, started_at, ended_at, end, metrics): SessionRow) -> Result<RemoteSession> {
     Ok(RemoteSession {
-        key: row.try_get("key")?,
-        started_at: from_ms(row.try_get("started_at")?),
-        ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(from_ms),
-        end: row.try_get("end_how")?,
+        key,
+        started_at: from_ms(started_at),
+        ended_at: ended_at.map(from_ms),
+        end,
         metrics: decode(&metrics)?,
     })
 }
@@ -192,7 +194,7 @@ mod tests {
             Some("+6281234567890")
         );
         let count = |sql: &'static str| {
-            let pool = store.pool.clone();
+            let pool = store.pool().clone();
             async move {
                 sqlx::query_scalar::<_, i64>(sql)
                     .fetch_one(&pool)
@@ -219,7 +221,7 @@ mod tests {
         let bad = sqlx::query(
             "INSERT INTO accounts (kind, name, state_since, created_at) VALUES ('fax', 'x', 1, 1)",
         )
-        .execute(&store.pool)
+        .execute(store.pool())
         .await;
         assert!(bad.is_err());
     }

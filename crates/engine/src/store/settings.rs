@@ -4,7 +4,7 @@
 use chrono::Utc;
 use serde::Serialize;
 
-use super::Store;
+use super::{Begin, Store, on_db};
 use crate::error::{InputError, Result};
 use crate::model::SecretName;
 use crate::time::{Timestamp, from_ms, to_ms};
@@ -40,66 +40,53 @@ pub struct SettingChange {
     pub triggered_by: crate::state::TriggeredBy,
 }
 
-async fn write_setting(
-    tx: &mut sqlx::SqliteConnection,
-    key: &str,
-    value: &str,
-    at: Timestamp,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )
-    .bind(key)
-    .bind(value)
-    .bind(to_ms(at))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+/// Writes a setting in the transaction `$tx`.
+macro_rules! write_setting {
+    ($tx:expr, $key:expr, $value:expr, $at:expr) => {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind($key)
+        .bind($value)
+        .bind(to_ms($at))
+        .execute(&mut *$tx)
+        .await
+    };
 }
 
-/// Settings change only at an operator's word (the CLI, the HTTP API, the desktop app).
-async fn log_change(
-    tx: &mut sqlx::SqliteConnection,
-    at: Timestamp,
-    key: &str,
-    old: Option<&str>,
-    new: &str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO setting_changes (at, key, old_value, new_value, triggered_by) \
-         VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(to_ms(at))
-    .bind(key)
-    .bind(old)
-    .bind(new)
-    .bind(crate::state::TriggeredBy::Operator.as_str())
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+/// Logs a change of a setting in the transaction `$tx`. Settings change only at an operator's
+/// word (the CLI, the HTTP API, the desktop app).
+macro_rules! log_change {
+    ($tx:expr, $at:expr, $key:expr, $old:expr, $new:expr) => {
+        sqlx::query(
+            "INSERT INTO setting_changes (at, key, old_value, new_value, triggered_by) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(to_ms($at))
+        .bind($key)
+        .bind($old)
+        .bind($new)
+        .bind(crate::state::TriggeredBy::Operator.as_str())
+        .execute(&mut *$tx)
+        .await
+    };
 }
 
 impl Store {
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+        Ok(on_db!(self, pool =>
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
                 .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+                .fetch_optional(pool)
+                .await?))
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(key)
-        .bind(value)
-        .bind(to_ms(Utc::now()))
-        .execute(&self.pool)
-        .await?;
+        on_db!(self, pool => {
+            let mut conn = pool.acquire().await?;
+            write_setting!(conn, key, value, Utc::now())?;
+        });
         Ok(())
     }
 
@@ -141,56 +128,70 @@ impl Store {
         let json = serde_json::to_string(cfg).map_err(|e| crate::Error::Decode(e.to_string()))?;
         let key = crate::policy::config::SETTING_KEY;
         let now = Utc::now();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let stored: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+        on_db!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            // PostgreSQL: the row lock orders two operators changing the policy at once.
+            let stored: Option<String> = sqlx::query_scalar(if self.is_fleet() {
+                "SELECT value FROM settings WHERE key = $1 FOR UPDATE"
+            } else {
+                "SELECT value FROM settings WHERE key = $1"
+            })
             .bind(key)
             .fetch_optional(&mut *tx)
             .await?;
-        // Never set: the defaults were in force. Unreadable: what was in force is unknown.
-        let old = match stored {
-            None => Some(crate::policy::PolicyConfig::default()),
-            Some(text) => crate::policy::PolicyConfig::from_json(&text).ok(),
-        };
-        let changes = cfg.changes_from(old.as_ref());
-        if changes.is_empty() {
-            return Ok(changes);
-        }
-        write_setting(&mut tx, key, &json, now).await?;
-        for c in &changes {
-            log_change(&mut tx, now, &c.key, c.old.as_deref(), &c.new).await?;
-        }
-        tx.commit().await?;
-        Ok(changes)
+            // Never set: the defaults were in force. Unreadable: what was in force is unknown.
+            let old = match stored {
+                None => Some(crate::policy::PolicyConfig::default()),
+                Some(text) => crate::policy::PolicyConfig::from_json(&text).ok(),
+            };
+            let changes = cfg.changes_from(old.as_ref());
+            if changes.is_empty() {
+                return Ok(changes);
+            }
+            write_setting!(tx, key, &json, now)?;
+            for c in &changes {
+                log_change!(tx, now, &c.key, c.old.as_deref(), &c.new)?;
+            }
+            tx.commit().await?;
+            Ok(changes)
+        })
     }
 
     /// Turns autorecover on or off as an operator asked, logging the change (old → new).
     pub async fn set_autorecover(&self, on: bool) -> Result<()> {
         let new = if on { "on" } else { "off" };
         let now = Utc::now();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let old: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+        on_db!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let old: Option<String> = sqlx::query_scalar(if self.is_fleet() {
+                "SELECT value FROM settings WHERE key = $1 FOR UPDATE"
+            } else {
+                "SELECT value FROM settings WHERE key = $1"
+            })
             .bind(AUTORECOVER)
             .fetch_optional(&mut *tx)
             .await?;
-        // Never set: on, the default.
-        let old = old.unwrap_or_else(|| "on".into());
-        if old != new {
-            write_setting(&mut tx, AUTORECOVER, new, now).await?;
-            log_change(&mut tx, now, AUTORECOVER, Some(&old), new).await?;
-        }
-        tx.commit().await?;
+            // Never set: on, the default.
+            let old = old.unwrap_or_else(|| "on".into());
+            if old != new {
+                write_setting!(tx, AUTORECOVER, new, now)?;
+                log_change!(tx, now, AUTORECOVER, Some(&old), new)?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
     /// The latest setting changes, newest first (at most `limit`).
     pub async fn setting_changes(&self, limit: u32) -> Result<Vec<SettingChange>> {
-        let rows: Vec<(i64, i64, String, Option<String>, String, String)> = sqlx::query_as(
-            "SELECT id, at, key, old_value, new_value, triggered_by FROM setting_changes \
-             ORDER BY id DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(i64, i64, String, Option<String>, String, String)> = on_db!(self, pool =>
+            sqlx::query_as(
+                "SELECT id, at, key, old_value, new_value, triggered_by FROM setting_changes \
+                 ORDER BY id DESC LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?);
         Ok(rows
             .into_iter()
             .map(|(id, at, key, old, new, by)| SettingChange {
@@ -207,20 +208,24 @@ impl Store {
 
     /// Marks the start of a supervising run and reports how the previous one ended.
     pub async fn begin_run(&self, at: Timestamp) -> Result<RunStart> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let previous: Option<(i64, Option<i64>, bool)> =
-            sqlx::query_as("SELECT started_at, ended_at, clean FROM runs ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (started_at, pid, version) VALUES (?, ?, ?) RETURNING id",
-        )
-        .bind(to_ms(at))
-        .bind(i64::from(std::process::id()))
-        .bind(env!("CARGO_PKG_VERSION"))
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let (id, previous) = on_db!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let previous: Option<(i64, Option<i64>, bool)> = sqlx::query_as(
+                "SELECT started_at, ended_at, clean FROM runs ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO runs (started_at, pid, version) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(to_ms(at))
+            .bind(i64::from(std::process::id()))
+            .bind(env!("CARGO_PKG_VERSION"))
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            (id, previous)
+        });
         Ok(RunStart {
             id,
             previous: previous.map(|(started, ended, clean)| PreviousRun {
@@ -233,20 +238,22 @@ impl Store {
 
     /// Writes the clean-stop marker. Call it last in a graceful shutdown.
     pub async fn end_run(&self, id: i64, at: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE runs SET ended_at = ?, clean = 1 WHERE id = ?")
-            .bind(to_ms(at))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        on_db!(self, pool =>
+            sqlx::query("UPDATE runs SET ended_at = $1, clean = TRUE WHERE id = $2")
+                .bind(to_ms(at))
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected());
         Ok(())
     }
 
     /// The most recent run, if any (for `status`).
     pub async fn last_run(&self) -> Result<Option<PreviousRun>> {
-        let row: Option<(i64, Option<i64>, bool)> =
+        let row: Option<(i64, Option<i64>, bool)> = on_db!(self, pool =>
             sqlx::query_as("SELECT started_at, ended_at, clean FROM runs ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(pool)
+                .await?);
         Ok(row.map(|(started, ended, clean)| PreviousRun {
             started_at: from_ms(started),
             ended_at: ended.map(from_ms),
@@ -256,39 +263,42 @@ impl Store {
 
     pub async fn add_secret_name(&self, name: &SecretName) -> Result<()> {
         let now = to_ms(Utc::now());
-        sqlx::query(
-            "INSERT INTO secrets (name, created_at, updated_at) VALUES (?, ?, ?) \
+        on_db!(self, pool => sqlx::query(
+            "INSERT INTO secrets (name, created_at, updated_at) VALUES ($1, $2, $2) \
              ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at",
         )
         .bind(name.as_str())
         .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        .execute(pool)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
     /// Forgets a secret name; true if it was known.
     pub async fn remove_secret_name(&self, name: &SecretName) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM secrets WHERE name = ?")
+        let done = on_db!(self, pool => sqlx::query("DELETE FROM secrets WHERE name = $1")
             .bind(name.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done > 0)
     }
 
     pub async fn secret_exists(&self, name: &SecretName) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = on_db!(self, pool =>
+            sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE name = $1")
+                .bind(name.as_str())
+                .fetch_one(pool)
+                .await?);
         Ok(n > 0)
     }
 
     pub async fn secret_names(&self) -> Result<Vec<SecretName>> {
-        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM secrets ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let names: Vec<String> = on_db!(self, pool =>
+            sqlx::query_scalar("SELECT name FROM secrets ORDER BY name")
+                .fetch_all(pool)
+                .await?);
         names
             .iter()
             .map(|n| SecretName::parse(n).map_err(|e| crate::Error::Decode(e.to_string())))

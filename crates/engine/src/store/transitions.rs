@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
-use super::{Store, encode};
+use super::{Begin, Store, encode, on_db};
 use crate::error::{InputError, Result};
 use crate::model::AccountId;
 use crate::state::{Event, State, StateKind, TriggeredBy};
@@ -55,22 +55,76 @@ impl Store {
     /// Records many transitions in one transaction (a mass drop is one commit, not a thousand).
     /// Either all are recorded or none is. Records for the same account apply in order.
     ///
-    /// A batch is one round trip to SQLite between its BEGIN and COMMIT, whatever its size: one
+    /// A batch is one round trip between its BEGIN and COMMIT on SQLite, whatever its size: one
     /// fixed script writes the events, the accounts' current state, the sessions closed and the
-    /// sessions opened, each statement taking its rows as one JSON array (walked with
-    /// `json_each`). The script's text never changes, so it is prepared once per connection.
-    /// Only records whose starting state the caller did not give cost one read first.
+    /// sessions opened, each statement taking its rows as one JSON array. On PostgreSQL the same
+    /// four statements take the same arrays, pipelined in one transaction. Only records whose
+    /// starting state the caller did not give cost one read first.
     pub(crate) async fn record_transitions(
         &self,
         records: Vec<TransitionRecord>,
     ) -> Result<Vec<Event>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut current: HashMap<AccountId, StateKind> = HashMap::new();
-        if records.iter().any(|r| r.from.is_none()) {
-            let ids: Vec<i64> = records.iter().map(|r| r.account_id.0).collect();
-            current = states(&mut tx, &ids).await?;
-        }
+        on_db!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let mut current = HashMap::new();
+            if records.iter().any(|r| r.from.is_none()) {
+                let ids: Vec<i64> = records.iter().map(|r| r.account_id.0).collect();
+                current = tx.states(&ids).await?;
+            }
+            let (mut events, batch) = Batch::build(records, current)?;
+            // An event row is written only for an account that is still there: fewer ids back
+            // than records (or a session refused for want of its account) means one was
+            // removed or never was, and the batch is not committed.
+            let mut event_ids = match tx.write(&batch).await {
+                Ok(ids) if ids.len() == events.len() => ids,
+                other => {
+                    let ids: Vec<i64> = events.iter().map(|e| e.account_id.0).collect();
+                    let found = tx.states(&ids).await?;
+                    if let Some(id) = ids
+                        .into_iter()
+                        .find(|id| !found.contains_key(&AccountId(*id)))
+                    {
+                        return Err(InputError::UnknownAccount(id).into());
+                    }
+                    return Err(match other {
+                        Err(e) => e.into(),
+                        Ok(ids) => sqlx::Error::Protocol(format!(
+                            "{} events written for {} transitions",
+                            ids.len(),
+                            events.len()
+                        ))
+                        .into(),
+                    });
+                }
+            };
+            // Rows get increasing ids in the order they are inserted; RETURNING's own order is
+            // not promised.
+            event_ids.sort_unstable();
+            for (event, id) in events.iter_mut().zip(event_ids) {
+                event.id = id;
+            }
+            tx.commit().await?;
+            Ok(events)
+        })
+    }
+}
 
+/// A batch's rows, each set one JSON array: the events, each account's final state, the
+/// sessions open before the batch that it closes, the sessions it opens.
+struct Batch {
+    events: String,
+    finals: String,
+    closes: String,
+    opens: String,
+}
+
+impl Batch {
+    /// The events to return (ids still 0) and the rows that record them, from `current`, the
+    /// stored state of accounts whose records do not say what they leave.
+    fn build(
+        records: Vec<TransitionRecord>,
+        mut current: HashMap<AccountId, StateKind>,
+    ) -> Result<(Vec<Event>, Self)> {
         let mut events = Vec::with_capacity(records.len());
         let mut event_rows = Vec::with_capacity(records.len());
         // Per account: its last state (the accounts row), the end of the session open before
@@ -135,75 +189,93 @@ impl Store {
             .into_iter()
             .map(|(id, at, end)| json!([id.0, at, end.map(|e| e.0), end.map(|e| e.1)]))
             .collect();
-
-        // An event row is written only for an account that is still there: fewer ids back
-        // than records (or a session refused for want of its account) means one was removed or
-        // never was, and the batch is not committed.
-        let written: std::result::Result<Vec<i64>, sqlx::Error> = sqlx::query_scalar(RECORD_SCRIPT)
-            .bind(encode(&event_rows)?)
-            .bind(encode(&finals)?)
-            .bind(encode(&closes)?)
-            .bind(encode(&opens)?)
-            .fetch_all(&mut *tx)
-            .await;
-        let mut event_ids = match written {
-            Ok(ids) if ids.len() == events.len() => ids,
-            other => {
-                let ids: Vec<i64> = events.iter().map(|e| e.account_id.0).collect();
-                let found = states(&mut tx, &ids).await?;
-                if let Some(id) = ids
-                    .into_iter()
-                    .find(|id| !found.contains_key(&AccountId(*id)))
-                {
-                    return Err(InputError::UnknownAccount(id).into());
-                }
-                return Err(match other {
-                    Err(e) => e.into(),
-                    Ok(ids) => sqlx::Error::Protocol(format!(
-                        "{} events written for {} transitions",
-                        ids.len(),
-                        events.len()
-                    ))
-                    .into(),
-                });
-            }
+        let batch = Self {
+            events: encode(&event_rows)?,
+            finals: encode(&finals)?,
+            closes: encode(&closes)?,
+            opens: encode(&opens)?,
         };
-        // Rows get increasing ids in the order they are inserted; RETURNING's own order is not
-        // promised.
-        event_ids.sort_unstable();
-        for (event, id) in events.iter_mut().zip(event_ids) {
-            event.id = id;
-        }
-        tx.commit().await?;
-        Ok(events)
+        Ok((events, batch))
     }
 }
 
-/// The state stored for each of `ids` that is still there.
-async fn states(
-    tx: &mut sqlx::SqliteConnection,
-    ids: &[i64],
-) -> Result<HashMap<AccountId, StateKind>> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, state FROM accounts \
-         WHERE removed_at IS NULL AND id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(encode(&ids)?)
-    .fetch_all(tx)
-    .await?;
-    Ok(rows
-        .into_iter()
+/// What the recorder's transaction does, in each database's dialect.
+trait Recorder {
+    /// The state stored for each of `ids` that is still there.
+    async fn states(&mut self, ids: &[i64]) -> Result<HashMap<AccountId, StateKind>>;
+
+    /// Writes a batch; returns the new events' ids.
+    async fn write(&mut self, batch: &Batch) -> sqlx::Result<Vec<i64>>;
+}
+
+fn state_map(rows: Vec<(i64, String)>) -> HashMap<AccountId, StateKind> {
+    rows.into_iter()
         .map(|(id, state)| {
             let kind = StateKind::parse(&state).unwrap_or(StateKind::Stopped);
             (AccountId(id), kind)
         })
-        .collect())
+        .collect()
 }
 
-/// A batch's writes. Its four parameters, bound in this order (one per statement: numbered
-/// parameters would not bind across statements): the events, each account's final state, the
-/// sessions open before the batch that it closes, the sessions it opens. Only the first
-/// statement returns rows.
+impl Recorder for sqlx::SqliteConnection {
+    async fn states(&mut self, ids: &[i64]) -> Result<HashMap<AccountId, StateKind>> {
+        let rows = sqlx::query_as(
+            "SELECT id, state FROM accounts \
+             WHERE removed_at IS NULL AND id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(encode(&ids)?)
+        .fetch_all(self)
+        .await?;
+        Ok(state_map(rows))
+    }
+
+    async fn write(&mut self, batch: &Batch) -> sqlx::Result<Vec<i64>> {
+        sqlx::query_scalar(RECORD_SCRIPT)
+            .bind(&batch.events)
+            .bind(&batch.finals)
+            .bind(&batch.closes)
+            .bind(&batch.opens)
+            .fetch_all(self)
+            .await
+    }
+}
+
+impl Recorder for sqlx::PgConnection {
+    async fn states(&mut self, ids: &[i64]) -> Result<HashMap<AccountId, StateKind>> {
+        let rows = sqlx::query_as(
+            "SELECT id, state FROM accounts WHERE removed_at IS NULL AND id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(self)
+        .await?;
+        Ok(state_map(rows))
+    }
+
+    async fn write(&mut self, batch: &Batch) -> sqlx::Result<Vec<i64>> {
+        let ids = sqlx::query_scalar(PG_RECORD_EVENTS)
+            .bind(&batch.events)
+            .fetch_all(&mut *self)
+            .await?;
+        sqlx::query(PG_RECORD_FINALS)
+            .bind(&batch.finals)
+            .execute(&mut *self)
+            .await?;
+        sqlx::query(PG_RECORD_CLOSES)
+            .bind(&batch.closes)
+            .execute(&mut *self)
+            .await?;
+        sqlx::query(PG_RECORD_OPENS)
+            .bind(&batch.opens)
+            .execute(&mut *self)
+            .await?;
+        Ok(ids)
+    }
+}
+
+/// A batch's writes on SQLite. Its four parameters, bound in this order (one per statement:
+/// numbered parameters would not bind across statements): the events, each account's final
+/// state, the sessions open before the batch that it closes, the sessions it opens. Only the
+/// first statement returns rows.
 const RECORD_SCRIPT: &str = "\
 INSERT INTO events (account_id, at, from_state, to_state, reason, state_json, detail, triggered_by) \
   SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, \
@@ -220,6 +292,30 @@ WITH v AS (SELECT value->>0 AS account_id, value->>1 AS ended_at, value->>2 AS r
   FROM v WHERE sessions.account_id = v.account_id AND sessions.ended_at IS NULL; \
 INSERT INTO sessions (account_id, started_at, ended_at, end_reason) \
   SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?) ORDER BY key;";
+
+/// The same four statements on PostgreSQL, one at a time (it prepares one statement per
+/// query), over the same arrays.
+const PG_RECORD_EVENTS: &str = "\
+INSERT INTO events (account_id, at, from_state, to_state, reason, state_json, detail, triggered_by) \
+  SELECT (j.value->>0)::bigint, (j.value->>1)::bigint, j.value->>2, j.value->>3, j.value->>4, \
+         j.value->>5, j.value->>6, j.value->>7 \
+  FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS j (value, n) \
+  JOIN accounts AS a ON a.id = (j.value->>0)::bigint AND a.removed_at IS NULL \
+  ORDER BY j.n RETURNING id";
+const PG_RECORD_FINALS: &str = "\
+WITH v AS (SELECT (value->>0)::bigint AS id, value->>1 AS state, value->>2 AS state_json, \
+                  (value->>3)::bigint AS since FROM jsonb_array_elements($1::jsonb)) \
+  UPDATE accounts SET state = v.state, state_json = v.state_json, state_since = v.since \
+  FROM v WHERE accounts.id = v.id";
+const PG_RECORD_CLOSES: &str = "\
+WITH v AS (SELECT (value->>0)::bigint AS account_id, (value->>1)::bigint AS ended_at, \
+                  value->>2 AS reason FROM jsonb_array_elements($1::jsonb)) \
+  UPDATE sessions SET ended_at = v.ended_at, end_reason = v.reason \
+  FROM v WHERE sessions.account_id = v.account_id AND sessions.ended_at IS NULL";
+const PG_RECORD_OPENS: &str = "\
+INSERT INTO sessions (account_id, started_at, ended_at, end_reason) \
+  SELECT (value->>0)::bigint, (value->>1)::bigint, (value->>2)::bigint, value->>3 \
+  FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS j (value, n) ORDER BY n";
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 
-use super::{Store, encode};
+use super::{Begin, Store, encode, on_db};
 use crate::error::{Error, InputError, Result};
 use crate::model::{AccountId, SecretName};
 use crate::time::{Timestamp, from_ms, to_ms};
@@ -52,12 +52,52 @@ macro_rules! delivery_select {
     };
 }
 
+/// [`delivery_select`] as PostgreSQL writes the data of a message about a transition.
+macro_rules! delivery_select_pg {
+    () => {
+        "SELECT d.id, d.endpoint_id, \
+           'msg_' || (SELECT value FROM settings WHERE key = 'webhook.id_prefix') || d.id AS msg_id, \
+           d.account_id, d.event_id, d.type, \
+           COALESCE(d.data, json_build_object( \
+               'event_id', e.id, \
+               'account_id', e.account_id, \
+               'account_name', a.name, \
+               'account_kind', a.kind, \
+               'from', e.from_state, \
+               'to', e.to_state, \
+               'reason', e.reason, \
+               'state', e.state_json::json, \
+               'detail', e.detail, \
+               'triggered_by', e.triggered_by, \
+               'connected_for_s', CASE WHEN e.from_state = 'connected' THEN \
+                   (SELECT ((e.at - s.started_at) / 1000.0)::float8 FROM sessions AS s \
+                    WHERE s.account_id = e.account_id AND s.ended_at = e.at \
+                    ORDER BY s.started_at DESC LIMIT 1) END)::text) AS data, \
+           d.at, d.status, d.attempts, d.next_at, d.last_at, d.last_code, d.last_error, d.done_at \
+         FROM webhook_deliveries AS d \
+         LEFT JOIN events AS e ON e.id = d.event_id \
+         LEFT JOIN accounts AS a ON a.id = e.account_id "
+    };
+}
+
+/// A statement that reads deliveries, for either database: `$select` is `delivery_select` or
+/// `delivery_select_pg`, the rest of the text is the same.
+macro_rules! deliveries_sql {
+    ($store:expr, $($rest:expr),+ $(,)?) => {
+        if $store.is_fleet() {
+            concat!(delivery_select_pg!(), $($rest),+)
+        } else {
+            concat!(delivery_select!(), $($rest),+)
+        }
+    };
+}
+
 /// Narrows `webhook_deliveries AS d` to the head of each (endpoint, account) queue of an
 /// enabled endpoint; more conditions follow as `AND …`.
 macro_rules! queue_heads {
     () => {
         " JOIN webhook_endpoints AS w ON w.id = d.endpoint_id \
-           AND w.enabled = 1 AND w.removed_at IS NULL \
+           AND w.enabled = TRUE AND w.removed_at IS NULL \
          WHERE d.id IN (SELECT MIN(id) FROM webhook_deliveries WHERE status = 'pending' \
                         GROUP BY endpoint_id, account_id)"
     };
@@ -139,8 +179,15 @@ struct DeliveryRow {
 
 impl DeliveryRow {
     fn into_delivery(self) -> Result<Delivery> {
-        let data = serde_json::from_str(&self.data)
+        let mut data: serde_json::Value = serde_json::from_str(&self.data)
             .map_err(|e| Error::Decode(format!("webhook delivery {}: {e}", self.id)))?;
+        // Seconds are always sent as a fraction (`9.0`), whichever database wrote them:
+        // PostgreSQL writes a whole number of seconds as `9`.
+        if let Some(seconds) = data.get_mut("connected_for_s")
+            && let Some(n) = seconds.as_f64().and_then(serde_json::Number::from_f64)
+        {
+            *seconds = serde_json::Value::Number(n);
+        }
         Ok(Delivery {
             id: self.id,
             endpoint_id: self.endpoint_id,
@@ -184,41 +231,41 @@ impl Store {
             .map(|ids| encode(&ids.iter().map(|a| a.0).collect::<Vec<_>>()))
             .transpose()?;
         let events = new.events.as_ref().map(encode).transpose()?;
-        let id: i64 = sqlx::query_scalar(
+        let id: i64 = on_db!(self, pool => sqlx::query_scalar(
             "INSERT INTO webhook_endpoints (url, events, accounts, secret_name, created_at) \
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(new.url.as_str())
         .bind(events)
         .bind(accounts)
         .bind(new.secret_name.as_str())
         .bind(to_ms(Utc::now()))
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(pool)
+        .await?);
         self.webhook(id).await
     }
 
     /// Every endpoint not removed, oldest first.
     pub async fn webhooks(&self) -> Result<Vec<WebhookEndpoint>> {
-        let rows: Vec<EndpointRow> = sqlx::query_as(concat!(
+        let rows: Vec<EndpointRow> = on_db!(self, pool => sqlx::query_as(concat!(
             "SELECT ",
             endpoint_columns!(),
             " FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id"
         ))
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(pool)
+        .await?);
         rows.into_iter().map(EndpointRow::into_endpoint).collect()
     }
 
     pub async fn webhook(&self, id: i64) -> Result<WebhookEndpoint> {
-        let row: Option<EndpointRow> = sqlx::query_as(concat!(
+        let row: Option<EndpointRow> = on_db!(self, pool => sqlx::query_as(concat!(
             "SELECT ",
             endpoint_columns!(),
-            " FROM webhook_endpoints WHERE id = ? AND removed_at IS NULL"
+            " FROM webhook_endpoints WHERE id = $1 AND removed_at IS NULL"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(pool)
+        .await?);
         row.ok_or(InputError::UnknownWebhook(id))?.into_endpoint()
     }
 
@@ -231,33 +278,35 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<WebhookEndpoint> {
         let now = to_ms(Utc::now());
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let n = sqlx::query(
-            "UPDATE webhook_endpoints SET enabled = ?, disabled_reason = ?, \
-               failing_since = CASE WHEN ? THEN NULL ELSE failing_since END \
-             WHERE id = ? AND removed_at IS NULL",
-        )
-        .bind(enabled)
-        .bind(if enabled { None } else { reason })
-        .bind(enabled)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(InputError::UnknownWebhook(id).into());
-        }
-        if enabled {
-            sqlx::query(
-                "UPDATE webhook_deliveries SET next_at = MIN(next_at, ?) \
-                 WHERE endpoint_id = ? AND status = 'pending'",
+        on_db!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let n = sqlx::query(
+                "UPDATE webhook_endpoints SET enabled = $1, disabled_reason = $2, \
+                   failing_since = CASE WHEN $1 THEN NULL ELSE failing_since END \
+                 WHERE id = $3 AND removed_at IS NULL",
             )
-            .bind(now)
+            .bind(enabled)
+            .bind(if enabled { None } else { reason })
             .bind(id)
             .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(InputError::UnknownWebhook(id).into());
+            }
+            if enabled {
+                sqlx::query(
+                    "UPDATE webhook_deliveries \
+                     SET next_at = CASE WHEN next_at < $1 THEN next_at ELSE $1 END \
+                     WHERE endpoint_id = $2 AND status = 'pending'",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
         self.webhook(id).await
     }
 
@@ -266,21 +315,25 @@ impl Store {
     pub async fn remove_webhook(&self, id: i64) -> Result<WebhookEndpoint> {
         let endpoint = self.webhook(id).await?;
         let now = to_ms(Utc::now());
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("UPDATE webhook_endpoints SET removed_at = ?, enabled = 0 WHERE id = ?")
+        on_db!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE webhook_endpoints SET removed_at = $1, enabled = FALSE WHERE id = $2",
+            )
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'failed', done_at = ?, \
-               last_error = 'endpoint removed' WHERE endpoint_id = ? AND status = 'pending'",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'failed', done_at = $1, \
+                   last_error = 'endpoint removed' WHERE endpoint_id = $2 AND status = 'pending'",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
         Ok(endpoint)
     }
 
@@ -294,27 +347,29 @@ impl Store {
         old_until: Timestamp,
     ) -> Result<Option<SecretName>> {
         let endpoint = self.webhook(id).await?;
-        sqlx::query(
-            "UPDATE webhook_endpoints SET old_secret_name = secret_name, old_secret_until = ?, \
-               secret_name = ? WHERE id = ?",
+        on_db!(self, pool => sqlx::query(
+            "UPDATE webhook_endpoints SET old_secret_name = secret_name, old_secret_until = $1, \
+               secret_name = $2 WHERE id = $3",
         )
         .bind(to_ms(old_until))
         .bind(new.as_str())
         .bind(id)
-        .execute(&self.pool)
-        .await?;
+        .execute(pool)
+        .await?
+        .rows_affected());
         Ok(endpoint.old_secret.map(|(name, _)| name))
     }
 
     /// Ends a rotation whose window has passed: the old secret no longer signs.
     pub async fn end_webhook_rotation(&self, id: i64) -> Result<()> {
-        sqlx::query(
+        on_db!(self, pool => sqlx::query(
             "UPDATE webhook_endpoints SET old_secret_name = NULL, old_secret_until = NULL \
-             WHERE id = ?",
+             WHERE id = $1",
         )
         .bind(id)
-        .execute(&self.pool)
-        .await?;
+        .execute(pool)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -329,25 +384,36 @@ impl Store {
         data: &serde_json::Value,
         at: Timestamp,
     ) -> Result<u64> {
-        let n = sqlx::query(
+        let sql = if self.is_fleet() {
             "INSERT INTO webhook_deliveries (endpoint_id, account_id, type, data, at, next_at) \
-             SELECT w.id, ?1, ?2, ?3, ?4, ?4 \
+             SELECT w.id, $1, $2, $3, $4, $4 \
              FROM webhook_endpoints AS w \
              WHERE w.removed_at IS NULL \
-               AND (?1 IS NULL OR w.accounts IS NULL \
-                    OR EXISTS (SELECT 1 FROM json_each(w.accounts) WHERE value = ?1)) \
+               AND ($1 IS NULL OR w.accounts IS NULL \
+                    OR w.accounts::jsonb @> jsonb_build_array($1)) \
+               AND (w.events IS NULL OR w.events::jsonb @> jsonb_build_array($5)) \
+             ORDER BY w.id"
+        } else {
+            "INSERT INTO webhook_deliveries (endpoint_id, account_id, type, data, at, next_at) \
+             SELECT w.id, $1, $2, $3, $4, $4 \
+             FROM webhook_endpoints AS w \
+             WHERE w.removed_at IS NULL \
+               AND ($1 IS NULL OR w.accounts IS NULL \
+                    OR EXISTS (SELECT 1 FROM json_each(w.accounts) WHERE value = $1)) \
                AND (w.events IS NULL \
-                    OR EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = ?5)) \
-             ORDER BY w.id",
-        )
-        .bind(account.map(|a| a.0))
-        .bind(kind)
-        .bind(encode(data)?)
-        .bind(to_ms(at))
-        .bind(filter)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+                    OR EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = $5)) \
+             ORDER BY w.id"
+        };
+        let data = encode(data)?;
+        let n = on_db!(self, pool => sqlx::query(sql)
+            .bind(account.map(|a| a.0))
+            .bind(kind)
+            .bind(&data)
+            .bind(to_ms(at))
+            .bind(filter)
+            .execute(pool)
+            .await?
+            .rows_affected());
         Ok(n)
     }
 
@@ -360,41 +426,42 @@ impl Store {
     ) -> Result<Delivery> {
         let endpoint = self.webhook(id).await?;
         let data = serde_json::json!({ "endpoint_id": endpoint.id, "url": endpoint.url });
-        let delivery: i64 = sqlx::query_scalar(
+        let data = encode(&data)?;
+        let delivery: i64 = on_db!(self, pool => sqlx::query_scalar(
             "INSERT INTO webhook_deliveries (endpoint_id, type, data, at, next_at) \
-             VALUES (?, 'webhook.test', ?, ?, ?) RETURNING id",
+             VALUES ($1, 'webhook.test', $2, $3, $4) RETURNING id",
         )
         .bind(id)
-        .bind(encode(&data)?)
+        .bind(&data)
         .bind(to_ms(at))
         .bind(to_ms(send_at))
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(pool)
+        .await?);
         self.delivery(delivery).await
     }
 
     pub async fn delivery(&self, id: i64) -> Result<Delivery> {
-        let row: Option<DeliveryRow> =
-            sqlx::query_as(concat!(delivery_select!(), "WHERE d.id = ?"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let sql = deliveries_sql!(self, "WHERE d.id = $1");
+        let row: Option<DeliveryRow> = on_db!(self, pool => sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
         row.ok_or(InputError::UnknownDelivery(id))?.into_delivery()
     }
 
     /// Deliveries, newest first.
     pub async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>> {
-        let rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
-            delivery_select!(),
-            "\
-             WHERE (?1 IS NULL OR d.endpoint_id = ?1) AND (NOT ?2 OR d.status = 'failed') \
-             ORDER BY d.id DESC LIMIT ?3"
-        ))
-        .bind(filter.endpoint)
-        .bind(filter.failed_only)
-        .bind(i64::from(filter.limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = deliveries_sql!(
+            self,
+            "WHERE ($1 IS NULL OR d.endpoint_id = $1) AND (NOT $2 OR d.status = 'failed') \
+             ORDER BY d.id DESC LIMIT $3"
+        );
+        let rows: Vec<DeliveryRow> = on_db!(self, pool => sqlx::query_as(sql)
+            .bind(filter.endpoint)
+            .bind(filter.failed_only)
+            .bind(i64::from(filter.limit))
+            .fetch_all(pool)
+            .await?);
         rows.into_iter().map(DeliveryRow::into_delivery).collect()
     }
 
@@ -409,15 +476,16 @@ impl Store {
         // Busy queues are left out here rather than in SQL: a list to search for every pending
         // queue would make each read cost queues × busy.
         let wanted = i64::from(limit) + i64::try_from(busy.len()).unwrap_or(i64::MAX / 2);
-        let rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
-            delivery_select!(),
+        let sql = deliveries_sql!(
+            self,
             queue_heads!(),
-            " AND d.next_at <= ?1 ORDER BY d.next_at, d.id LIMIT ?2"
-        ))
-        .bind(to_ms(now))
-        .bind(wanted)
-        .fetch_all(&self.pool)
-        .await?;
+            " AND d.next_at <= $1 ORDER BY d.next_at, d.id LIMIT $2"
+        );
+        let rows: Vec<DeliveryRow> = on_db!(self, pool => sqlx::query_as(sql)
+            .bind(to_ms(now))
+            .bind(wanted)
+            .fetch_all(pool)
+            .await?);
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let d = row.into_delivery()?;
@@ -434,16 +502,16 @@ impl Store {
         queue: DeliveryQueue,
         now: Timestamp,
     ) -> Result<Option<Delivery>> {
-        let row: Option<DeliveryRow> = sqlx::query_as(concat!(
-            delivery_select!(),
-            "\
-             WHERE d.endpoint_id = ?1 AND d.account_id IS ?2 AND d.status = 'pending' \
-             ORDER BY d.id LIMIT 1"
-        ))
-        .bind(queue.endpoint)
-        .bind(queue.account.map(|a| a.0))
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = deliveries_sql!(
+            self,
+            "WHERE d.endpoint_id = $1 AND d.account_id IS NOT DISTINCT FROM $2 \
+               AND d.status = 'pending' ORDER BY d.id LIMIT 1"
+        );
+        let row: Option<DeliveryRow> = on_db!(self, pool => sqlx::query_as(sql)
+            .bind(queue.endpoint)
+            .bind(queue.account.map(|a| a.0))
+            .fetch_optional(pool)
+            .await?);
         let head = row.map(DeliveryRow::into_delivery).transpose()?;
         Ok(head.filter(|d| d.next_at <= now))
     }
@@ -452,14 +520,14 @@ impl Store {
     /// waits). Heads already due are left out: they are being sent, or read by
     /// [`Store::due_deliveries`].
     pub async fn next_delivery_at(&self, now: Timestamp) -> Result<Option<Timestamp>> {
-        let at: Option<i64> = sqlx::query_scalar(concat!(
+        let at: Option<i64> = on_db!(self, pool => sqlx::query_scalar(concat!(
             "SELECT MIN(d.next_at) FROM webhook_deliveries AS d ",
             queue_heads!(),
-            " AND d.next_at > ?"
+            " AND d.next_at > $1"
         ))
         .bind(to_ms(now))
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(pool)
+        .await?);
         Ok(at.map(from_ms))
     }
 
@@ -483,7 +551,8 @@ impl Store {
     /// Records attempts in one transaction, in order; for each, its endpoint's failing streak
     /// start afterwards (`None` once it succeeded).
     pub async fn record_attempts(&self, attempts: &[Attempt]) -> Result<Vec<Option<Timestamp>>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        on_db!(self, pool => {
+        let mut tx = pool.begin_write().await?;
         let mut out = Vec::with_capacity(attempts.len());
         for Attempt {
             delivery,
@@ -493,7 +562,7 @@ impl Store {
         {
             let (delivery, at) = (*delivery, to_ms(*at));
             let endpoint: Option<i64> =
-                sqlx::query_scalar("SELECT endpoint_id FROM webhook_deliveries WHERE id = ?")
+                sqlx::query_scalar("SELECT endpoint_id FROM webhook_deliveries WHERE id = $1")
                     .bind(delivery)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -521,10 +590,10 @@ impl Store {
                 ),
             };
             sqlx::query(
-                "UPDATE webhook_deliveries SET status = ?1, attempts = attempts + 1, last_at = ?2, \
-                   last_code = ?3, last_error = ?4, next_at = COALESCE(?5, next_at), \
-                   done_at = CASE WHEN ?1 = 'pending' THEN NULL ELSE ?2 END \
-                 WHERE id = ?6",
+                "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_at = $2, \
+                   last_code = $3, last_error = $4, next_at = COALESCE($5, next_at), \
+                   done_at = CASE WHEN $1 = 'pending' THEN NULL ELSE $2 END \
+                 WHERE id = $6",
             )
             .bind(status)
             .bind(at)
@@ -543,10 +612,10 @@ impl Store {
             };
             let failing: Option<i64> = sqlx::query_scalar(
                 "UPDATE webhook_endpoints SET \
-                   failing_since = CASE WHEN ?1 THEN NULL ELSE COALESCE(failing_since, ?2) END, \
-                   enabled = CASE WHEN ?3 IS NULL THEN enabled ELSE 0 END, \
-                   disabled_reason = COALESCE(?3, disabled_reason) \
-                 WHERE id = ?4 RETURNING failing_since",
+                   failing_since = CASE WHEN $1 THEN NULL ELSE COALESCE(failing_since, $2) END, \
+                   enabled = CASE WHEN $3 IS NULL THEN enabled ELSE FALSE END, \
+                   disabled_reason = COALESCE($3, disabled_reason) \
+                 WHERE id = $4 RETURNING failing_since",
             )
             .bind(delivered)
             .bind(at)
@@ -558,19 +627,20 @@ impl Store {
         }
         tx.commit().await?;
         Ok(out)
+        })
     }
 
     /// Sends a delivery again (same `webhook-id`), from now, with a fresh schedule.
     pub async fn replay_delivery(&self, id: i64) -> Result<Delivery> {
-        let n = sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_at = ?, \
-               done_at = NULL WHERE id = ?",
+        let n = on_db!(self, pool => sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_at = $1, \
+               done_at = NULL WHERE id = $2",
         )
         .bind(to_ms(Utc::now()))
         .bind(id)
-        .execute(&self.pool)
+        .execute(pool)
         .await?
-        .rows_affected();
+        .rows_affected());
         if n == 0 {
             return Err(InputError::UnknownDelivery(id).into());
         }
@@ -582,31 +652,30 @@ impl Store {
         if let Some(id) = endpoint {
             self.webhook(id).await?;
         }
-        Ok(sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_at = ?1, \
+        Ok(on_db!(self, pool => sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_at = $1, \
                done_at = NULL \
-             WHERE status = 'failed' AND (?2 IS NULL OR endpoint_id = ?2) \
+             WHERE status = 'failed' AND ($2 IS NULL OR endpoint_id = $2) \
                AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE removed_at IS NULL)",
         )
         .bind(to_ms(Utc::now()))
         .bind(endpoint)
-        .execute(&self.pool)
+        .execute(pool)
         .await?
-        .rows_affected())
+        .rows_affected()))
     }
 
     /// What waits, its oldest, and what failed for good (read from partial indexes, so a
     /// long history of delivered messages costs nothing here).
     pub async fn outbox_stats(&self) -> Result<OutboxStats> {
-        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(at) FROM webhook_deliveries WHERE status = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let failed: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'failed'")
-                .fetch_one(&self.pool)
-                .await?;
+        let (pending, oldest, failed): (i64, Option<i64>, i64) = on_db!(self, pool =>
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'), \
+                        (SELECT MIN(at) FROM webhook_deliveries WHERE status = 'pending'), \
+                        (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'failed')",
+            )
+            .fetch_one(pool)
+            .await?);
         Ok(OutboxStats {
             pending: u64::try_from(pending).unwrap_or(0),
             failed: u64::try_from(failed).unwrap_or(0),
@@ -616,15 +685,13 @@ impl Store {
 
     /// Forgets delivered messages done before `before` (failed ones stay, to be replayed).
     pub async fn prune_delivered(&self, before: Timestamp) -> Result<u64> {
-        Ok(
-            sqlx::query(
-                "DELETE FROM webhook_deliveries WHERE status = 'delivered' AND done_at < ?",
-            )
-            .bind(to_ms(before))
-            .execute(&self.pool)
-            .await?
-            .rows_affected(),
+        Ok(on_db!(self, pool => sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE status = 'delivered' AND done_at < $1",
         )
+        .bind(to_ms(before))
+        .execute(pool)
+        .await?
+        .rows_affected()))
     }
 }
 
