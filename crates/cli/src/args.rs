@@ -93,6 +93,27 @@ pub struct ServeArgs {
     /// Name of the secret holding the bearer token that mutating HTTP endpoints require.
     #[arg(long, default_value = "http-token", value_name = "SECRET")]
     pub token_secret: String,
+    /// Join a fleet: run as one of several instances sharing this PostgreSQL store
+    /// (postgres://user@host[:port]/database, with no password in it). Each account runs on
+    /// exactly one instance; the others take it over when that one stops or dies.
+    #[arg(long, env = "LIFELINE_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// Name of the secret holding the fleet store's password (`lifeline secret set store-password`).
+    #[arg(
+        long,
+        default_value = "store-password",
+        value_name = "SECRET",
+        requires = "store"
+    )]
+    pub password_secret: String,
+    /// At most this many accounts on this instance (default: its even share of the fleet).
+    #[arg(long, value_name = "N", requires = "store")]
+    pub max_accounts: Option<u32>,
+    /// Seconds an account's lease lasts without renewal: how long the fleet waits before taking
+    /// over the accounts of an instance that died (5–300).
+    #[arg(long, default_value_t = 15, value_name = "SECONDS", requires = "store",
+          value_parser = clap::value_parser!(u64).range(5..=300))]
+    pub lease_ttl: u64,
 }
 
 #[derive(Debug, Args)]

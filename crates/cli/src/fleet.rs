@@ -123,13 +123,24 @@ async fn key(store: &Store, c: FleetKeyCommand) -> Result {
     Ok(())
 }
 
-async fn status(url: &str, password_secret: &str, json: bool) -> Result {
+/// Connects to the fleet store at `url` with the password kept in the keyring secret
+/// `password_secret` (none there: connects without one).
+pub async fn connect(url: &str, password_secret: &str, connections: u32) -> Result<FleetStore> {
     let url = StoreUrl::parse(url).map_err(Error::from)?;
     let name = SecretName::parse(password_secret)?;
     let password = secrets::fetch(Arc::new(KeyringSecretStore), &name).await?;
-    let fleet = FleetStore::connect_with(&url, password.as_ref().map(SecretValue::expose), 2)
-        .await
-        .map_err(Error::from)?;
+    FleetStore::connect_with(
+        &url,
+        password.as_ref().map(SecretValue::expose),
+        connections,
+    )
+    .await
+    .map_err(Error::from)
+}
+
+async fn status(url: &str, password_secret: &str, json: bool) -> Result {
+    let fleet = connect(url, password_secret, 2).await?;
+    let url = fleet.url().clone();
     let read = async {
         Ok::<_, lifeline_fleet::Error>((
             fleet.instances(DEFAULT_TTL).await?,

@@ -8,7 +8,7 @@ use lifeline_engine::model::SecretName;
 use lifeline_engine::supervisor::{Supervisor, Update};
 use lifeline_engine::time::rfc3339;
 use lifeline_engine::{DataDir, Error, InputError, Store};
-use lifeline_runtime::{Parts, Runtime};
+use lifeline_runtime::{FleetConfig, Parts, Runtime};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::ServeArgs;
@@ -26,7 +26,18 @@ macro_rules! say {
 pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), Error> {
     let http_addr = args.http.as_deref().map(parse_loopback).transpose()?;
     let token_secret = SecretName::parse(&args.token_secret)?;
-    let mut runtime = Runtime::open(dir, store, Parts::system(dir)).await?;
+    let mut runtime = match &args.store {
+        None => Runtime::open(dir, store, Parts::system(dir)).await?,
+        Some(url) => {
+            store.close().await;
+            let fleet = crate::fleet::connect(url, &args.password_secret, 16).await?;
+            let config = FleetConfig {
+                ttl: std::time::Duration::from_secs(args.lease_ttl),
+                max_accounts: args.max_accounts,
+            };
+            Runtime::open_fleet(dir, &fleet, config, Parts::system(dir)).await?
+        }
+    };
     let sup = runtime.supervisor().clone();
     let stop = runtime.stopping();
     let log_task = tokio::spawn(log_updates(sup.clone(), stop.clone()));
@@ -53,12 +64,19 @@ pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), E
     } else {
         String::new()
     };
-    say!(
-        "lifeline: supervising {} accounts from {} — restoring {}{held}. Ctrl-C stops.",
-        sup.views().len(),
-        dir.root().display(),
-        report.restoring,
-    );
+    match runtime.instance() {
+        Some(instance) => say!(
+            "lifeline: instance {} of the fleet at {}: running the accounts whose leases it wins. Ctrl-C hands them over.",
+            instance.id().as_str(),
+            runtime.store().location(),
+        ),
+        None => say!(
+            "lifeline: supervising {} accounts from {} — restoring {}{held}. Ctrl-C stops.",
+            sup.views().len(),
+            dir.root().display(),
+            report.restoring,
+        ),
+    }
     let http_task = match http_addr {
         Some(addr) => {
             let listen_err = |source| Error::Listen {

@@ -147,3 +147,273 @@ fn fleet_status_and_the_fleet_key() {
     assert!(text.contains("none set yet"), "{text}");
     ok(dir, &["secret", "delete", "fleet-key"]);
 }
+
+/// Accounts and instances as the fleet store sees them: (instance id, leases held) of the live
+/// instances, and the paths of the simulator with a live socket.
+fn leases(rt: &tokio::runtime::Runtime, fleet: &FleetStore) -> Vec<(String, i64)> {
+    let mut held: Vec<(String, i64)> = rt
+        .block_on(fleet.instances(std::time::Duration::from_secs(5)))
+        .expect("instances")
+        .into_iter()
+        .filter(|i| i.alive)
+        .map(|i| (i.id, i.leases))
+        .collect();
+    held.sort();
+    held
+}
+
+/// Waits (polling, `limit` at most) until `cond` holds; returns how long it took.
+fn wait_for(
+    limit: std::time::Duration,
+    what: &str,
+    cond: impl Fn() -> bool,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
+/// Three `lifeline serve --store` processes share 30 WebSocket accounts on lifeline-sim: each
+/// account runs on exactly one of them (the simulator never sees two sockets on one path), a
+/// killed instance's accounts are connected elsewhere after its leases expire, and a graceful
+/// stop hands them over at once.
+#[test]
+fn three_serve_instances_share_the_accounts_and_take_over_from_a_killed_one() {
+    if !keyring_available() {
+        eprintln!("skipped: set LIFELINE_TEST_KEYRING=1 (an unlocked Secret Service)");
+        return;
+    }
+    let Some(cluster) = cluster::for_test() else {
+        return;
+    };
+    const ACCOUNTS: usize = 30;
+    let url = cluster.database("instances").expect("database");
+    let (rt, sim) = common::sim();
+    let fleet = rt
+        .block_on(FleetStore::connect(&url, Some(PASSWORD)))
+        .expect("connect");
+    let store = lifeline_engine::Store::fleet(&fleet);
+    rt.block_on(async {
+        for i in 0..ACCOUNTS {
+            let new = lifeline_engine::model::NewAccount::new(
+                lifeline_engine::model::AccountKind::Websocket,
+                format!("shop {i}"),
+            )
+            .with_url(sim.url(&i.to_string()));
+            store.add_account(new).await.expect("account");
+        }
+    });
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    set_secret(dirs[0].path(), "fleet-serve-pw", PASSWORD);
+    let url = url.to_string();
+    let args = [
+        "--store",
+        url.as_str(),
+        "--password-secret",
+        "fleet-serve-pw",
+        "--lease-ttl",
+        "5",
+    ];
+    let mut instances: Vec<_> = dirs
+        .iter()
+        .map(|d| common::serve(d.path(), &args))
+        .collect();
+    for s in &instances {
+        assert!(
+            s.early.iter().any(|l| l.contains("of the fleet at")),
+            "{:?}",
+            s.early
+        );
+    }
+    let paths: Vec<String> = (0..ACCOUNTS).map(|i| format!("/s/{i}")).collect();
+    let once_each = || paths.iter().all(|p| sim.stats(p).max_live <= 1);
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "every account connected",
+        || sim.total_live() == ACCOUNTS,
+    );
+    assert!(once_each(), "an account had two sockets at once");
+    wait_for(std::time::Duration::from_secs(30), "an even split", || {
+        leases(&rt, &fleet).iter().map(|l| l.1).collect::<Vec<_>>() == [10, 10, 10]
+    });
+
+    // SIGSTOP past the TTL (a long pause, or a partition): the others take its accounts over
+    // while its sockets hang open; once woken it closes them and writes nothing.
+    let signal = |s: &common::Serve, sig: &str| {
+        let pid = s.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    };
+    signal(&instances[2], "-STOP");
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "a takeover from the paused instance",
+        || sim.total_live() == ACCOUNTS + 10,
+    );
+    wait_for(
+        std::time::Duration::from_secs(10),
+        "the survivors' writes",
+        || {
+            rt.block_on(store.accounts())
+                .expect("accounts")
+                .iter()
+                .all(|a| a.state == lifeline_engine::state::State::Connected)
+        },
+    );
+    let before = rt
+        .block_on(store.events_page(lifeline_engine::store::HistoryPage {
+            account: None,
+            range: lifeline_engine::time::TimeRange::default(),
+            after: None,
+            limit: 1000,
+        }))
+        .expect("events")
+        .len();
+    signal(&instances[2], "-CONT");
+    let closed = wait_for(
+        std::time::Duration::from_secs(10),
+        "the woken instance's sockets closed",
+        || sim.total_live() == ACCOUNTS,
+    );
+    eprintln!("the woken instance closed its old sockets in {closed:?}");
+    assert!(closed < std::time::Duration::from_secs(2), "{closed:?}");
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the woken instance back to its share",
+        || {
+            leases(&rt, &fleet).iter().map(|l| l.1).collect::<Vec<_>>() == [10, 10, 10]
+                && sim.total_live() == ACCOUNTS
+        },
+    );
+    // Whatever it meant to record about its old accounts on waking (a stall, a close) was
+    // refused: since the pause the store holds only the fleet's own moves (hand-overs that
+    // rebalance, stopped by shutdown, and reconnects), no failure.
+    let after = rt
+        .block_on(store.events_page(lifeline_engine::store::HistoryPage {
+            account: None,
+            range: lifeline_engine::time::TimeRange::default(),
+            after: None,
+            limit: 1000,
+        }))
+        .expect("events");
+    let failures: Vec<_> = after[before..]
+        .iter()
+        .filter(|e| {
+            !matches!(
+                e.to,
+                lifeline_engine::state::State::Connecting
+                    | lifeline_engine::state::State::Connected
+                    | lifeline_engine::state::State::Stopped {
+                        reason: Some(lifeline_engine::state::Reason::Shutdown)
+                    }
+            )
+        })
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    // Two sockets per account only while the paused process could not close its own.
+    let doubled: Vec<_> = paths.iter().filter(|p| sim.stats(p).max_live > 1).collect();
+    assert!(doubled.len() <= 10, "{doubled:?}");
+    sim.reset_max_live();
+    assert!(once_each(), "an account had two sockets at once");
+
+    // kill -9: nothing released; the others take its 10 over once its leases expire.
+    let mut victim = instances.remove(0);
+    victim.child.kill().expect("kill");
+    victim.child.wait().expect("reap");
+    wait_for(
+        std::time::Duration::from_secs(5),
+        "the killed instance's sockets closed",
+        || sim.total_live() == ACCOUNTS - 10,
+    );
+    let took = wait_for(std::time::Duration::from_secs(60), "a takeover", || {
+        sim.total_live() == ACCOUNTS
+    });
+    eprintln!("takeover after kill -9: {took:?} (lease TTL 5 s)");
+    // Not before the TTL less what had passed since the last renewal (every 5/3 s).
+    assert!(took >= std::time::Duration::from_secs(3), "{took:?}");
+    assert!(once_each(), "an account had two sockets at once");
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the survivors hold everything",
+        || leases(&rt, &fleet).iter().map(|l| l.1).sum::<i64>() == ACCOUNTS as i64,
+    );
+
+    // A graceful stop hands over without waiting for an expiry.
+    let mut stopping = instances.remove(0);
+    let pid = stopping.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = stopping.child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    let handed = wait_for(std::time::Duration::from_secs(10), "the hand-over", || {
+        leases(&rt, &fleet).iter().map(|l| l.1).collect::<Vec<_>>() == [ACCOUNTS as i64]
+    });
+    eprintln!("leases handed over after a graceful stop: {handed:?}");
+    assert!(handed < std::time::Duration::from_secs(2), "{handed:?}");
+    // The accounts reconnect through the survivor's pacing (the defaults: 5 at once, then 2 a
+    // second, after autorecover's 2 s start delay), never in one burst.
+    let reconnected = wait_for(std::time::Duration::from_secs(60), "reconnected", || {
+        sim.total_live() == ACCOUNTS
+    });
+    eprintln!("reconnected after a graceful stop: {reconnected:?}");
+    let paced = std::time::Duration::from_secs_f64((ACCOUNTS as f64 / 2.0 - 5.0) / 2.0);
+    assert!(reconnected >= paced, "{reconnected:?} < {paced:?}");
+    assert!(once_each(), "an account had two sockets at once");
+
+    // What was recorded: every account connected, in the one store (the survivor's writer
+    // may be a moment behind its sockets).
+    wait_for(
+        std::time::Duration::from_secs(10),
+        "connected in the store",
+        || {
+            rt.block_on(store.accounts())
+                .expect("accounts")
+                .iter()
+                .all(|a| a.state == lifeline_engine::state::State::Connected)
+        },
+    );
+    // The killed instance's open sessions were closed as crashed by the instances that took
+    // its accounts over (once each); the stopped one's as stopped by shutdown.
+    let crashed = rt
+        .block_on(store.events_page(lifeline_engine::store::HistoryPage {
+            account: None,
+            range: lifeline_engine::time::TimeRange::default(),
+            after: None,
+            limit: 1000,
+        }))
+        .expect("events");
+    let ended = |reason: lifeline_engine::state::Reason| {
+        crashed
+            .iter()
+            .filter(|e| {
+                e.to == lifeline_engine::state::State::Stopped {
+                    reason: Some(reason.clone()),
+                }
+            })
+            .count()
+    };
+    // 10 after the pause, 10 after the kill.
+    assert_eq!(ended(lifeline_engine::state::Reason::Crashed), 20);
+    // At least the 15 of the graceful stop: an instance that joined early handed accounts
+    // over to the later ones the same way.
+    let shutdown = ended(lifeline_engine::state::Reason::Shutdown);
+    assert!(shutdown >= 15, "{shutdown} stopped by shutdown");
+    drop(instances);
+    let _ = common::lifeline(dirs[0].path(), &["secret", "delete", "fleet-serve-pw"]);
+}

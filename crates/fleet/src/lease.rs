@@ -439,6 +439,52 @@ impl Instance {
         }
         Ok(tx)
     }
+
+    /// Checks, inside the write transaction `conn` is in, that each of `leases` is still this
+    /// instance's current, unexpired lease, and locks those rows against a change of owner
+    /// until the transaction ends (as [`Instance::begin_fenced`] does for one). Returns the
+    /// stale ones (counted and logged): nothing should be written for them.
+    pub async fn stale_leases(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        leases: &[Lease],
+    ) -> Result<Vec<Lease>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (accounts, epochs): (Vec<AccountId>, Vec<i64>) =
+            leases.iter().map(|l| (l.account, l.epoch)).unzip();
+        let current: Vec<AccountId> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT l.account_id FROM account_leases AS l
+               JOIN unnest($2::int8[], $3::int8[]) AS f (account_id, epoch)
+                 ON l.account_id = f.account_id AND l.epoch = f.epoch
+              WHERE l.owner = $4 AND l.expires_at > {NOW}
+              FOR SHARE OF l"
+        )))
+        .bind(self.offset())
+        .bind(&accounts)
+        .bind(&epochs)
+        .bind(self.id.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        let current: std::collections::HashSet<AccountId> = current.into_iter().collect();
+        let stale: Vec<Lease> = leases
+            .iter()
+            .filter(|l| !current.contains(&l.account))
+            .copied()
+            .collect();
+        if !stale.is_empty() {
+            self.counters
+                .stale_writes_refused
+                .fetch_add(stale.len() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                accounts = stale.len(),
+                first = stale[0].account,
+                "writes refused: the leases are stale"
+            );
+        }
+        Ok(stale)
+    }
 }
 
 #[cfg(test)]

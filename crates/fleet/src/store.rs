@@ -142,12 +142,15 @@ impl FleetStore {
     async fn prepare(&self) -> Result<()> {
         // A database with tables of its own and no fleet marker is someone else's. sqlx records
         // each migration in the same transaction as the migration itself, so an instance that
-        // is setting up an empty store at this moment shows either nothing or the marker.
+        // is setting up an empty store at this moment shows either nothing or the marker, as
+        // long as both are read in one scan of one snapshot (`to_regclass` reads the catalog
+        // at another moment than a scan of `pg_tables`, and could miss a marker committed in
+        // between).
         let (marker, others, migrations): (bool, i64, bool) = sqlx::query_as(
-            "SELECT to_regclass('lifeline_fleet') IS NOT NULL,
-                    (SELECT count(*) FROM pg_catalog.pg_tables
-                      WHERE schemaname = current_schema() AND tablename <> '_sqlx_migrations'),
-                    to_regclass('_sqlx_migrations') IS NOT NULL",
+            "SELECT count(*) FILTER (WHERE tablename = 'lifeline_fleet') > 0,
+                    count(*) FILTER (WHERE tablename <> '_sqlx_migrations'),
+                    count(*) FILTER (WHERE tablename = '_sqlx_migrations') > 0
+               FROM pg_catalog.pg_tables WHERE schemaname = current_schema()",
         )
         .fetch_one(&self.pool)
         .await

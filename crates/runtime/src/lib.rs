@@ -19,8 +19,10 @@ use lifeline_engine::secrets::{KeyringSecretStore, SecretStore};
 use lifeline_engine::store::PreviousRun;
 use lifeline_engine::supervisor::{StartupReport, Supervisor, SupervisorDeps, queue};
 
+use lifeline_engine::store::Fence;
 use lifeline_engine::time::Timestamp;
 use lifeline_engine::{DataDir, Error, Store, SupervisorLock};
+use lifeline_fleet::{FleetStore, Instance, Keeper, KeeperConfig};
 use lifeline_tiktok::TikTokConnector;
 use lifeline_tiktok::api::Endpoints;
 use lifeline_tiktok::pace::Budget;
@@ -104,12 +106,44 @@ pub fn webhook_config() -> WorkerConfig {
     cfg
 }
 
+/// How this process shares its store.
+#[derive(Debug)]
+enum Mode {
+    /// This machine's own store: the one supervising process, its runs recorded.
+    Single { run_id: i64 },
+    /// A fleet store: one instance among several, running the accounts its keeper holds.
+    Fleet {
+        instance: Instance,
+        fence: Arc<Fence>,
+        keeper: KeeperConfig,
+        running: Option<Keeper>,
+    },
+}
+
+/// How an instance takes part in a fleet.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetConfig {
+    /// How long a lease lasts without renewal (renewed every third of it).
+    pub ttl: Duration,
+    /// At most this many accounts on this instance (`None`: its even share).
+    pub max_accounts: Option<u32>,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            ttl: lifeline_fleet::DEFAULT_TTL,
+            max_accounts: None,
+        }
+    }
+}
+
 /// The one supervising process of a data dir.
 #[derive(Debug)]
 pub struct Runtime {
     store: Store,
     sup: Supervisor,
-    run_id: i64,
+    mode: Mode,
     previous: Option<PreviousRun>,
     crashed_at: Option<Timestamp>,
     tasks: Vec<JoinHandle<()>>,
@@ -140,7 +174,7 @@ impl Runtime {
         Ok(Self {
             store,
             sup,
-            run_id: run.id,
+            mode: Mode::Single { run_id: run.id },
             previous: run.previous,
             crashed_at,
             tasks: Vec::new(),
@@ -150,6 +184,60 @@ impl Runtime {
             webhook_notices: None,
             _lock: lock,
         })
+    }
+
+    /// Joins the fleet of `fleet` as a new instance (the data dir still holds this host's
+    /// device stores, and is locked as for any supervising process). No account runs until
+    /// [`Runtime::start`] starts the keeper: the accounts come as their leases are won.
+    pub async fn open_fleet(
+        dir: &DataDir,
+        fleet: &FleetStore,
+        config: FleetConfig,
+        parts: Parts,
+    ) -> Result<Self, Error> {
+        let lock = lock(dir).await?;
+        let instance = fleet.register(config.max_accounts).await?;
+        let fence = Arc::new(Fence::new(instance.clone()));
+        let store = Store::fleet(fleet).fenced(fence.clone());
+        let policy = store.policy().await?;
+        let sup = Supervisor::new(SupervisorDeps {
+            store: store.clone(),
+            connectors: parts.connectors,
+            secrets: parts.secrets.clone(),
+            clock: Clock::System,
+            policy,
+            jitter_seed: None,
+        });
+        tracing::info!(instance = %instance.id().as_str(), store = %store.location(), "joined the fleet");
+        Ok(Self {
+            store,
+            sup,
+            mode: Mode::Fleet {
+                instance,
+                fence,
+                keeper: KeeperConfig {
+                    ttl: config.ttl,
+                    ..KeeperConfig::default()
+                },
+                running: None,
+            },
+            previous: None,
+            crashed_at: None,
+            tasks: Vec::new(),
+            startup: None,
+            secrets: parts.secrets,
+            webhooks: parts.webhooks,
+            webhook_notices: None,
+            _lock: lock,
+        })
+    }
+
+    /// This instance in its fleet (`None`: this machine's own store).
+    pub fn instance(&self) -> Option<&Instance> {
+        match &self.mode {
+            Mode::Single { .. } => None,
+            Mode::Fleet { instance, .. } => Some(instance),
+        }
     }
 
     /// The HTTP API over this runtime's supervisor, guarded by the token in `token_secret`.
@@ -178,22 +266,45 @@ impl Runtime {
         if let Some(report) = &self.startup {
             return Ok(report.clone());
         }
-        let report = if restore {
-            self.sup.startup(self.previous, self.crashed_at).await?
-        } else {
-            self.sup
-                .startup_quiet(self.previous, self.crashed_at)
-                .await?
+        let report = match &mut self.mode {
+            Mode::Fleet {
+                instance,
+                fence,
+                keeper,
+                running,
+            } => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                *running = Some(Keeper::start(instance.clone(), *keeper, tx));
+                let sup = self.sup.clone();
+                let fence = fence.clone();
+                self.tasks.push(tokio::spawn(
+                    async move { sup.follow_leases(rx, fence).await },
+                ));
+                // Every instance reads the same outbox: until deliveries are split between
+                // them, none sends, rather than each sending every message.
+                tracing::warn!("webhooks are not sent by fleet instances yet");
+                StartupReport::default()
+            }
+            Mode::Single { run_id } => {
+                let report = if restore {
+                    self.sup.startup(self.previous, self.crashed_at).await?
+                } else {
+                    self.sup
+                        .startup_quiet(self.previous, self.crashed_at)
+                        .await?
+                };
+                self.tasks.push(tokio::spawn(heartbeat(
+                    self.store.clone(),
+                    *run_id,
+                    self.sup.stopping(),
+                )));
+                if restore {
+                    self.start_webhooks().await?;
+                }
+                report
+            }
         };
         self.tasks.push(tokio::spawn(queue::run(self.sup.clone())));
-        self.tasks.push(tokio::spawn(heartbeat(
-            self.store.clone(),
-            self.run_id,
-            self.sup.stopping(),
-        )));
-        if restore {
-            self.start_webhooks().await?;
-        }
         self.startup = Some(report.clone());
         Ok(report)
     }
@@ -255,14 +366,34 @@ impl Runtime {
 
     /// Graceful stop: every connection is closed and recorded, background tasks end, and the
     /// clean-run marker is written last, so the next start knows this run did not crash.
+    ///
+    /// An instance of a fleet stops renewing, closes and records its accounts while their
+    /// leases still hold, then releases them all at once: the other instances are woken and
+    /// take them over without waiting for an expiry.
     pub async fn shutdown(mut self) -> Result<(), Error> {
+        let keeper = match &mut self.mode {
+            Mode::Fleet { running, .. } => running.take(),
+            Mode::Single { .. } => None,
+        };
+        if let Some(keeper) = keeper {
+            keeper.stop().await;
+        }
         self.sup.shutdown().await;
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
-        self.store.end_run(self.run_id, chrono::Utc::now()).await?;
-        self.store.close().await;
-        tracing::info!(run = self.run_id, "stopped cleanly");
+        match &self.mode {
+            Mode::Single { run_id } => {
+                self.store.end_run(*run_id, chrono::Utc::now()).await?;
+                self.store.close().await;
+                tracing::info!(run = run_id, "stopped cleanly");
+            }
+            Mode::Fleet { instance, .. } => {
+                instance.leave().await?;
+                self.store.close().await;
+                tracing::info!(instance = %instance.id().as_str(), "left the fleet");
+            }
+        }
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{Db, Store, decode, encode, on_db};
+use super::{Begin, Db, Fenced, Store, decode, encode, on_db};
 use crate::error::{Error, InputError, Result};
 use crate::model::{
     Account, AccountChange, AccountId, AccountKind, HeaderRef, NewAccount, SecretName,
@@ -29,6 +29,16 @@ const ACCOUNT_JSON_PG: &str = "json_build_object('id', id, 'kind', kind, 'name',
      'identity', CASE WHEN remote_id IS NULL THEN NULL \
                  ELSE json_build_object('id', remote_id, 'name', remote_name) END)";
 
+/// The statement that adds an account and returns its id.
+macro_rules! insert_account {
+    () => {
+        "INSERT INTO accounts (kind, name, url, priority, country, proxy_url, proxy_secret, \
+         headers, muted, notify_live, desired_running, state, state_json, state_since, \
+         created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING id"
+    };
+}
+
 impl Store {
     /// Records who an account is at the remote (its connector reported it on connecting).
     pub async fn set_identity(
@@ -36,14 +46,17 @@ impl Store {
         id: AccountId,
         identity: &crate::model::Identity,
     ) -> Result<()> {
-        on_db!(self, pool =>
+        on_db!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            tx.fence(self.fence(), &[id.0]).await?;
             sqlx::query("UPDATE accounts SET remote_id = $1, remote_name = $2 WHERE id = $3")
                 .bind(&identity.id)
                 .bind(&identity.name)
                 .bind(id.0)
-                .execute(pool)
-                .await?
-                .rows_affected());
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -59,12 +72,20 @@ impl Store {
         let headers = encode(&new.headers)?;
         let initial = new.initial_state();
         let state_json = encode(&initial)?;
-        let result: std::result::Result<i64, sqlx::Error> = on_db!(self, pool => sqlx::query_scalar(
-            "INSERT INTO accounts (kind, name, url, priority, country, proxy_url, proxy_secret, \
-             headers, muted, notify_live, desired_running, state, state_json, state_since, \
-             created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING id",
-        )
+        // On a fleet store the account gets its (free) lease in the same statement, so an
+        // instance with room claims it at its next round.
+        let sql = if self.is_fleet() {
+            concat!(
+                "WITH a AS (",
+                insert_account!(),
+                "), \
+                     l AS (INSERT INTO account_leases (account_id) SELECT id FROM a) \
+                     SELECT id FROM a"
+            )
+        } else {
+            insert_account!()
+        };
+        let result: std::result::Result<i64, sqlx::Error> = on_db!(self, pool => sqlx::query_scalar(sql)
         .bind(new.kind.as_str())
         .bind(&new.name)
         .bind(&new.url)
@@ -186,10 +207,16 @@ impl Store {
     /// Takes an account out of the fleet (its history stays exportable). The supervisor or the
     /// offline operations record its last transition first.
     pub(crate) async fn mark_removed(&self, id: AccountId) -> Result<()> {
-        let done = on_db!(self, pool => sqlx::query(
+        // On a fleet store its lease goes with it (and the sealed device store under it).
+        let sql = if self.is_fleet() {
+            "WITH l AS (DELETE FROM account_leases WHERE account_id = $2) \
+             UPDATE accounts SET removed_at = $1, desired_running = FALSE \
+             WHERE id = $2 AND removed_at IS NULL"
+        } else {
             "UPDATE accounts SET removed_at = $1, desired_running = FALSE \
-             WHERE id = $2 AND removed_at IS NULL",
-        )
+             WHERE id = $2 AND removed_at IS NULL"
+        };
+        let done = on_db!(self, pool => sqlx::query(sql)
         .bind(to_ms(Utc::now()))
         .bind(id.0)
         .execute(pool)

@@ -752,3 +752,176 @@ fn masking_leaves_the_scenarios_own_times_and_hides_the_clocks() {
         "{now:?}"
     );
 }
+
+/// A fleet instance's writes are fenced: once another instance took the account's lease over,
+/// every write of the old owner about it (a transition with its history and webhook messages,
+/// a breaker, an identity, a remote session) is refused and nothing of it is written; the new
+/// owner writes as before. An account this instance never held is refused the same way.
+#[tokio::test]
+async fn a_fenced_store_refuses_writes_for_accounts_whose_lease_moved() {
+    use std::sync::Arc;
+    use std::time::Duration as StdDuration;
+
+    let Some(cluster) = lifeline_fleet::cluster::for_test() else {
+        return;
+    };
+    let url = cluster.database("fence").expect("database");
+    let fleet = lifeline_fleet::FleetStore::connect(&url, Some(lifeline_fleet::cluster::PASSWORD))
+        .await
+        .expect("fleet store");
+    let plain = Store::fleet(&fleet);
+    let a_id = plain
+        .add_account(NewAccount::new(AccountKind::Whatsapp, "Toko A"))
+        .await
+        .expect("account")
+        .id;
+    let b_id = plain
+        .add_account(NewAccount::new(AccountKind::Whatsapp, "Toko B"))
+        .await
+        .expect("account")
+        .id;
+    let ttl = StdDuration::from_secs(15);
+    let first = fleet.register(None).await.expect("register");
+    let lease = first
+        .acquire(a_id.0, ttl)
+        .await
+        .expect("acquire")
+        .expect("free")
+        .lease;
+    let fence = Arc::new(super::Fence::new(first.clone()));
+    fence.hold(lease);
+    let old = plain.fenced(fence.clone());
+    let rec = |id, to: State, s: f64| TransitionRecord {
+        account_id: id,
+        from: None,
+        to,
+        detail: None,
+        triggered_by: TriggeredBy::Engine,
+        at: at(s),
+    };
+    old.record_transitions(vec![
+        rec(a_id, State::Connecting, 0.0),
+        rec(a_id, State::Connected, 1.0),
+    ])
+    .await
+    .expect("the owner writes");
+    let stale = |r: crate::error::Result<()>| {
+        assert!(
+            matches!(
+                r,
+                Err(crate::Error::Fleet(lifeline_fleet::Error::Stale { .. }))
+            ),
+            "{r:?}"
+        );
+    };
+    // Never held here: refused.
+    stale(
+        old.record_transitions(vec![rec(b_id, State::Connecting, 2.0)])
+            .await
+            .map(drop),
+    );
+
+    // 16 s later on the database's clock the lease has expired and another instance takes it.
+    let later = fleet.with_clock_offset(16.0);
+    let second = later.register(None).await.expect("register");
+    let claimed = second.claim(10, ttl).await.expect("claim");
+    assert!(
+        claimed
+            .iter()
+            .any(|c| c.lease.account == a_id.0 && c.takeover)
+    );
+
+    let events = || async {
+        plain
+            .events_page(HistoryPage {
+                account: None,
+                range: TimeRange::default(),
+                after: None,
+                limit: 100,
+            })
+            .await
+            .expect("events")
+            .len()
+    };
+    let deliveries = plain.outbox_stats().await.expect("stats");
+    let written = events().await;
+    stale(
+        old.record_transitions(vec![rec(a_id, State::Connecting, 3.0)])
+            .await
+            .map(drop),
+    );
+    stale(
+        old.save_breaker(a_id, &Breaker::HalfOpen { cooldown_s: 60 }, at(3.0))
+            .await,
+    );
+    stale(
+        old.set_identity(
+            a_id,
+            &Identity {
+                id: "+6281111111".into(),
+                name: None,
+            },
+        )
+        .await,
+    );
+    stale(
+        old.save_remote_sessions(
+            &[(
+                a_id,
+                RemoteSession {
+                    key: "room".into(),
+                    started_at: at(3.0),
+                    ended_at: None,
+                    end: None,
+                    metrics: Vec::new(),
+                },
+            )],
+            at(3.0),
+        )
+        .await,
+    );
+    assert_eq!(events().await, written, "nothing of the stale writes");
+    assert_eq!(
+        plain.breaker(a_id).await.expect("breaker"),
+        Breaker::default()
+    );
+    assert_eq!(plain.account(a_id).await.expect("account").identity, None);
+    assert!(
+        plain
+            .open_remote_sessions()
+            .await
+            .expect("sessions")
+            .is_empty()
+    );
+    assert_eq!(plain.outbox_stats().await.expect("stats"), deliveries);
+    assert_eq!(
+        plain.account(a_id).await.expect("account").state,
+        State::Connected
+    );
+    // Counted: the first refusal (never held) and the four after the takeover.
+    first.heartbeat().await.expect("heartbeat");
+    let rows = fleet.instances(ttl).await.expect("instances");
+    let row = rows
+        .iter()
+        .find(|i| i.id == first.id().as_str())
+        .expect("the first instance");
+    assert_eq!(row.stale_writes_refused, 5);
+
+    // The new owner's fence lets its writes through.
+    let new_fence = Arc::new(super::Fence::new(second.clone()));
+    for c in &claimed {
+        new_fence.hold(c.lease);
+    }
+    // Its store reads the database's clock as the new owner does (16 s on).
+    let new = Store::fleet(&later).fenced(new_fence);
+    new.record_transitions(vec![rec(
+        a_id,
+        State::Stopped {
+            reason: Some(Reason::Crashed),
+        },
+        4.0,
+    )])
+    .await
+    .expect("the new owner writes");
+    assert_eq!(events().await, written + 1);
+}

@@ -8,6 +8,7 @@ mod accounts;
 mod commands;
 #[cfg(test)]
 mod conformance;
+mod fence;
 mod history;
 mod remote;
 mod settings;
@@ -28,6 +29,8 @@ use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 
 pub use commands::{CommandOutcome, QueuedCommand};
+pub use fence::Fence;
+pub(crate) use fence::Fenced;
 pub use history::{
     AccountHistory, HistoryPage, Interval, MAX_HISTORY_EVENTS, MAX_PAGE, SessionRecord,
 };
@@ -45,6 +48,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// On a fleet store, the leases the supervisor's writes are made under (see [`Fence`]).
+    fence: Option<std::sync::Arc<Fence>>,
 }
 
 /// The database behind a [`Store`].
@@ -171,6 +176,7 @@ impl Store {
                 pool,
                 path: path.to_owned(),
             },
+            fence: None,
         })
     }
 
@@ -182,7 +188,23 @@ impl Store {
                 pool: fleet.pool().clone(),
                 target: fleet.url().target(),
             },
+            fence: None,
         }
+    }
+
+    /// This store with the supervisor's writes fenced by `fence`: each is refused for an
+    /// account whose lease the instance no longer holds. Only a fleet store has leases; an
+    /// SQLite store is returned as it is.
+    pub fn fenced(&self, fence: std::sync::Arc<Fence>) -> Self {
+        Self {
+            db: self.db.clone(),
+            fence: self.is_fleet().then_some(fence),
+        }
+    }
+
+    /// The fence the supervisor's writes are made under, on a fleet store.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_deref()
     }
 
     /// Copies what the WAL holds into the database file, without waiting for readers or

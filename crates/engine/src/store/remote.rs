@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{Store, decode, encode, on_db};
+use super::{Begin, Fenced, Store, decode, encode, on_db};
 use crate::connector::RemoteSession;
 use crate::error::Result;
 use crate::model::AccountId;
@@ -23,7 +23,9 @@ impl Store {
         }
         let now = to_ms(at);
         on_db!(self, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
+        let accounts: Vec<i64> = sessions.iter().map(|(a, _)| a.0).collect();
+        tx.fence(self.fence(), &accounts).await?;
         for (account, s) in sessions {
             let metrics = encode(&s.metrics)?;
             sqlx::query(

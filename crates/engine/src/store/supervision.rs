@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{Store, decode, encode, on_db};
+use super::{Begin, Fenced, Store, decode, encode, on_db};
 use crate::error::Result;
 use crate::model::AccountId;
 use crate::policy::breaker::Breaker;
@@ -16,16 +16,21 @@ impl Store {
         at: Timestamp,
     ) -> Result<()> {
         let json = encode(breaker)?;
-        on_db!(self, pool => sqlx::query(
-            "INSERT INTO breakers (account_id, state_json, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (account_id) DO UPDATE SET state_json = excluded.state_json, updated_at = excluded.updated_at",
-        )
-        .bind(id.0)
-        .bind(&json)
-        .bind(to_ms(at))
-        .execute(pool)
-        .await?
-        .rows_affected());
+        on_db!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            tx.fence(self.fence(), &[id.0]).await?;
+            sqlx::query(
+                "INSERT INTO breakers (account_id, state_json, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (account_id) DO UPDATE SET state_json = excluded.state_json, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(id.0)
+            .bind(&json)
+            .bind(to_ms(at))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
-use super::{Begin, Store, encode, on_db};
+use super::{Begin, Fenced, Store, encode, on_db};
 use crate::error::{InputError, Result};
 use crate::model::AccountId;
 use crate::state::{Event, State, StateKind, TriggeredBy};
@@ -66,6 +66,8 @@ impl Store {
     ) -> Result<Vec<Event>> {
         on_db!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            let accounts: Vec<i64> = records.iter().map(|r| r.account_id.0).collect();
+            tx.fence(self.fence(), &accounts).await?;
             let mut current = HashMap::new();
             if records.iter().any(|r| r.from.is_none()) {
                 let ids: Vec<i64> = records.iter().map(|r| r.account_id.0).collect();

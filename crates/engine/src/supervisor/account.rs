@@ -37,6 +37,13 @@ pub(crate) enum AccountCommand {
     Remove(oneshot::Sender<()>),
     /// Run the health pass now (the operator's "check all").
     Check,
+    /// Close the connection and end, recording a stop by shutdown: the account goes to
+    /// another instance of the fleet, which restores it. Acknowledged once the stop is sent to
+    /// the writer.
+    Leave(oneshot::Sender<()>),
+    /// Close the connection and end, recording nothing: the lease is gone, and another
+    /// instance may already be running the account.
+    Abandon,
 }
 
 #[derive(Debug)]
@@ -120,6 +127,17 @@ impl AccountTask {
                         self.apply(Input::Remove).await;
                         self.shared.set_proxy(self.account.id, None);
                         let _ = ack.send(());
+                        break;
+                    }
+                    Some(AccountCommand::Leave(ack)) => {
+                        self.apply(Input::Shutdown).await;
+                        self.shared.set_proxy(self.account.id, None);
+                        let _ = ack.send(());
+                        break;
+                    }
+                    Some(AccountCommand::Abandon) => {
+                        self.close_conn().await;
+                        self.shared.set_proxy(self.account.id, None);
                         break;
                     }
                     Some(AccountCommand::Do(input)) => self.apply(*input).await,

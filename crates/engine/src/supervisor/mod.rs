@@ -3,6 +3,7 @@
 //! call the methods here and subscribe to [`Update`]s; they never touch connections themselves.
 
 mod account;
+mod leases;
 pub mod queue;
 pub(crate) mod recorder;
 mod startup;

@@ -51,6 +51,9 @@ pub async fn run(sup: Supervisor) {
         };
         for c in commands {
             cursor = c.id;
+            if !mine(&store, &c) {
+                continue;
+            }
             let outcome = match apply(&sup, &c).await {
                 Ok(()) => CommandOutcome::Done,
                 Err(e) => {
@@ -74,6 +77,25 @@ pub async fn run(sup: Supervisor) {
     }
 }
 
+/// Whether this supervisor acts on `c`. On a fleet store every instance reads every command:
+/// one about an account is applied and answered by the instance holding its lease (the others
+/// leave it); one about every account, or the policy, by each instance for its own accounts
+/// (the first answer stands).
+fn mine(store: &crate::store::Store, c: &QueuedCommand) -> bool {
+    let Some(fence) = store.fence() else {
+        return true;
+    };
+    match &c.op {
+        Some(
+            Op::Act(_, crate::ops::Target::One(id))
+            | Op::Remove(id)
+            | Op::Reload(id)
+            | Op::Link(id, _),
+        ) => fence.holds(*id),
+        _ => true,
+    }
+}
+
 async fn apply(sup: &Supervisor, c: &QueuedCommand) -> Result<()> {
     let Some(op) = &c.op else {
         tracing::warn!(command = %c.name, "unknown queued command ignored");
@@ -82,6 +104,8 @@ async fn apply(sup: &Supervisor, c: &QueuedCommand) -> Result<()> {
     tracing::info!(command = %c.name, "queued command");
     match op.clone() {
         Op::Act(action, target) => sup.act(action, target).await.map(drop),
+        // On a fleet store a new account's lease is claimed by an instance with room.
+        Op::Add(_) if sup.store().is_fleet() => Ok(()),
         Op::Add(id) => sup.add_account(id).await,
         Op::Remove(id) => sup.remove(id).await.map(drop),
         Op::Reload(id) => sup.reload_account(id).await,

@@ -107,6 +107,17 @@ impl Supervisor {
             }
         }
         report.restoring = restore.len();
+        self.restore_paced(restore);
+        tracing::info!(?report, "startup sequence");
+        Ok(report)
+    }
+
+    /// Starts `restore` in order, after autorecover's start delay, a few at a time (each holds
+    /// a slot until its attempt ends), every attempt through the pacing.
+    pub(super) fn restore_paced(&self, restore: Vec<AccountId>) {
+        if restore.is_empty() {
+            return;
+        }
         let this = self.clone();
         let policy = self.shared.policy();
         let delay = Duration::from_millis(policy.autorecover.start_delay_ms);
@@ -126,7 +137,5 @@ impl Supervisor {
                 this.send(id, AccountCommand::Restore(Box::new(permit)));
             }
         });
-        tracing::info!(?report, "startup sequence");
-        Ok(report)
     }
 }
