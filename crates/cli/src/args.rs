@@ -19,6 +19,20 @@ pub struct Cli {
     #[arg(long, global = true, env = "LIFELINE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Work on a fleet's shared PostgreSQL store instead of this machine's:
+    /// postgres://user@host[:port]/database, with no password in it (`serve` joins the fleet).
+    #[arg(long, global = true, env = "LIFELINE_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Name of the secret holding the fleet store's password (`lifeline secret set store-password`).
+    #[arg(
+        long,
+        global = true,
+        default_value = "store-password",
+        value_name = "SECRET"
+    )]
+    pub password_secret: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -93,25 +107,14 @@ pub struct ServeArgs {
     /// Name of the secret holding the bearer token that mutating HTTP endpoints require.
     #[arg(long, default_value = "http-token", value_name = "SECRET")]
     pub token_secret: String,
-    /// Join a fleet: run as one of several instances sharing this PostgreSQL store
-    /// (postgres://user@host[:port]/database, with no password in it). Each account runs on
-    /// exactly one instance; the others take it over when that one stops or dies.
-    #[arg(long, env = "LIFELINE_STORE", value_name = "URL")]
-    pub store: Option<String>,
-    /// Name of the secret holding the fleet store's password (`lifeline secret set store-password`).
-    #[arg(
-        long,
-        default_value = "store-password",
-        value_name = "SECRET",
-        requires = "store"
-    )]
-    pub password_secret: String,
-    /// At most this many accounts on this instance (default: its even share of the fleet).
-    #[arg(long, value_name = "N", requires = "store")]
+    /// With --store (joining a fleet): at most this many accounts on this instance (default:
+    /// its even share of the fleet). Each account runs on exactly one instance; the others take
+    /// it over when that one stops or dies.
+    #[arg(long, value_name = "N")]
     pub max_accounts: Option<u32>,
-    /// Seconds an account's lease lasts without renewal: how long the fleet waits before taking
-    /// over the accounts of an instance that died (5–300).
-    #[arg(long, default_value_t = 15, value_name = "SECONDS", requires = "store",
+    /// With --store: seconds an account's lease lasts without renewal, which is how long the
+    /// fleet waits before taking over the accounts of an instance that died (5–300).
+    #[arg(long, default_value_t = 15, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(5..=300))]
     pub lease_ttl: u64,
 }
@@ -278,14 +281,8 @@ pub enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
-    /// The fleet's instances (host, pid, heartbeat, leases) and totals.
+    /// The instances (host, pid, heartbeat, leases) and totals of the fleet store given with --store.
     Status {
-        /// The fleet store: postgres://user@host[:port]/database, with no password in it.
-        #[arg(long, env = "LIFELINE_STORE", value_name = "postgres://…")]
-        store: String,
-        /// Name of the secret holding the store's password (`lifeline secret set store-password`).
-        #[arg(long, default_value = "store-password", value_name = "SECRET")]
-        password_secret: String,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

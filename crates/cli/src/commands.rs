@@ -6,7 +6,7 @@ use std::path::Path;
 
 use lifeline_engine::export::{self, ExportFilter, ExportKind};
 use lifeline_engine::model::{AccountKind, HeaderRef, NewAccount, SecretName};
-use lifeline_engine::ops::{Action, Control, Queued, Target};
+use lifeline_engine::ops::{Action, Control, Delivery, Queued, Target};
 use lifeline_engine::policy::{PolicyConfig, Preset};
 use lifeline_engine::secrets::{self, KeyringSecretStore, SecretValue};
 use lifeline_engine::{AccountId, DataDir, Error, InputError, Store, TimeRange};
@@ -22,7 +22,10 @@ type Result<T = ()> = std::result::Result<T, Error>;
 
 pub async fn run(cli: Cli) -> Result {
     let dir = DataDir::resolve(cli.data_dir)?;
-    let store = Store::open(&dir).await?;
+    let store = match &cli.store {
+        None => Store::open(&dir).await?,
+        Some(url) => Store::fleet(&crate::fleet::connect(url, &cli.password_secret, 16).await?),
+    };
     let db = store.path().map(std::path::Path::to_owned);
     // A damaged page that opening did not read surfaces on a query: name the file all the same.
     dispatch(&dir, store, cli.command)
@@ -110,10 +113,14 @@ async fn account_remove(ops: &Queued, id: i64) -> Result {
 
 /// Says where an operation took effect.
 fn delivered(ops: &Queued) -> String {
-    match ops.supervised() {
-        Some(pid) if pid != 0 => format!("applied by the running supervisor (pid {pid})"),
-        Some(_) => "applied by the running supervisor".into(),
-        None => "no supervisor is running: it takes effect when `lifeline serve` starts".into(),
+    match ops.last_delivery() {
+        Some(Delivery::Supervisor(Some(pid))) if pid != 0 => {
+            format!("applied by the running supervisor (pid {pid})")
+        }
+        Some(Delivery::Supervisor(_)) => "applied by the running supervisor".into(),
+        Some(Delivery::Offline) | None => {
+            "no supervisor is running: it takes effect when `lifeline serve` starts".into()
+        }
     }
 }
 
@@ -263,10 +270,12 @@ async fn policy(ops: &Queued, store: &Store, c: PolicyCommand) -> Result {
         let old = c.old.as_deref().unwrap_or("(unreadable)");
         out.push_str(&format!("{}: {old} → {}\n", c.key, c.new));
     }
-    out.push_str(match (changes.is_empty(), ops.supervised()) {
+    out.push_str(match (changes.is_empty(), ops.last_delivery()) {
         (true, _) => "Nothing changed.\n",
-        (false, Some(_)) => "Policy saved and in force in the running supervisor.\n",
-        (false, None) => "Policy saved; it is in force whenever Lifeline supervises.\n",
+        (false, Some(Delivery::Supervisor(_))) => {
+            "Policy saved and in force in the running supervisor.\n"
+        }
+        (false, _) => "Policy saved; it is in force whenever Lifeline supervises.\n",
     });
     std::io::stdout()
         .lock()

@@ -19,11 +19,7 @@ pub const FLEET_KEY_SECRET: &str = "fleet-key";
 pub async fn run(store: &Store, c: FleetCommand) -> Result {
     match c {
         FleetCommand::Key(k) => key(store, k).await,
-        FleetCommand::Status {
-            store: url,
-            password_secret,
-            json,
-        } => status(&url, &password_secret, json).await,
+        FleetCommand::Status { json } => status(store, json).await,
     }
 }
 
@@ -138,8 +134,12 @@ pub async fn connect(url: &str, password_secret: &str, connections: u32) -> Resu
     .map_err(Error::from)
 }
 
-async fn status(url: &str, password_secret: &str, json: bool) -> Result {
-    let fleet = connect(url, password_secret, 2).await?;
+async fn status(store: &Store, json: bool) -> Result {
+    let Some(fleet) = store.fleet_store() else {
+        return Err(refused(
+            "`fleet status` reads a fleet store: give it with --store postgres://user@host/database (or LIFELINE_STORE)".into(),
+        ));
+    };
     let url = fleet.url().clone();
     let read = async {
         Ok::<_, lifeline_fleet::Error>((
@@ -148,9 +148,7 @@ async fn status(url: &str, password_secret: &str, json: bool) -> Result {
             fleet.key_fingerprint().await?,
         ))
     };
-    let outcome = read.await;
-    fleet.close().await;
-    let (instances, totals, fleet_key) = outcome.map_err(Error::from)?;
+    let (instances, totals, fleet_key) = read.await.map_err(Error::from)?;
     let here = host_key().await?.map(|k| k.fingerprint());
     if json {
         let value = serde_json::json!({

@@ -26,11 +26,15 @@ macro_rules! say {
 pub async fn serve(dir: &DataDir, store: Store, args: ServeArgs) -> Result<(), Error> {
     let http_addr = args.http.as_deref().map(parse_loopback).transpose()?;
     let token_secret = SecretName::parse(&args.token_secret)?;
-    let mut runtime = match &args.store {
+    let mut runtime = match store.fleet_store().cloned() {
+        None if args.max_accounts.is_some() => {
+            return Err(InputError::Refused(
+                "--max-accounts applies to an instance of a fleet: give the fleet store with --store".into(),
+            )
+            .into());
+        }
         None => Runtime::open(dir, store, Parts::system(dir)).await?,
-        Some(url) => {
-            store.close().await;
-            let fleet = crate::fleet::connect(url, &args.password_secret, 16).await?;
+        Some(fleet) => {
             let config = FleetConfig {
                 ttl: std::time::Duration::from_secs(args.lease_ttl),
                 max_accounts: args.max_accounts,

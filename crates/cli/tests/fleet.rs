@@ -199,19 +199,34 @@ fn three_serve_instances_share_the_accounts_and_take_over_from_a_killed_one() {
         .block_on(FleetStore::connect(&url, Some(PASSWORD)))
         .expect("connect");
     let store = lifeline_engine::Store::fleet(&fleet);
-    rt.block_on(async {
-        for i in 0..ACCOUNTS {
-            let new = lifeline_engine::model::NewAccount::new(
-                lifeline_engine::model::AccountKind::Websocket,
-                format!("shop {i}"),
-            )
-            .with_url(sim.url(&i.to_string()));
-            store.add_account(new).await.expect("account");
-        }
-    });
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     set_secret(dirs[0].path(), "fleet-serve-pw", PASSWORD);
     let url = url.to_string();
+    let fleet_args = [
+        "--store",
+        url.as_str(),
+        "--password-secret",
+        "fleet-serve-pw",
+    ];
+    // Admin commands on the fleet store, from a host running no instance.
+    let admin = tempfile::tempdir().expect("dir");
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = fleet_args.to_vec();
+        all.extend_from_slice(args);
+        ok(admin.path(), &all)
+    };
+    for i in 0..ACCOUNTS {
+        let name = format!("shop {i}");
+        let target = sim.url(&i.to_string());
+        cli(&common::ws_add_args(&name, &target));
+    }
+    // The fleet's policy, one for every instance: restores start at once, paced at 10 a second
+    // after a burst of 5.
+    cli(&["policy", "set", "autorecover.start_delay_ms=0"]);
+    cli(&["policy", "set", "pacing.rate_per_s=10"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli(&["account", "list", "--json"])).expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(ACCOUNTS), "{listed}");
     let args = [
         "--store",
         url.as_str(),
@@ -242,6 +257,53 @@ fn three_serve_instances_share_the_accounts_and_take_over_from_a_killed_one() {
     wait_for(std::time::Duration::from_secs(30), "an even split", || {
         leases(&rt, &fleet).iter().map(|l| l.1).collect::<Vec<_>>() == [10, 10, 10]
     });
+    let status: serde_json::Value =
+        serde_json::from_str(&cli(&["fleet", "status", "--json"])).expect("json");
+    assert_eq!(status["live_instances"], 3, "{status}");
+    assert_eq!(status["leases_held"], ACCOUNTS, "{status}");
+
+    // Each instance's /metrics: its own leases and counters, and the fleet's totals.
+    let metric = |s: &common::Serve, name: &str| -> Option<f64> {
+        let (status, text) = common::http(&s.http, "GET", "/metrics", &[], b"");
+        assert_eq!(status, 200, "{text}");
+        common::promtool_accepts(&text);
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    for s in &instances {
+        assert_eq!(metric(s, "lifeline_fleet_leases_held"), Some(10.0));
+        assert_eq!(metric(s, "lifeline_fleet_live_instances"), Some(3.0));
+        assert_eq!(
+            metric(s, "lifeline_fleet_total_leases_held"),
+            Some(ACCOUNTS as f64)
+        );
+        assert_eq!(
+            metric(s, "lifeline_fleet_stale_writes_refused_total"),
+            Some(0.0)
+        );
+        // /health reports the instance's own accounts, with its part in the fleet.
+        let (_, body) = common::http(&s.http, "GET", "/health", &[], b"");
+        let health: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(health["accounts_total"], 10, "{health}");
+        assert_eq!(health["fleet"]["leases_held"], 10, "{health}");
+        assert_eq!(health["fleet"]["totals"]["live_instances"], 3, "{health}");
+        assert_eq!(health["fleet"]["totals"]["accounts"], ACCOUNTS, "{health}");
+    }
+
+    // An operation from any host reaches the instance holding the account.
+    let out = cli(&["stop", "1"]);
+    assert!(out.contains("supervisor"), "{out}");
+    wait_for(
+        std::time::Duration::from_secs(5),
+        "account 1 stopped",
+        || sim.stats("/s/0").live == 0,
+    );
+    cli(&["start", "1"]);
+    wait_for(
+        std::time::Duration::from_secs(10),
+        "account 1 started",
+        || sim.stats("/s/0").live == 1,
+    );
 
     // SIGSTOP past the TTL (a long pause, or a partition): the others take its accounts over
     // while its sockets hang open; once woken it closes them and writes nothing.
@@ -327,6 +389,14 @@ fn three_serve_instances_share_the_accounts_and_take_over_from_a_killed_one() {
     sim.reset_max_live();
     assert!(once_each(), "an account had two sockets at once");
 
+    // The takeover is counted by the instances that made it (their heartbeats carry it to the
+    // fleet's totals).
+    wait_for(
+        std::time::Duration::from_secs(10),
+        "the takeovers counted",
+        || metric(&instances[0], "lifeline_fleet_total_takeovers") == Some(10.0),
+    );
+
     // kill -9: nothing released; the others take its 10 over once its leases expire.
     let mut victim = instances.remove(0);
     victim.child.kill().expect("kill");
@@ -366,13 +436,13 @@ fn three_serve_instances_share_the_accounts_and_take_over_from_a_killed_one() {
     });
     eprintln!("leases handed over after a graceful stop: {handed:?}");
     assert!(handed < std::time::Duration::from_secs(2), "{handed:?}");
-    // The accounts reconnect through the survivor's pacing (the defaults: 5 at once, then 2 a
-    // second, after autorecover's 2 s start delay), never in one burst.
+    // The accounts reconnect through the survivor's pacing (5 at once, then 10 a second), never
+    // in one burst.
     let reconnected = wait_for(std::time::Duration::from_secs(60), "reconnected", || {
         sim.total_live() == ACCOUNTS
     });
     eprintln!("reconnected after a graceful stop: {reconnected:?}");
-    let paced = std::time::Duration::from_secs_f64((ACCOUNTS as f64 / 2.0 - 5.0) / 2.0);
+    let paced = std::time::Duration::from_secs_f64((ACCOUNTS as f64 / 2.0 - 5.0) / 10.0);
     assert!(reconnected >= paced, "{reconnected:?} < {paced:?}");
     assert!(once_each(), "an account had two sockets at once");
 

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{add, add_ws, db_facts, health, http, lifeline, ok, serve, sim, until};
+use common::{
+    add, add_ws, db_facts, health, http, lifeline, ok, promtool_accepts, serve, sim, until,
+};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -180,43 +182,6 @@ fn ended_by(csv: &str, reason: &str) -> usize {
     lines
         .filter(|l| l.split(',').nth(column) == Some(reason))
         .count()
-}
-
-/// Validates exposition text with Prometheus's own parser (`promtool check metrics`, Debian's
-/// prometheus package). scripts/deps.sh installs it; without it (a bare dev box) the check is
-/// skipped unless LIFELINE_REQUIRE_PROMTOOL=1 (set by scripts/test.sh).
-fn promtool_accepts(metrics: &str) {
-    use std::io::Write;
-    let spawned = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                std::env::var("LIFELINE_REQUIRE_PROMTOOL").is_err(),
-                "promtool is required here: {e}"
-            );
-            eprintln!("promtool not found; skipping the Prometheus parser check");
-            return;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(metrics.as_bytes())
-        .expect("write metrics");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool rejected /metrics:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

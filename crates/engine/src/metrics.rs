@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -22,6 +22,94 @@ pub struct Metrics {
     webhook_deliveries: Family<Vec<(String, String)>, Counter>,
     webhook_pending: Gauge,
     webhook_oldest_pending_seconds: Gauge,
+    fleet: FleetMetrics,
+    /// The fleet's metrics, registered once the instance is known to be in a fleet.
+    fleet_registered: Arc<std::sync::Mutex<Option<Arc<Registry>>>>,
+}
+
+/// An instance's part in its fleet and the fleet's totals (set when scraped; absent from the
+/// exposition of an instance that is not in a fleet).
+#[derive(Debug, Clone, Default)]
+struct FleetMetrics {
+    leases_held: Gauge,
+    takeovers: Counter,
+    renew_failures: Counter,
+    stale_writes_refused: Counter,
+    accounts: Gauge,
+    live_instances: Gauge,
+    fleet_leases_held: Gauge,
+    fleet_takeovers: Gauge,
+    fleet_renew_failures: Gauge,
+    fleet_stale_writes_refused: Gauge,
+}
+
+impl FleetMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let fleet = registry.sub_registry_with_prefix("fleet");
+        fleet.register(
+            "leases_held",
+            "Accounts whose lease this instance holds",
+            self.leases_held.clone(),
+        );
+        fleet.register(
+            "takeovers",
+            "Leases this instance took over from an instance that stopped renewing",
+            self.takeovers.clone(),
+        );
+        fleet.register(
+            "renew_failures",
+            "Lease renewals of this instance that did not get through",
+            self.renew_failures.clone(),
+        );
+        fleet.register(
+            "stale_writes_refused",
+            "Writes of this instance refused because the account's lease had moved",
+            self.stale_writes_refused.clone(),
+        );
+        fleet.register(
+            "accounts",
+            "Accounts in the fleet store",
+            self.accounts.clone(),
+        );
+        fleet.register(
+            "live_instances",
+            "Instances of the fleet with a recent heartbeat",
+            self.live_instances.clone(),
+        );
+        let total = fleet.sub_registry_with_prefix("total");
+        total.register(
+            "leases_held",
+            "Leases held across the fleet",
+            self.fleet_leases_held.clone(),
+        );
+        total.register(
+            "takeovers",
+            "Takeovers summed over the fleet's instances",
+            self.fleet_takeovers.clone(),
+        );
+        total.register(
+            "renew_failures",
+            "Failed lease renewals summed over the fleet's instances",
+            self.fleet_renew_failures.clone(),
+        );
+        total.register(
+            "stale_writes_refused",
+            "Stale writes refused, summed over the fleet's instances",
+            self.fleet_stale_writes_refused.clone(),
+        );
+    }
+}
+
+/// Moves a counter up to `to` (the source counts by itself; a counter only goes up).
+fn catch_up(counter: &Counter, to: u64) {
+    let now = counter.get();
+    if to > now {
+        counter.inc_by(to - now);
+    }
+}
+
+fn gauge(value: i64) -> i64 {
+    value.max(0)
 }
 
 impl Default for Metrics {
@@ -97,6 +185,42 @@ impl Metrics {
             webhook_deliveries,
             webhook_pending,
             webhook_oldest_pending_seconds,
+            fleet: FleetMetrics::default(),
+            fleet_registered: Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Sets this instance's fleet figures and the fleet's totals (read when scraped). The
+    /// first call adds the `lifeline_fleet_*` metrics to the exposition.
+    pub fn set_fleet(
+        &self,
+        leases_held: usize,
+        mine: &lifeline_fleet::InstanceCounts,
+        totals: Option<&lifeline_fleet::FleetTotals>,
+    ) {
+        let f = &self.fleet;
+        f.leases_held
+            .set(i64::try_from(leases_held).unwrap_or(i64::MAX));
+        catch_up(&f.takeovers, mine.takeovers);
+        catch_up(&f.renew_failures, mine.renew_failures);
+        catch_up(&f.stale_writes_refused, mine.stale_writes_refused);
+        if let Some(t) = totals {
+            f.accounts.set(gauge(t.accounts));
+            f.live_instances.set(gauge(t.live_instances));
+            f.fleet_leases_held.set(gauge(t.leases_held));
+            f.fleet_takeovers.set(gauge(t.takeovers));
+            f.fleet_renew_failures.set(gauge(t.renew_failures));
+            f.fleet_stale_writes_refused
+                .set(gauge(t.stale_writes_refused));
+        }
+        let mut registered = self
+            .fleet_registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if registered.is_none() {
+            let mut registry = Registry::with_prefix("lifeline");
+            f.register(&mut registry);
+            *registered = Some(Arc::new(registry));
         }
     }
 
@@ -127,7 +251,16 @@ impl Metrics {
         }
         let mut out = String::new();
         // Encoding into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        if let Some(fleet) = self
+            .fleet_registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = encode_registry(&mut out, fleet);
+        }
+        let _ = encode_eof(&mut out);
         out
     }
 }

@@ -47,8 +47,71 @@ pub struct FleetHealth {
     pub fleet_score: u8,
     pub fleet_uptime_24h_pct: f64,
     pub accounts: Vec<AccountHealth>,
+    /// This instance's part in its fleet, when it runs as one instance of a fleet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetPart>,
     #[serde(skip)]
     pub counts: Counts,
+}
+
+/// An instance's part in its fleet (the accounts above are the ones it runs) and the fleet's
+/// totals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FleetPart {
+    /// This instance's id in the fleet's registry.
+    pub instance: String,
+    /// Accounts whose lease this instance holds.
+    pub leases_held: usize,
+    /// Leases it took over from an instance that stopped renewing.
+    pub takeovers: u64,
+    /// Its lease renewals that did not get through.
+    pub renew_failures: u64,
+    /// Its writes refused because the account's lease had moved.
+    pub stale_writes_refused: u64,
+    /// The fleet's totals (absent when the store could not be read for them).
+    pub totals: Option<FleetTotalsView>,
+}
+
+/// The fleet's totals: accounts, live instances, leases held, and the instances' counters summed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FleetTotalsView {
+    pub accounts: i64,
+    pub live_instances: i64,
+    pub leases_held: i64,
+    pub takeovers: i64,
+    pub renew_failures: i64,
+    pub stale_writes_refused: i64,
+}
+
+/// The fleet part of a health report, for an instance of a fleet (`None` otherwise).
+async fn fleet_part(store: &Store) -> Option<FleetPart> {
+    let fence = store.fence()?;
+    let mine = fence.instance().counts();
+    let totals = match store.fleet_store() {
+        Some(fleet) => match fleet.totals(lifeline_fleet::DEFAULT_TTL).await {
+            Ok(t) => Some(FleetTotalsView {
+                accounts: t.accounts,
+                live_instances: t.live_instances,
+                leases_held: t.leases_held,
+                takeovers: t.takeovers,
+                renew_failures: t.renew_failures,
+                stale_writes_refused: t.stale_writes_refused,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "fleet totals not readable for the health report");
+                None
+            }
+        },
+        None => None,
+    };
+    Some(FleetPart {
+        instance: fence.instance().id().as_str().to_owned(),
+        leases_held: fence.accounts().len(),
+        takeovers: mine.takeovers,
+        renew_failures: mine.renew_failures,
+        stale_writes_refused: mine.stale_writes_refused,
+        totals,
+    })
 }
 
 /// Builds the report at `now` for `views` (live ones inside a supervisor, recorded ones
@@ -110,6 +173,7 @@ pub async fn fleet_health(
         fleet_score,
         fleet_uptime_24h_pct: (fleet_uptime * 10.0).round() / 10.0,
         accounts: out,
+        fleet: fleet_part(store).await,
         counts,
     })
 }

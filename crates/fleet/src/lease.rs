@@ -33,6 +33,17 @@ pub struct Claimed {
     pub takeover: bool,
 }
 
+/// An instance's counters, as read for its metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceCounts {
+    /// Leases won from an owner that stopped renewing (not free ones).
+    pub takeovers: u64,
+    /// Renewals that did not get through (the database unreachable or slow).
+    pub renew_failures: u64,
+    /// Writes refused because their lease was no longer this instance's.
+    pub stale_writes_refused: u64,
+}
+
 /// The counters an instance keeps and writes with its heartbeat.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {

@@ -333,6 +333,16 @@ impl Instance {
         self.max_accounts
     }
 
+    /// This instance's counters since it joined (what its heartbeat writes).
+    pub fn counts(&self) -> crate::lease::InstanceCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::lease::InstanceCounts {
+            takeovers: self.counters.takeovers.load(Relaxed),
+            renew_failures: self.counters.renew_failures.load(Relaxed),
+            stale_writes_refused: self.counters.stale_writes_refused.load(Relaxed),
+        }
+    }
+
     /// The same instance seen through another handle (tests move the database's clock so).
     #[doc(hidden)]
     pub fn through(&self, store: &FleetStore) -> Self {

@@ -94,6 +94,16 @@ pub enum Op {
 }
 
 impl Op {
+    /// The one account the operation is about (`None`: every account, a new one, the policy).
+    pub fn account(&self) -> Option<AccountId> {
+        match self {
+            Op::Act(_, Target::One(id)) | Op::Remove(id) | Op::Reload(id) | Op::Link(id, _) => {
+                Some(*id)
+            }
+            Op::Act(_, Target::All) | Op::Add(_) | Op::Policy => None,
+        }
+    }
+
     /// The command table's columns: name, account, argument.
     pub fn encode(&self) -> (String, Option<AccountId>, Option<String>) {
         match self {

@@ -4,6 +4,12 @@
 //! takes the data dir's supervisor lock, so none can start meanwhile, and applies the operation
 //! offline. A supervisor that stops before answering is noticed and the operation is applied
 //! offline instead, so nothing asked for is lost.
+//!
+//! On a fleet store the supervisors are the fleet's instances, on any host: an operation about
+//! one account goes to the command table when an instance holds its lease (that instance
+//! answers), one about every account when any instance is alive (each applies it to its own;
+//! the first answer stands). With no instance to answer, it is applied offline in the store,
+//! where the instance that takes the account up next reads it.
 
 use std::time::Duration;
 
@@ -21,6 +27,9 @@ use crate::store::{CommandOutcome, Store};
 /// How long the CLI waits for a running supervisor to answer.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
+/// An instance of a fleet counts as alive when its last heartbeat is this recent (instances
+/// heartbeat every third of their lease TTL, 15 s by default).
+const FLEET_ALIVE: Duration = Duration::from_secs(60);
 
 /// Where an operation was carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +45,8 @@ pub struct Queued {
     dir: DataDir,
     store: Store,
     connectors: Connectors,
+    /// Where the last operation went.
+    last: std::sync::Arc<std::sync::Mutex<Option<Delivery>>>,
 }
 
 impl Queued {
@@ -45,7 +56,13 @@ impl Queued {
             dir,
             store,
             connectors,
+            last: Default::default(),
         }
+    }
+
+    /// Where the last operation went, once one was delivered.
+    pub fn last_delivery(&self) -> Option<Delivery> {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Where the last operations go: to a running supervisor, or offline.
@@ -55,6 +72,23 @@ impl Queued {
 
     /// Hands `op` to the running supervisor and waits for its answer, or applies it offline.
     pub async fn deliver(&self, op: Op) -> Result<Delivery> {
+        let delivery = self.deliver_once(op).await?;
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(delivery);
+        Ok(delivery)
+    }
+
+    async fn deliver_once(&self, op: Op) -> Result<Delivery> {
+        if self.store.is_fleet() {
+            loop {
+                if !self.answered(&op).await? {
+                    self.offline(&op).await?;
+                    return Ok(Delivery::Offline);
+                }
+                if let Some(d) = self.through_supervisor(&op, None).await? {
+                    return Ok(d);
+                }
+            }
+        }
         loop {
             match self.dir.lock() {
                 Ok(_lock) => {
@@ -88,7 +122,7 @@ impl Queued {
                 }
                 None => {}
             }
-            if self.dir.supervisor().is_none() {
+            if !self.answered(op).await? {
                 let withdrawn = CommandOutcome::Failed {
                     message: "withdrawn: the supervisor stopped before answering".into(),
                     input: false,
@@ -106,6 +140,18 @@ impl Queued {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Whether a supervisor is there to answer `op`: the data dir's, or on a fleet store the
+    /// instance holding the account's lease (any live instance for an operation on all).
+    async fn answered(&self, op: &Op) -> Result<bool> {
+        let Some(fleet) = self.store.fleet_store() else {
+            return Ok(self.dir.supervisor().is_some());
+        };
+        Ok(match op.account() {
+            Some(id) => fleet.holder(id.0).await?.is_some(),
+            None => fleet.totals(FLEET_ALIVE).await?.live_instances > 0,
+        })
     }
 
     async fn offline(&self, op: &Op) -> Result<()> {

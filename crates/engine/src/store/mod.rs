@@ -55,8 +55,14 @@ pub struct Store {
 /// The database behind a [`Store`].
 #[derive(Debug, Clone)]
 enum Db {
-    Sqlite { pool: SqlitePool, path: PathBuf },
-    Postgres { pool: PgPool, target: String },
+    Sqlite {
+        pool: SqlitePool,
+        path: PathBuf,
+    },
+    Postgres {
+        pool: PgPool,
+        fleet: lifeline_fleet::FleetStore,
+    },
 }
 
 /// Runs `$body` on whichever database backs `$store`, with `$pool` naming its pool. The body is
@@ -186,7 +192,7 @@ impl Store {
         Self {
             db: Db::Postgres {
                 pool: fleet.pool().clone(),
-                target: fleet.url().target(),
+                fleet: fleet.clone(),
             },
             fence: None,
         }
@@ -231,7 +237,7 @@ impl Store {
     pub fn location(&self) -> String {
         match &self.db {
             Db::Sqlite { path, .. } => path.display().to_string(),
-            Db::Postgres { target, .. } => target.clone(),
+            Db::Postgres { fleet, .. } => fleet.url().to_string(),
         }
     }
 
@@ -242,6 +248,14 @@ impl Store {
         match &self.db {
             Db::Sqlite { path, .. } => Self::open_path(path).await,
             Db::Postgres { .. } => Ok(self.clone()),
+        }
+    }
+
+    /// The fleet this store belongs to (its leases and instances), for a fleet store.
+    pub fn fleet_store(&self) -> Option<&lifeline_fleet::FleetStore> {
+        match &self.db {
+            Db::Sqlite { .. } => None,
+            Db::Postgres { fleet, .. } => Some(fleet),
         }
     }
 

@@ -85,15 +85,9 @@ fn mine(store: &crate::store::Store, c: &QueuedCommand) -> bool {
     let Some(fence) = store.fence() else {
         return true;
     };
-    match &c.op {
-        Some(
-            Op::Act(_, crate::ops::Target::One(id))
-            | Op::Remove(id)
-            | Op::Reload(id)
-            | Op::Link(id, _),
-        ) => fence.holds(*id),
-        _ => true,
-    }
+    c.op.as_ref()
+        .and_then(Op::account)
+        .is_none_or(|id| fence.holds(id))
 }
 
 async fn apply(sup: &Supervisor, c: &QueuedCommand) -> Result<()> {
