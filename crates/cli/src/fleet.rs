@@ -14,7 +14,7 @@ use crate::args::{FleetCommand, FleetKeyCommand};
 type Result<T = ()> = std::result::Result<T, Error>;
 
 /// The keyring secret holding this host's fleet key.
-pub const FLEET_KEY_SECRET: &str = "fleet-key";
+pub const FLEET_KEY_SECRET: &str = lifeline_fleet::KEY_SECRET;
 
 pub async fn run(store: &Store, c: FleetCommand) -> Result {
     match c {

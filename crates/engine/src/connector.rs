@@ -142,6 +142,19 @@ pub trait Connector: Send + Sync + fmt::Debug + 'static {
     fn forget(&self, _account: &Account) -> crate::Result<()> {
         Ok(())
     }
+
+    /// A consistent copy of what the connector keeps for the account and another host needs to
+    /// resume it without the operator (a WhatsApp number's device keys), taken while it runs;
+    /// `None` when it keeps nothing (yet). Blocking: call it off the async threads.
+    fn snapshot(&self, _account: &Account) -> crate::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Puts a [`Connector::snapshot`] from another host in place, before the account connects
+    /// here. Blocking: call it off the async threads.
+    fn restore(&self, _account: &Account, _snapshot: &[u8]) -> crate::Result<()> {
+        Ok(())
+    }
 }
 
 /// Connectors by account kind.

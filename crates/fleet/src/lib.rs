@@ -33,6 +33,9 @@ use std::time::Duration;
 /// How long a lease lasts without renewal, unless configured otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
 
+/// The name of the keyring secret holding a host's fleet key.
+pub const KEY_SECRET: &str = "fleet-key";
+
 /// An account's id, as the rest of Lifeline numbers accounts.
 pub type AccountId = i64;
 

@@ -196,8 +196,9 @@ impl Runtime {
         parts: Parts,
     ) -> Result<Self, Error> {
         let lock = lock(dir).await?;
+        let key = fleet_key(fleet, &parts.secrets).await?;
         let instance = fleet.register(config.max_accounts).await?;
-        let fence = Arc::new(Fence::new(instance.clone()));
+        let fence = Arc::new(Fence::new(instance.clone()).with_key(key));
         let store = Store::fleet(fleet).fenced(fence.clone());
         let policy = store.policy().await?;
         let sup = Supervisor::new(SupervisorDeps {
@@ -396,6 +397,26 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// This host's fleet key, checked against the fleet's (a host with another key is refused
+/// before it joins). Without one, WhatsApp numbers cannot move to or from this host without a
+/// new link: said once, and the instance runs.
+async fn fleet_key(
+    fleet: &FleetStore,
+    secrets: &Arc<dyn SecretStore>,
+) -> Result<Option<lifeline_fleet::FleetKey>, Error> {
+    let name = lifeline_engine::model::SecretName::parse(lifeline_fleet::KEY_SECRET)?;
+    let Some(text) = lifeline_engine::secrets::fetch(secrets.clone(), &name).await? else {
+        tracing::warn!(
+            "no fleet key in this host's keyring (`lifeline fleet key import`): WhatsApp numbers taken over here need a new link"
+        );
+        return Ok(None);
+    };
+    let key =
+        lifeline_fleet::FleetKey::from_text(text.expose()).map_err(lifeline_fleet::Error::from)?;
+    fleet.check_key(&key).await?;
+    Ok(Some(key))
 }
 
 /// Takes the data dir's supervisor lock. An admin command with no supervisor to talk to holds it

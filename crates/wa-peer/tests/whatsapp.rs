@@ -587,15 +587,18 @@ async fn a_slow_login_is_waited_for_within_the_connect_timeout_and_no_longer() {
     w.sup.shutdown().await;
 }
 
-/// A linked number moves to another instance through a fleet store (a real PostgreSQL): the
-/// owner seals a snapshot of its device store under its lease; when its lease has expired
-/// (it died), another instance takes the lease over, restores the snapshot into its own data
-/// dir and logs in. The peer sees a second login and no second registration, and no QR code
-/// is shown. The old owner can no longer overwrite the stored keys.
+/// A linked number moves between two instances of a fleet with no new QR scan. Each instance
+/// runs the real fleet path: its keeper, the supervisor following its leases, writes fenced by
+/// epoch, and the device store copied into the fleet store (sealed with the fleet key) when the
+/// number connects. Instance a links the number and dies; once a's lease has expired, b takes
+/// it over, puts the copy in place in its own (empty) data dir and logs in. The peer sees a
+/// second login and no second registration, and no QR code is shown on b. The dead owner can
+/// no longer overwrite the stored keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_number_fails_over_to_another_instance_with_no_new_registration() {
+    use lifeline_engine::store::Fence;
     use lifeline_fleet::cluster::{self, PASSWORD};
-    use lifeline_fleet::{DEFAULT_TTL, Error as FleetError, FleetKey, FleetStore};
+    use lifeline_fleet::{Error as FleetError, FleetKey, FleetStore, Keeper, KeeperConfig};
 
     let Some(pg) = cluster::for_test() else {
         return;
@@ -605,62 +608,95 @@ async fn a_linked_number_fails_over_to_another_instance_with_no_new_registration
         .expect("fleet store");
     let key = FleetKey::generate().expect("key");
     fleet.check_key(&key).await.expect("the fleet's key");
-    fleet.add_accounts(&[1]).await.expect("account");
-
+    let shared = Store::fleet(&fleet);
+    let mut new = NewAccount::new(AccountKind::Whatsapp, "wa 0");
+    new.desired_running = false;
+    let id = shared.add_account(new).await.expect("account").id;
+    let ttl = Duration::from_secs(2);
     let peer = Peer::start("127.0.0.1:0", Config::default())
         .await
         .expect("peer");
-    let a = world(peer.clone(), 1).await;
-    let id = AccountId(1);
+    // One instance: its own data dir, its keeper, its supervisor following the leases.
+    let join = |dir: tempfile::TempDir| {
+        let (fleet, shared, key, peer) = (fleet.clone(), shared.clone(), key.clone(), peer.clone());
+        async move {
+            let instance = fleet.register(None).await.expect("register");
+            let fence = Arc::new(Fence::new(instance.clone()).with_key(Some(key)));
+            let store = shared.fenced(fence.clone());
+            let sup = supervisor(&store, dir.path(), &peer);
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let keeper = Keeper::start(
+                instance.clone(),
+                KeeperConfig {
+                    ttl,
+                    ..KeeperConfig::default()
+                },
+                tx,
+            );
+            tokio::spawn({
+                let (sup, fence) = (sup.clone(), fence.clone());
+                async move { sup.follow_leases(rx, fence).await }
+            });
+            let w = World {
+                dir,
+                store,
+                sup,
+                peer,
+            };
+            (w, keeper, fence)
+        }
+    };
+    let (a, a_keeper, a_fence) = join(tempfile::tempdir().expect("tempdir")).await;
+    let start = Instant::now();
+    while !a.sup.supervised().contains(&id) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "a never took the account"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let number = link(&a, id).await;
-    let first = fleet.register(None).await.expect("instance a");
-    let lease = first
-        .acquire(1, DEFAULT_TTL)
+    // Connected: the device store goes to the fleet store, sealed, under a's lease.
+    let start = Instant::now();
+    while fleet
+        .device_store(id.0, &key)
         .await
-        .expect("acquire")
-        .expect("free")
-        .lease;
-    // Sealed while the client runs and writes to it.
-    let snapshot = device::snapshot(&device::path(a.dir.path(), id)).expect("snapshot");
-    first
-        .put_device_store(lease, &key, &snapshot)
-        .await
-        .expect("stored under the lease");
+        .expect("read")
+        .is_none()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no device store copied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let a_lease = a_fence.lease(id).expect("a's lease");
     let before = peer.stats();
     assert_eq!(before.registrations, 1);
 
-    // Instance a dies (its connection goes with it); its lease expires on the database's clock.
+    // Instance a dies: its keeper stops renewing, its connection goes with it.
+    a_keeper.abort();
     a.sup.shutdown().await;
-    let later = fleet.with_clock_offset(DEFAULT_TTL.as_secs_f64() + 1.0);
-    let second = later.register(None).await.expect("instance b");
-    let taken = second
-        .acquire(1, DEFAULT_TTL)
-        .await
-        .expect("acquire")
-        .expect("expired");
-    assert!(taken.takeover);
-    assert_eq!(taken.lease.epoch, lease.epoch + 1);
 
-    // Instance b: its own data dir. The account's record (linked, desired running) is what the
-    // fleet's shared store will hold; here b starts from a copy of a's. Its device store comes
-    // from the fleet store, nowhere else.
-    let b_dir = tempfile::tempdir().expect("tempdir");
-    let record = device::snapshot(&a.dir.path().join("t.db")).expect("a's records");
-    std::fs::write(b_dir.path().join("t.db"), record).expect("b's records");
-    let b_store = Store::open_path(&b_dir.path().join("t.db"))
-        .await
-        .expect("store");
-    assert!(!device::path(b_dir.path(), id).exists());
-    let keys = later
-        .device_store(1, &key)
-        .await
-        .expect("read")
-        .expect("stored");
-    device::restore(&device::path(b_dir.path(), id), &keys).expect("restore");
-    let b = supervisor(&b_store, b_dir.path(), &peer);
-    let mut updates = b.subscribe();
-    b.startup(None, None).await.expect("startup");
-    wait_for(&b, id, Duration::from_secs(30), |s| *s == State::Connected).await;
+    // Instance b, with an empty data dir, takes the account over once a's lease has expired.
+    let (b, b_keeper, b_fence) = join(tempfile::tempdir().expect("tempdir")).await;
+    assert!(!device::path(b.dir.path(), id).exists());
+    let mut updates = b.sup.subscribe();
+    let start = Instant::now();
+    while !b.sup.supervised().contains(&id) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "b never took the account"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b_lease = b_fence.lease(id).expect("b's lease");
+    assert_eq!(b_lease.epoch, a_lease.epoch + 1);
+    wait_for(&b.sup, id, Duration::from_secs(30), |s| {
+        *s == State::Connected
+    })
+    .await;
+    assert!(device::path(b.dir.path(), id).exists());
     while let Ok(u) = updates.try_recv() {
         assert!(
             !matches!(u, Update::Link { .. }),
@@ -671,13 +707,19 @@ async fn a_linked_number_fails_over_to_another_instance_with_no_new_registration
     assert_eq!(after.registrations, 1, "no second registration");
     assert!(after.logins > before.logins, "{after:?}");
     assert_eq!(peer.live_sessions(&number), 1);
+    // The shared history says where the number went: closed as crashed, then connected again.
+    assert_eq!(
+        b.store.account(id).await.expect("account").state,
+        State::Connected
+    );
 
     // The dead owner's lease is stale: it cannot overwrite the keys b now resumes from.
-    let e = first
-        .through(&later)
-        .put_device_store(lease, &key, b"SQLite format 3\0stale")
+    let e = a_fence
+        .instance()
+        .put_device_store(a_lease, &key, b"SQLite format 3\0stale")
         .await
         .expect_err("stale");
     assert!(matches!(e, FleetError::Stale { .. }), "{e}");
-    b.shutdown().await;
+    drop(b_keeper);
+    b.sup.shutdown().await;
 }

@@ -119,6 +119,28 @@ impl Connector for WhatsAppConnector {
         device::wipe(&db).map_err(|source| lifeline_engine::Error::Write { path: db, source })?;
         Ok(())
     }
+
+    fn snapshot(&self, account: &Account) -> lifeline_engine::Result<Option<Vec<u8>>> {
+        let db = device::path(&self.data_dir, account.id);
+        if account.kind != AccountKind::Whatsapp || !db.exists() {
+            return Ok(None);
+        }
+        device::snapshot(&db)
+            .map(Some)
+            .map_err(|source| lifeline_engine::Error::Read {
+                what: db.display().to_string(),
+                source,
+            })
+    }
+
+    fn restore(&self, account: &Account, snapshot: &[u8]) -> lifeline_engine::Result<()> {
+        if account.kind != AccountKind::Whatsapp {
+            return Ok(());
+        }
+        let db = device::path(&self.data_dir, account.id);
+        device::restore(&db, snapshot)
+            .map_err(|source| lifeline_engine::Error::Write { path: db, source })
+    }
 }
 
 type Outcome = Option<(Reason, Option<String>)>;

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use lifeline_fleet::{Instance, Lease};
+use lifeline_fleet::{FleetKey, Instance, Lease};
 
 use crate::error::Result;
 use crate::model::AccountId;
@@ -19,6 +19,9 @@ use crate::model::AccountId;
 pub struct Fence {
     instance: Instance,
     held: RwLock<HashMap<AccountId, i64>>,
+    /// This host's fleet key, which seals what connectors keep (WhatsApp device stores) in the
+    /// fleet store; `None` on a host that has none.
+    key: Option<FleetKey>,
 }
 
 impl Fence {
@@ -26,7 +29,29 @@ impl Fence {
         Self {
             instance,
             held: RwLock::new(HashMap::new()),
+            key: None,
         }
+    }
+
+    /// With this host's fleet key (already checked against the fleet's).
+    pub fn with_key(self, key: Option<FleetKey>) -> Self {
+        Self { key, ..self }
+    }
+
+    pub fn key(&self) -> Option<&FleetKey> {
+        self.key.as_ref()
+    }
+
+    /// The lease held for `account`, if any.
+    pub fn lease(&self, account: AccountId) -> Option<Lease> {
+        self.held
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account)
+            .map(|&epoch| Lease {
+                account: account.0,
+                epoch,
+            })
     }
 
     pub fn instance(&self) -> &Instance {
