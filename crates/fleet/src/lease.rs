@@ -348,6 +348,21 @@ impl Instance {
         Ok(done.rows_affected())
     }
 
+    /// The latest expiry (Unix seconds, on the database's clock) of the leases other instances
+    /// hold that have expired after `after`: a lease another instance stopped renewing.
+    pub async fn latest_expiry_after(&self, after: f64) -> Result<Option<f64>> {
+        Ok(sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT extract(epoch FROM max(expires_at))::float8 FROM account_leases
+              WHERE owner IS NOT NULL AND owner <> $2 AND expires_at <= {NOW}
+                AND expires_at > to_timestamp($3)"
+        )))
+        .bind(self.offset())
+        .bind(self.id.as_str())
+        .bind(after.max(0.0))
+        .fetch_one(&self.store.pool)
+        .await?)
+    }
+
     /// Says this instance still runs, with its counters.
     pub async fn heartbeat(&self) -> Result<()> {
         let mut tx = self.store.pool.begin().await?;
