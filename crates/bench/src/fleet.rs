@@ -3,16 +3,29 @@
 //! database in steady state. The keepers run in this process against a throwaway PostgreSQL
 //! cluster on 127.0.0.1 (the one the fleet's tests use); a killed instance is one whose keeper
 //! stops without releasing anything, which is all a kill -9 leaves behind in the store.
+//!
+//! The store itself is compared with SQLite's in the same run: the same supervisor restores the
+//! same accounts (on lifeline-sim) from each, then records a mass drop of all of them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use lifeline_engine::clock::Clock;
+use lifeline_engine::connector::Connectors;
+use lifeline_engine::model::{AccountKind, NewAccount};
+use lifeline_engine::secrets::MemorySecretStore;
+use lifeline_engine::state::StateKind;
+use lifeline_engine::store::Store;
+use lifeline_engine::supervisor::{Supervisor, SupervisorDeps};
 use lifeline_fleet::cluster::{self, Cluster, PASSWORD};
 use lifeline_fleet::{FleetStore, Instance, Keeper, KeeperConfig, LeaseEvent, StoreUrl};
+use lifeline_sim::{Fault, Sim};
+use lifeline_websocket::WebSocketConnector;
 use tokio::sync::mpsc;
 
+use crate::supervise::{await_recorded, bench_policy, into};
 use crate::table::Row;
 
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +33,8 @@ pub struct Plan {
     pub accounts: usize,
     pub instances: usize,
     pub ttl: Duration,
+    /// Accounts restored and dropped from each store in the store comparison.
+    pub store_accounts: usize,
 }
 
 struct Node {
@@ -156,6 +171,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
             keeper.stop().await;
         }
     }
+    let store_rows = stores(&cluster, plan.store_accounts).await?;
     let ttl = plan.ttl.as_secs_f64();
     let label = format!("{} accounts, {} instances", plan.accounts, plan.instances);
     Ok(vec![
@@ -186,5 +202,83 @@ pub async fn run(plan: Plan) -> anyhow::Result<Vec<Row>> {
             "",
         ),
         Row::value("fleet: takeovers counted", totals.takeovers as f64, "", ""),
+    ]
+    .into_iter()
+    .chain(store_rows)
+    .collect())
+}
+
+/// What one store took: the restore (startup to every account's connection recorded), and the
+/// mass drop (every connection dropped at once to every drop recorded).
+struct StoreRun {
+    restore: Duration,
+    drop: Duration,
+}
+
+/// Restores `n` WebSocket accounts on lifeline-sim from `store`, then drops them all.
+async fn store_run(store: Store, sim: &Sim, n: usize, prefix: &str) -> anyhow::Result<StoreRun> {
+    for i in 0..n {
+        store
+            .add_account(
+                NewAccount::new(AccountKind::Websocket, format!("{prefix} {i}"))
+                    .with_url(sim.url(&format!("{prefix}-{i}"))),
+            )
+            .await?;
+    }
+    let sup = Supervisor::new(SupervisorDeps {
+        store: store.clone(),
+        connectors: Connectors::new().with(AccountKind::Websocket, Arc::new(WebSocketConnector)),
+        secrets: Arc::new(MemorySecretStore::default()),
+        clock: Clock::System,
+        policy: bench_policy(32),
+        jitter_seed: Some(1),
+    });
+    let mut rx = sup.subscribe();
+    let start = Instant::now();
+    sup.startup(None, None).await?;
+    let (done, _) = await_recorded(&mut rx, into(StateKind::Connected), n).await?;
+    let restore = done - start;
+    let dropped = Instant::now();
+    sim.inject(Fault::Drop { path: None });
+    let (done, _) = await_recorded(&mut rx, |e| e.from == StateKind::Connected, n).await?;
+    let drop = done - dropped;
+    sup.shutdown().await;
+    store.close().await;
+    Ok(StoreRun { restore, drop })
+}
+
+/// The fleet store against the SQLite store, same accounts, same run.
+async fn stores(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Row>> {
+    let sim = Sim::start("127.0.0.1:0").await?;
+    let tmp = tempfile::tempdir()?;
+    let sqlite = store_run(
+        Store::open_path(&tmp.path().join("bench.db")).await?,
+        &sim,
+        n,
+        "lite",
+    )
+    .await?;
+    let url = cluster.database("store")?;
+    let fleet = FleetStore::connect(&url, Some(PASSWORD)).await?;
+    let postgres = store_run(Store::fleet(&fleet), &sim, n, "pg").await?;
+    sim.shutdown();
+    let per_s = |d: Duration| n as f64 / d.as_secs_f64();
+    Ok(vec![
+        Row::ratio(
+            format!("fleet store: restore of {n} accounts, PostgreSQL vs SQLite"),
+            postgres.restore.as_secs_f64(),
+            sqlite.restore.as_secs_f64(),
+            "s",
+            "",
+        ),
+        Row::ratio(
+            format!(
+                "fleet store: drops recorded per second in a {n}-account mass drop, PostgreSQL vs SQLite"
+            ),
+            per_s(postgres.drop),
+            per_s(sqlite.drop),
+            "/s",
+            "",
+        ),
     ])
 }

@@ -171,6 +171,7 @@ const QUICK: Sizes = Sizes {
         accounts: 300,
         instances: 3,
         ttl: Duration::from_secs(3),
+        store_accounts: 1000,
     },
     export_rows: 200_000,
     soak: soak::Plan {
@@ -199,6 +200,7 @@ fn full(seed: u64) -> Sizes {
             accounts: 3000,
             instances: 3,
             ttl: lifeline_fleet::DEFAULT_TTL,
+            store_accounts: 1000,
         },
         export_rows: 1_000_000,
         soak: soak::Plan {
@@ -351,6 +353,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 accounts,
                 instances,
                 ttl: Duration::from_secs(ttl_seconds),
+                store_accounts: 1000,
             })
             .await?;
             print_table("fleet", &rows);
