@@ -391,10 +391,13 @@ pub const EXPIRY_CHECK: Duration = Duration::from_secs(1);
 
 /// Wakes the keeper once a lease held by another instance has expired (its owner died, froze
 /// or lost the database), so the claim follows the expiry within a second instead of waiting
-/// for the next round (up to a third of the TTL later). One indexed read a second; each expiry
-/// wakes it once, so a lease nobody has room for does not wake it again and again.
+/// for the next round (up to a third of the TTL later). One indexed read a second. Each expiry
+/// wakes it twice, a second apart: the dead owner's last heartbeat is about as old as its
+/// leases, so a round right at the expiry may still count it alive and leave its share alone.
+/// A lease nobody has room for does not wake it again and again.
 async fn watch_expiries(instance: Instance, wake: Arc<Notify>, stop: CancellationToken) {
     let mut seen: f64 = f64::NEG_INFINITY;
+    let mut again = false;
     let mut tick = tokio::time::interval(EXPIRY_CHECK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -405,8 +408,10 @@ async fn watch_expiries(instance: Instance, wake: Arc<Notify>, stop: Cancellatio
         match instance.latest_expiry_after(seen).await {
             Ok(Some(at)) => {
                 seen = at;
+                again = true;
                 wake.notify_one();
             }
+            Ok(None) if std::mem::take(&mut again) => wake.notify_one(),
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, "expiry check failed"),
         }

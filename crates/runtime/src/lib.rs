@@ -267,7 +267,7 @@ impl Runtime {
         if let Some(report) = &self.startup {
             return Ok(report.clone());
         }
-        let report = match &mut self.mode {
+        let (report, webhooks) = match &mut self.mode {
             Mode::Fleet {
                 instance,
                 fence,
@@ -281,10 +281,8 @@ impl Runtime {
                 self.tasks.push(tokio::spawn(
                     async move { sup.follow_leases(rx, fence).await },
                 ));
-                // Every instance reads the same outbox: until deliveries are split between
-                // them, none sends, rather than each sending every message.
-                tracing::warn!("webhooks are not sent by fleet instances yet");
-                StartupReport::default()
+                // Each instance sends the messages about its own accounts (see the store).
+                (StartupReport::default(), true)
             }
             Mode::Single { run_id } => {
                 let report = if restore {
@@ -299,12 +297,12 @@ impl Runtime {
                     *run_id,
                     self.sup.stopping(),
                 )));
-                if restore {
-                    self.start_webhooks().await?;
-                }
-                report
+                (report, restore)
             }
         };
+        if webhooks {
+            self.start_webhooks().await?;
+        }
         self.tasks.push(tokio::spawn(queue::run(self.sup.clone())));
         self.startup = Some(report.clone());
         Ok(report)

@@ -925,3 +925,99 @@ async fn a_fenced_store_refuses_writes_for_accounts_whose_lease_moved() {
     .expect("the new owner writes");
     assert_eq!(events().await, written + 1);
 }
+
+/// On a fleet store each instance's webhook sender reads only the messages about the accounts
+/// it holds, and the oldest live instance also those about no one account: every message has
+/// exactly one sender among the instances.
+#[tokio::test]
+async fn fleet_instances_split_the_outbox_by_lease() {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::time::Duration as StdDuration;
+
+    let Some(cluster) = lifeline_fleet::cluster::for_test() else {
+        return;
+    };
+    let url = cluster.database("outbox").expect("database");
+    let fleet = lifeline_fleet::FleetStore::connect(&url, Some(lifeline_fleet::cluster::PASSWORD))
+        .await
+        .expect("fleet store");
+    let plain = Store::fleet(&fleet);
+    let add = |name: &'static str| {
+        let plain = plain.clone();
+        async move {
+            plain
+                .add_account(NewAccount::new(AccountKind::Whatsapp, name))
+                .await
+                .expect("account")
+                .id
+        }
+    };
+    let (one, two) = (add("Toko 1").await, add("Toko 2").await);
+    plain
+        .add_webhook(NewWebhook {
+            url: WebhookUrl::parse("http://127.0.0.1:9/all").expect("url"),
+            events: None,
+            accounts: None,
+            secret_name: secret("webhook-all"),
+        })
+        .await
+        .expect("webhook");
+    let ttl = StdDuration::from_secs(15);
+    let mut stores = Vec::new();
+    for account in [one, two] {
+        let instance = fleet.register(None).await.expect("register");
+        let lease = instance
+            .acquire(account.0, ttl)
+            .await
+            .expect("acquire")
+            .expect("free")
+            .lease;
+        let fence = Arc::new(super::Fence::new(instance));
+        fence.hold(lease);
+        let store = plain.fenced(fence);
+        store
+            .record_transitions(vec![TransitionRecord {
+                account_id: account,
+                from: None,
+                to: State::Connecting,
+                detail: None,
+                triggered_by: TriggeredBy::Engine,
+                at: at(1.0),
+            }])
+            .await
+            .expect("recorded by its holder");
+        stores.push(store);
+    }
+    plain
+        .enqueue_webhook_message(
+            "summary",
+            "fleet.summary",
+            None,
+            &serde_json::json!({ "up": 0 }),
+            at(2.0),
+        )
+        .await
+        .expect("queued");
+    let heads = |store: &Store| {
+        let store = store.clone();
+        async move {
+            store
+                .due_deliveries(at(100.0), &HashSet::new(), 100)
+                .await
+                .expect("due")
+                .into_iter()
+                .map(|d| d.account_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // The first instance registered is the oldest: it also sends what is about no account.
+    let mut first = heads(&stores[0]).await;
+    first.sort();
+    assert_eq!(first, [None, Some(one)]);
+    assert_eq!(heads(&stores[1]).await, [Some(two)]);
+    // Without a fence (an admin command, a single machine) every queue is there.
+    let mut all = heads(&plain).await;
+    all.sort();
+    assert_eq!(all, [None, Some(one), Some(two)]);
+}

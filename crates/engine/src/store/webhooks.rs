@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 
-use super::{Begin, Store, encode, on_db};
+use super::{Begin, Db, Store, encode, on_db};
 use crate::error::{Error, InputError, Result};
 use crate::model::{AccountId, SecretName};
 use crate::time::{Timestamp, from_ms, to_ms};
@@ -476,16 +476,43 @@ impl Store {
         // Busy queues are left out here rather than in SQL: a list to search for every pending
         // queue would make each read cost queues × busy.
         let wanted = i64::from(limit) + i64::try_from(busy.len()).unwrap_or(i64::MAX / 2);
-        let sql = deliveries_sql!(
-            self,
-            queue_heads!(),
-            " AND d.next_at <= $1 ORDER BY d.next_at, d.id LIMIT $2"
-        );
-        let rows: Vec<DeliveryRow> = on_db!(self, pool => sqlx::query_as(sql)
-            .bind(to_ms(now))
-            .bind(wanted)
-            .fetch_all(pool)
-            .await?);
+        let rows: Vec<DeliveryRow> = match (&self.db, self.fence()) {
+            // An instance of a fleet sends the messages about the accounts it holds, and the
+            // oldest live instance those about no one account: each message leaves one sender.
+            (Db::Postgres { pool, .. }, Some(fence)) => {
+                let held: Vec<i64> = fence.accounts().iter().map(|a| a.0).collect();
+                sqlx::query_as(concat!(
+                    delivery_select_pg!(),
+                    queue_heads!(),
+                    " AND d.next_at <= $1 \
+                      AND (d.account_id = ANY($3) \
+                           OR (d.account_id IS NULL AND $4 = (\
+                               SELECT id FROM fleet_instances \
+                                WHERE stopped_at IS NULL \
+                                  AND heartbeat_at > now() - interval '1 minute' \
+                                ORDER BY started_at, id LIMIT 1))) \
+                     ORDER BY d.next_at, d.id LIMIT $2"
+                ))
+                .bind(to_ms(now))
+                .bind(wanted)
+                .bind(&held)
+                .bind(fence.instance().id().as_str())
+                .fetch_all(pool)
+                .await?
+            }
+            _ => {
+                let sql = deliveries_sql!(
+                    self,
+                    queue_heads!(),
+                    " AND d.next_at <= $1 ORDER BY d.next_at, d.id LIMIT $2"
+                );
+                on_db!(self, pool => sqlx::query_as(sql)
+                    .bind(to_ms(now))
+                    .bind(wanted)
+                    .fetch_all(pool)
+                    .await?)
+            }
+        };
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let d = row.into_delivery()?;
