@@ -336,15 +336,7 @@ fn three_serve_instances_share_the_accounts_and_take_over_from_a_killed_one() {
                 .all(|a| a.state == lifeline_engine::state::State::Connected)
         },
     );
-    let before = rt
-        .block_on(store.events_page(lifeline_engine::store::HistoryPage {
-            account: None,
-            range: lifeline_engine::time::TimeRange::default(),
-            after: None,
-            limit: 1000,
-        }))
-        .expect("events")
-        .len();
+    let before = events(&rt, &store).len();
     signal(&instances[2], "-CONT");
     let closed = wait_for(
         std::time::Duration::from_secs(10),
@@ -364,14 +356,7 @@ fn three_serve_instances_share_the_accounts_and_take_over_from_a_killed_one() {
     // Whatever it meant to record about its old accounts on waking (a stall, a close) was
     // refused: since the pause the store holds only the fleet's own moves (hand-overs that
     // rebalance, stopped by shutdown, and reconnects), no failure.
-    let after = rt
-        .block_on(store.events_page(lifeline_engine::store::HistoryPage {
-            account: None,
-            range: lifeline_engine::time::TimeRange::default(),
-            after: None,
-            limit: 1000,
-        }))
-        .expect("events");
+    let after = events(&rt, &store);
     let failures: Vec<_> = after[before..]
         .iter()
         .filter(|e| {
@@ -465,14 +450,7 @@ fn three_serve_instances_share_the_accounts_and_take_over_from_a_killed_one() {
     );
     // The killed instance's open sessions were closed as crashed by the instances that took
     // its accounts over (once each); the stopped one's as stopped by shutdown.
-    let crashed = rt
-        .block_on(store.events_page(lifeline_engine::store::HistoryPage {
-            account: None,
-            range: lifeline_engine::time::TimeRange::default(),
-            after: None,
-            limit: 1000,
-        }))
-        .expect("events");
+    let crashed = events(&rt, &store);
     let ended = |reason: lifeline_engine::state::Reason| {
         crashed
             .iter()
@@ -573,4 +551,18 @@ fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         }
     });
     (url, ids)
+}
+
+/// Every event in the store, oldest first.
+fn events(
+    rt: &tokio::runtime::Runtime,
+    store: &lifeline_engine::Store,
+) -> Vec<lifeline_engine::state::Event> {
+    rt.block_on(store.events_page(lifeline_engine::store::HistoryPage {
+        account: None,
+        range: lifeline_engine::time::TimeRange::default(),
+        after: None,
+        limit: 1000,
+    }))
+    .expect("events")
 }

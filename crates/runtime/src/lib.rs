@@ -163,6 +163,21 @@ impl Runtime {
         let policy = store.policy().await?;
         let run = store.begin_run(chrono::Utc::now()).await?;
         let crashed_at = store.previous_last_seen(run.id).await?;
+        let mode = Mode::Single { run_id: run.id };
+        let mut runtime = Self::build(store, policy, parts, mode, lock);
+        runtime.previous = run.previous;
+        runtime.crashed_at = crashed_at;
+        Ok(runtime)
+    }
+
+    /// The supervisor over `store`, nothing started.
+    fn build(
+        store: Store,
+        policy: lifeline_engine::policy::PolicyConfig,
+        parts: Parts,
+        mode: Mode,
+        lock: SupervisorLock,
+    ) -> Self {
         let sup = Supervisor::new(SupervisorDeps {
             store: store.clone(),
             connectors: parts.connectors,
@@ -171,19 +186,19 @@ impl Runtime {
             policy,
             jitter_seed: None,
         });
-        Ok(Self {
+        Self {
             store,
             sup,
-            mode: Mode::Single { run_id: run.id },
-            previous: run.previous,
-            crashed_at,
+            mode,
+            previous: None,
+            crashed_at: None,
             tasks: Vec::new(),
             startup: None,
             secrets: parts.secrets,
             webhooks: parts.webhooks,
             webhook_notices: None,
             _lock: lock,
-        })
+        }
     }
 
     /// Joins the fleet of `fleet` as a new instance (the data dir still holds this host's
@@ -197,40 +212,22 @@ impl Runtime {
     ) -> Result<Self, Error> {
         let lock = lock(dir).await?;
         let key = fleet_key(fleet, &parts.secrets).await?;
+        // Read before joining: a stored policy this version refuses leaves no instance behind.
+        let policy = Store::fleet(fleet).policy().await?;
         let instance = fleet.register(config.max_accounts).await?;
         let fence = Arc::new(Fence::new(instance.clone()).with_key(key));
         let store = Store::fleet(fleet).fenced(fence.clone());
-        let policy = store.policy().await?;
-        let sup = Supervisor::new(SupervisorDeps {
-            store: store.clone(),
-            connectors: parts.connectors,
-            secrets: parts.secrets.clone(),
-            clock: Clock::System,
-            policy,
-            jitter_seed: None,
-        });
         tracing::info!(instance = %instance.id().as_str(), store = %store.location(), "joined the fleet");
-        Ok(Self {
-            store,
-            sup,
-            mode: Mode::Fleet {
-                instance,
-                fence,
-                keeper: KeeperConfig {
-                    ttl: config.ttl,
-                    ..KeeperConfig::default()
-                },
-                running: None,
+        let mode = Mode::Fleet {
+            instance,
+            fence,
+            keeper: KeeperConfig {
+                ttl: config.ttl,
+                ..KeeperConfig::default()
             },
-            previous: None,
-            crashed_at: None,
-            tasks: Vec::new(),
-            startup: None,
-            secrets: parts.secrets,
-            webhooks: parts.webhooks,
-            webhook_notices: None,
-            _lock: lock,
-        })
+            running: None,
+        };
+        Ok(Self::build(store, policy, parts, mode, lock))
     }
 
     /// This instance in its fleet (`None`: this machine's own store).

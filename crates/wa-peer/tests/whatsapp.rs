@@ -587,6 +587,15 @@ async fn a_slow_login_is_waited_for_within_the_connect_timeout_and_no_longer() {
     w.sup.shutdown().await;
 }
 
+/// Waits until `sup` runs `id` (its instance won the account's lease).
+async fn until_supervised(sup: &Supervisor, id: AccountId, within: Duration, what: &str) {
+    let start = Instant::now();
+    while !sup.supervised().contains(&id) {
+        assert!(start.elapsed() < within, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A linked number moves between two instances of a fleet with no new QR scan. Each instance
 /// runs the real fleet path: its keeper, the supervisor following its leases, writes fenced by
 /// epoch, and the device store copied into the fleet store (sealed with the fleet key) when the
@@ -647,14 +656,13 @@ async fn a_linked_number_fails_over_to_another_instance_with_no_new_registration
         }
     };
     let (a, a_keeper, a_fence) = join(tempfile::tempdir().expect("tempdir")).await;
-    let start = Instant::now();
-    while !a.sup.supervised().contains(&id) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "a never took the account"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_supervised(
+        &a.sup,
+        id,
+        Duration::from_secs(10),
+        "a never took the account",
+    )
+    .await;
     let number = link(&a, id).await;
     // Connected: the device store goes to the fleet store, sealed, under a's lease.
     let start = Instant::now();
@@ -682,14 +690,13 @@ async fn a_linked_number_fails_over_to_another_instance_with_no_new_registration
     let (b, b_keeper, b_fence) = join(tempfile::tempdir().expect("tempdir")).await;
     assert!(!device::path(b.dir.path(), id).exists());
     let mut updates = b.sup.subscribe();
-    let start = Instant::now();
-    while !b.sup.supervised().contains(&id) {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "b never took the account"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_supervised(
+        &b.sup,
+        id,
+        Duration::from_secs(15),
+        "b never took the account",
+    )
+    .await;
     let b_lease = b_fence.lease(id).expect("b's lease");
     assert_eq!(b_lease.epoch, a_lease.epoch + 1);
     wait_for(&b.sup, id, Duration::from_secs(30), |s| {

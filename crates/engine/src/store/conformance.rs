@@ -17,6 +17,19 @@ use crate::store::{CommandOutcome, DeliveryFilter, HistoryPage};
 use crate::time::TimeRange;
 use crate::webhook::{Attempt, AttemptResult, DeliveryQueue, NewWebhook, WebhookUrl};
 
+/// A fleet store in its own database of a throwaway PostgreSQL (alive while the returned
+/// cluster is), or `None` where PostgreSQL is not installed and the test may skip.
+async fn fleet_store(
+    name: &str,
+) -> Option<(lifeline_fleet::cluster::Cluster, lifeline_fleet::FleetStore)> {
+    let cluster = lifeline_fleet::cluster::for_test()?;
+    let url = cluster.database(name).expect("database");
+    let fleet = lifeline_fleet::FleetStore::connect(&url, Some(lifeline_fleet::cluster::PASSWORD))
+        .await
+        .expect("fleet store");
+    Some((cluster, fleet))
+}
+
 /// The scenario's own clock: every time it passes in is this plus some seconds.
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0)
@@ -606,13 +619,9 @@ async fn run(store: &Store) -> Vec<String> {
 
 #[tokio::test]
 async fn the_fleet_store_answers_every_method_as_the_sqlite_store_does() {
-    let Some(cluster) = lifeline_fleet::cluster::for_test() else {
+    let Some((_cluster, fleet)) = fleet_store("conformance").await else {
         return;
     };
-    let url = cluster.database("conformance").expect("database");
-    let fleet = lifeline_fleet::FleetStore::connect(&url, Some(lifeline_fleet::cluster::PASSWORD))
-        .await
-        .expect("fleet store");
     let tmp = tempfile::tempdir().expect("tempdir");
     let sqlite = Store::open_path(&tmp.path().join("t.db"))
         .await
@@ -654,13 +663,9 @@ async fn the_fleet_store_answers_every_method_as_the_sqlite_store_does() {
 /// What the scenario leaves, read with SQL: the same rows in every table.
 #[tokio::test]
 async fn the_outbox_trigger_and_the_recorder_write_the_same_rows_on_both() {
-    let Some(cluster) = lifeline_fleet::cluster::for_test() else {
+    let Some((_cluster, fleet)) = fleet_store("rows").await else {
         return;
     };
-    let url = cluster.database("rows").expect("database");
-    let fleet = lifeline_fleet::FleetStore::connect(&url, Some(lifeline_fleet::cluster::PASSWORD))
-        .await
-        .expect("fleet store");
     let tmp = tempfile::tempdir().expect("tempdir");
     let sqlite = Store::open_path(&tmp.path().join("t.db"))
         .await
@@ -762,13 +767,9 @@ async fn a_fenced_store_refuses_writes_for_accounts_whose_lease_moved() {
     use std::sync::Arc;
     use std::time::Duration as StdDuration;
 
-    let Some(cluster) = lifeline_fleet::cluster::for_test() else {
+    let Some((_cluster, fleet)) = fleet_store("fence").await else {
         return;
     };
-    let url = cluster.database("fence").expect("database");
-    let fleet = lifeline_fleet::FleetStore::connect(&url, Some(lifeline_fleet::cluster::PASSWORD))
-        .await
-        .expect("fleet store");
     let plain = Store::fleet(&fleet);
     let a_id = plain
         .add_account(NewAccount::new(AccountKind::Whatsapp, "Toko A"))
@@ -935,13 +936,9 @@ async fn fleet_instances_split_the_outbox_by_lease() {
     use std::sync::Arc;
     use std::time::Duration as StdDuration;
 
-    let Some(cluster) = lifeline_fleet::cluster::for_test() else {
+    let Some((_cluster, fleet)) = fleet_store("outbox").await else {
         return;
     };
-    let url = cluster.database("outbox").expect("database");
-    let fleet = lifeline_fleet::FleetStore::connect(&url, Some(lifeline_fleet::cluster::PASSWORD))
-        .await
-        .expect("fleet store");
     let plain = Store::fleet(&fleet);
     let add = |name: &'static str| {
         let plain = plain.clone();

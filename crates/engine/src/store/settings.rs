@@ -90,6 +90,17 @@ impl Store {
         Ok(())
     }
 
+    /// Reads a setting about to be changed in the same transaction: on PostgreSQL the row is
+    /// locked, so two operators changing it at once log their changes one after the other
+    /// (SQLite's write transaction already holds the whole database).
+    fn setting_to_change(&self) -> &'static str {
+        if self.is_fleet() {
+            "SELECT value FROM settings WHERE key = $1 FOR UPDATE"
+        } else {
+            "SELECT value FROM settings WHERE key = $1"
+        }
+    }
+
     /// Whether desired-running accounts are restored at startup. On unless turned off.
     pub async fn autorecover(&self) -> Result<bool> {
         match self.setting(AUTORECOVER).await? {
@@ -130,12 +141,7 @@ impl Store {
         let now = Utc::now();
         on_db!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            // PostgreSQL: the row lock orders two operators changing the policy at once.
-            let stored: Option<String> = sqlx::query_scalar(if self.is_fleet() {
-                "SELECT value FROM settings WHERE key = $1 FOR UPDATE"
-            } else {
-                "SELECT value FROM settings WHERE key = $1"
-            })
+            let stored: Option<String> = sqlx::query_scalar(self.setting_to_change())
             .bind(key)
             .fetch_optional(&mut *tx)
             .await?;
@@ -163,11 +169,7 @@ impl Store {
         let now = Utc::now();
         on_db!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let old: Option<String> = sqlx::query_scalar(if self.is_fleet() {
-                "SELECT value FROM settings WHERE key = $1 FOR UPDATE"
-            } else {
-                "SELECT value FROM settings WHERE key = $1"
-            })
+            let old: Option<String> = sqlx::query_scalar(self.setting_to_change())
             .bind(AUTORECOVER)
             .fetch_optional(&mut *tx)
             .await?;

@@ -24,68 +24,68 @@ macro_rules! endpoint_columns {
 }
 
 /// Deliveries with their webhook-id and their data: a message about a transition reads it from
-/// the event (and the account's name as it is when sent). Filters follow as `WHERE …`.
+/// the event (and the account's name as it is when sent). Filters follow as `WHERE …`. The
+/// data is built as JSON by the database; only the words for that differ between SQLite
+/// (`json_object`, `json(…)`) and PostgreSQL (`json_build_object`, `…::json`, a float).
 macro_rules! delivery_select {
     () => {
-        "SELECT d.id, d.endpoint_id, \
-           'msg_' || (SELECT value FROM settings WHERE key = 'webhook.id_prefix') || d.id AS msg_id, \
-           d.account_id, d.event_id, d.type, \
-           COALESCE(d.data, json_object( \
-               'event_id', e.id, \
+        delivery_select!(
+            "json_object(",
+            "json(e.state_json)",
+            "(e.at - s.started_at) / 1000.0",
+            ""
+        )
+    };
+    (pg) => {
+        delivery_select!(
+            "json_build_object(",
+            "e.state_json::json",
+            "((e.at - s.started_at) / 1000.0)::float8",
+            "::text"
+        )
+    };
+    ($object:literal, $state:literal, $seconds:literal, $close:literal) => {
+        concat!(
+            "SELECT d.id, d.endpoint_id, \
+               'msg_' || (SELECT value FROM settings WHERE key = 'webhook.id_prefix') || d.id \
+                 AS msg_id, \
+               d.account_id, d.event_id, d.type, \
+               COALESCE(d.data, ",
+            $object,
+            "'event_id', e.id, \
                'account_id', e.account_id, \
                'account_name', a.name, \
                'account_kind', a.kind, \
                'from', e.from_state, \
                'to', e.to_state, \
                'reason', e.reason, \
-               'state', json(e.state_json), \
+               'state', ",
+            $state,
+            ", \
                'detail', e.detail, \
                'triggered_by', e.triggered_by, \
                'connected_for_s', CASE WHEN e.from_state = 'connected' THEN \
-                   (SELECT (e.at - s.started_at) / 1000.0 FROM sessions AS s \
+                   (SELECT ",
+            $seconds,
+            " FROM sessions AS s \
                     WHERE s.account_id = e.account_id AND s.ended_at = e.at \
-                    ORDER BY s.started_at DESC LIMIT 1) END)) AS data, \
-           d.at, d.status, d.attempts, d.next_at, d.last_at, d.last_code, d.last_error, d.done_at \
-         FROM webhook_deliveries AS d \
-         LEFT JOIN events AS e ON e.id = d.event_id \
-         LEFT JOIN accounts AS a ON a.id = e.account_id "
+                    ORDER BY s.started_at DESC LIMIT 1) END)",
+            $close,
+            ") AS data, \
+               d.at, d.status, d.attempts, d.next_at, d.last_at, d.last_code, d.last_error, \
+               d.done_at \
+             FROM webhook_deliveries AS d \
+             LEFT JOIN events AS e ON e.id = d.event_id \
+             LEFT JOIN accounts AS a ON a.id = e.account_id "
+        )
     };
 }
 
-/// [`delivery_select`] as PostgreSQL writes the data of a message about a transition.
-macro_rules! delivery_select_pg {
-    () => {
-        "SELECT d.id, d.endpoint_id, \
-           'msg_' || (SELECT value FROM settings WHERE key = 'webhook.id_prefix') || d.id AS msg_id, \
-           d.account_id, d.event_id, d.type, \
-           COALESCE(d.data, json_build_object( \
-               'event_id', e.id, \
-               'account_id', e.account_id, \
-               'account_name', a.name, \
-               'account_kind', a.kind, \
-               'from', e.from_state, \
-               'to', e.to_state, \
-               'reason', e.reason, \
-               'state', e.state_json::json, \
-               'detail', e.detail, \
-               'triggered_by', e.triggered_by, \
-               'connected_for_s', CASE WHEN e.from_state = 'connected' THEN \
-                   (SELECT ((e.at - s.started_at) / 1000.0)::float8 FROM sessions AS s \
-                    WHERE s.account_id = e.account_id AND s.ended_at = e.at \
-                    ORDER BY s.started_at DESC LIMIT 1) END)::text) AS data, \
-           d.at, d.status, d.attempts, d.next_at, d.last_at, d.last_code, d.last_error, d.done_at \
-         FROM webhook_deliveries AS d \
-         LEFT JOIN events AS e ON e.id = d.event_id \
-         LEFT JOIN accounts AS a ON a.id = e.account_id "
-    };
-}
-
-/// A statement that reads deliveries, for either database: `$select` is `delivery_select` or
-/// `delivery_select_pg`, the rest of the text is the same.
+/// A statement that reads deliveries, on either database (the rest of the text is the same).
 macro_rules! deliveries_sql {
     ($store:expr, $($rest:expr),+ $(,)?) => {
         if $store.is_fleet() {
-            concat!(delivery_select_pg!(), $($rest),+)
+            concat!(delivery_select!(pg), $($rest),+)
         } else {
             concat!(delivery_select!(), $($rest),+)
         }
@@ -482,7 +482,7 @@ impl Store {
             (Db::Postgres { pool, .. }, Some(fence)) => {
                 let held: Vec<i64> = fence.accounts().iter().map(|a| a.0).collect();
                 sqlx::query_as(concat!(
-                    delivery_select_pg!(),
+                    delivery_select!(pg),
                     queue_heads!(),
                     " AND d.next_at <= $1 \
                       AND (d.account_id = ANY($3) \

@@ -125,18 +125,7 @@ impl Supervisor {
     /// Takes up accounts whose leases were just won (`true`: taken over from an owner that
     /// stopped renewing, so what it recorded as running is closed as a crash).
     async fn adopt(&self, acquired: &[(AccountId, bool)]) -> Result<()> {
-        let store = &self.shared.store;
-        let clock = self.shared.clock;
-        let (accounts, breakers, autorecover_on, mut open_sessions) = clock
-            .hold(async {
-                tokio::try_join!(
-                    store.accounts(),
-                    store.breakers(),
-                    store.autorecover(),
-                    store.open_remote_sessions()
-                )
-            })
-            .await?;
+        let (accounts, breakers, autorecover_on, mut open_sessions) = self.start_reads().await?;
         let wanted: HashMap<AccountId, bool> = acquired.iter().copied().collect();
         let mut by_id: HashMap<AccountId, _> = accounts
             .into_iter()
@@ -147,7 +136,7 @@ impl Supervisor {
             self.restore_device(account).await;
         }
         let plan = autorecover::plan(by_id.values(), autorecover_on);
-        let now = clock.now();
+        let now = self.shared.clock.now();
         let mut restore = Vec::new();
         for (id, action) in plan {
             let Some(account) = by_id.remove(&id) else {
@@ -273,12 +262,7 @@ impl Supervisor {
 
     /// Ends an account's task without writing anything for it.
     fn abandon(&self, id: AccountId) {
-        let handle = self
-            .handles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-        if let Some(handle) = handle {
+        if let Some(handle) = self.take_handle(id) {
             let _ = handle.commands.send(AccountCommand::Abandon);
         }
         self.forget_view(id);
@@ -286,12 +270,7 @@ impl Supervisor {
 
     /// Stops an account for another instance to take up: its stop is recorded first.
     async fn hand_over(&self, id: AccountId) {
-        let handle = self
-            .handles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-        if let Some(handle) = handle {
+        if let Some(handle) = self.take_handle(id) {
             let (ack, done) = oneshot::channel();
             if handle.commands.send(AccountCommand::Leave(ack)).is_ok() {
                 let _ = done.await;
@@ -299,14 +278,6 @@ impl Supervisor {
             self.flush().await;
         }
         self.forget_view(id);
-    }
-
-    fn forget_view(&self, id: AccountId) {
-        self.shared
-            .views
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
     }
 
     /// The accounts this supervisor runs now, in id order.

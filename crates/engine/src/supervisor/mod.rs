@@ -342,12 +342,7 @@ impl Supervisor {
             .clock
             .hold(self.shared.store.account(id))
             .await?;
-        let handle = self
-            .handles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-        if let Some(handle) = handle {
+        if let Some(handle) = self.take_handle(id) {
             let (ack, done) = oneshot::channel();
             if handle.commands.send(AccountCommand::Remove(ack)).is_ok() {
                 let _ = done.await;
@@ -359,12 +354,25 @@ impl Supervisor {
             .clock
             .hold(self.shared.store.mark_removed(id))
             .await?;
+        self.forget_view(id);
+        Ok(account)
+    }
+
+    /// Takes an account's task handle out of the supervisor (the task ends when told to, or
+    /// when the handle is dropped).
+    fn take_handle(&self, id: AccountId) -> Option<Handle> {
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+    }
+
+    fn forget_view(&self, id: AccountId) {
         self.shared
             .views
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
-        Ok(account)
     }
 
     /// Refreshes an account's settings (name, mute, …) from the store.

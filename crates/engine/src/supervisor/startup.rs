@@ -21,6 +21,14 @@ use crate::state::StateKind;
 use crate::store::PreviousRun;
 use crate::time::Timestamp;
 
+/// See [`Supervisor::start_reads`].
+pub(super) type StartReads = (
+    Vec<crate::model::Account>,
+    HashMap<AccountId, crate::policy::breaker::Breaker>,
+    bool,
+    HashMap<AccountId, crate::connector::RemoteSession>,
+);
+
 /// Result of the start sequence, for logs and the UI.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StartupReport {
@@ -56,21 +64,9 @@ impl Supervisor {
         crashed_at: Option<Timestamp>,
         restore_fleet: bool,
     ) -> Result<StartupReport> {
-        let store = &self.shared.store;
         let now = self.shared.clock.now();
         let crashed = previous.is_some_and(|p| !p.clean);
-        let clock = self.shared.clock;
-        // Independent reads, each on its own pooled connection.
-        let (accounts, breakers, autorecover_on, mut open_sessions) = clock
-            .hold(async {
-                tokio::try_join!(
-                    store.accounts(),
-                    store.breakers(),
-                    store.autorecover(),
-                    store.open_remote_sessions()
-                )
-            })
-            .await?;
+        let (accounts, breakers, autorecover_on, mut open_sessions) = self.start_reads().await?;
         let mut report = StartupReport {
             previous_run_crashed: crashed,
             ..StartupReport::default()
@@ -110,6 +106,24 @@ impl Supervisor {
         self.restore_paced(restore);
         tracing::info!(?report, "startup sequence");
         Ok(report)
+    }
+
+    /// What taking accounts up reads from the store: the accounts, their breakers, whether
+    /// autorecover is on, and the remote sessions left open. Independent reads, each on its own
+    /// pooled connection.
+    pub(super) async fn start_reads(&self) -> Result<StartReads> {
+        let store = &self.shared.store;
+        self.shared
+            .clock
+            .hold(async {
+                tokio::try_join!(
+                    store.accounts(),
+                    store.breakers(),
+                    store.autorecover(),
+                    store.open_remote_sessions()
+                )
+            })
+            .await
     }
 
     /// Starts `restore` in order, after autorecover's start delay, a few at a time (each holds
