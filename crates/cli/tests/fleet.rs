@@ -293,6 +293,12 @@ fn three_serve_instances_share_the_accounts_and_take_over_from_a_killed_one() {
         assert_eq!(health["fleet"]["totals"]["accounts"], ACCOUNTS, "{health}");
     }
 
+    // CSV export reads a machine's own store only: refused in one line.
+    let mut export_args: Vec<&str> = fleet_args.to_vec();
+    export_args.extend_from_slice(&["export", "--what", "sessions", "--out", "-"]);
+    let e = bad_input(admin.path(), &export_args);
+    assert!(e.contains("fleet store"), "{e}");
+
     // An operation from any host reaches the instance holding the account.
     let out = cli(&["stop", "1"]);
     assert!(out.contains("supervisor"), "{out}");

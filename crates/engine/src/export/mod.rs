@@ -128,11 +128,12 @@ where
     // Removed accounts still have exportable history, so look among all of them.
     store.known_account(filter.account).await?;
     let Some(db) = store.path().map(Path::to_owned) else {
-        return Err(Error::Export(
-            "CSV export reads the SQLite store of this machine; a fleet store is exported with \
-             `lifeline export` on a host that has its data dir"
+        return Err(crate::error::InputError::Refused(
+            "CSV export reads a machine's own (SQLite) store; exporting from a fleet store is not \
+             available yet"
                 .into(),
-        ));
+        )
+        .into());
     };
     let now = to_ms(Utc::now());
     tokio::task::spawn_blocking(move || stream_rows(&db, kind, filter, now, out, progress))
