@@ -39,9 +39,11 @@ pub async fn link(
     if !account.kind.links() {
         return Err(InputError::NotLinkable(id.0).into());
     }
-    // With no supervisor running, one runs here for the link alone.
+    // With no supervisor running, one runs here for the link alone. Never on a fleet store:
+    // there the instance holding the account links it (a supervisor here would run every
+    // account of the fleet beside their instances).
     let mut temporary = None;
-    if dir.supervisor().is_none() {
+    if !store.is_fleet() && dir.supervisor().is_none() {
         match Runtime::open(dir, store.clone(), Parts::system(dir)).await {
             Ok(mut rt) => {
                 rt.start_quiet().await?;
