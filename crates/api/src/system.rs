@@ -55,22 +55,8 @@ pub async fn metrics(State(api): State<Api>, headers: HeaderMap) -> Response {
         Ok(stats) => api.sup.metrics().set_outbox(&stats, chrono::Utc::now()),
         Err(e) => tracing::warn!(error = %e, "webhook outbox not readable for /metrics"),
     }
-    if let Some(fence) = api.sup.store().fence() {
-        let totals = match api.sup.store().fleet_store() {
-            Some(fleet) => match fleet.totals(lifeline_fleet::DEFAULT_TTL).await {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    tracing::warn!(error = %e, "fleet totals not readable for /metrics");
-                    None
-                }
-            },
-            None => None,
-        };
-        api.sup.metrics().set_fleet(
-            fence.accounts().len(),
-            &fence.instance().counts(),
-            totals.as_ref(),
-        );
+    if let Some(part) = report::fleet_part(api.sup.store()).await {
+        api.sup.metrics().set_fleet(&part);
     }
     let body = api.sup.metrics().render(&api.sup.counts());
     let wants_openmetrics = headers

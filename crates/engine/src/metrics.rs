@@ -192,19 +192,14 @@ impl Metrics {
 
     /// Sets this instance's fleet figures and the fleet's totals (read when scraped). The
     /// first call adds the `lifeline_fleet_*` metrics to the exposition.
-    pub fn set_fleet(
-        &self,
-        leases_held: usize,
-        mine: &lifeline_fleet::InstanceCounts,
-        totals: Option<&lifeline_fleet::FleetTotals>,
-    ) {
+    pub fn set_fleet(&self, part: &crate::report::FleetPart) {
         let f = &self.fleet;
         f.leases_held
-            .set(i64::try_from(leases_held).unwrap_or(i64::MAX));
-        catch_up(&f.takeovers, mine.takeovers);
-        catch_up(&f.renew_failures, mine.renew_failures);
-        catch_up(&f.stale_writes_refused, mine.stale_writes_refused);
-        if let Some(t) = totals {
+            .set(i64::try_from(part.leases_held).unwrap_or(i64::MAX));
+        catch_up(&f.takeovers, part.takeovers);
+        catch_up(&f.renew_failures, part.renew_failures);
+        catch_up(&f.stale_writes_refused, part.stale_writes_refused);
+        if let Some(t) = &part.totals {
             f.accounts.set(gauge(t.accounts));
             f.live_instances.set(gauge(t.live_instances));
             f.fleet_leases_held.set(gauge(t.leases_held));

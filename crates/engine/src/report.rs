@@ -83,8 +83,9 @@ pub struct FleetTotalsView {
     pub stale_writes_refused: i64,
 }
 
-/// The fleet part of a health report, for an instance of a fleet (`None` otherwise).
-async fn fleet_part(store: &Store) -> Option<FleetPart> {
+/// An instance's part in its fleet and the fleet's totals, as `/health` and `/metrics` report
+/// them (`None`: not an instance of a fleet).
+pub async fn fleet_part(store: &Store) -> Option<FleetPart> {
     let fence = store.fence()?;
     let mine = fence.instance().counts();
     let totals = match store.fleet_store() {
@@ -98,7 +99,7 @@ async fn fleet_part(store: &Store) -> Option<FleetPart> {
                 stale_writes_refused: t.stale_writes_refused,
             }),
             Err(e) => {
-                tracing::warn!(error = %e, "fleet totals not readable for the health report");
+                tracing::warn!(error = %e, "fleet totals not readable");
                 None
             }
         },

@@ -114,7 +114,6 @@ enum Mode {
     /// A fleet store: one instance among several, running the accounts its keeper holds.
     Fleet {
         instance: Instance,
-        fence: Arc<Fence>,
         keeper: KeeperConfig,
         running: Option<Keeper>,
     },
@@ -216,11 +215,10 @@ impl Runtime {
         let policy = Store::fleet(fleet).policy().await?;
         let instance = fleet.register(config.max_accounts).await?;
         let fence = Arc::new(Fence::new(instance.clone()).with_key(key));
-        let store = Store::fleet(fleet).fenced(fence.clone());
+        let store = Store::fleet(fleet).fenced(fence);
         tracing::info!(instance = %instance.id().as_str(), store = %store.location(), "joined the fleet");
         let mode = Mode::Fleet {
             instance,
-            fence,
             keeper: KeeperConfig {
                 ttl: config.ttl,
                 ..KeeperConfig::default()
@@ -267,17 +265,14 @@ impl Runtime {
         let (report, webhooks) = match &mut self.mode {
             Mode::Fleet {
                 instance,
-                fence,
                 keeper,
                 running,
             } => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 *running = Some(Keeper::start(instance.clone(), *keeper, tx));
                 let sup = self.sup.clone();
-                let fence = fence.clone();
-                self.tasks.push(tokio::spawn(
-                    async move { sup.follow_leases(rx, fence).await },
-                ));
+                self.tasks
+                    .push(tokio::spawn(async move { sup.follow_leases(rx).await }));
                 // Each instance sends the messages about its own accounts (see the store).
                 (StartupReport::default(), true)
             }

@@ -643,8 +643,8 @@ async fn a_linked_number_fails_over_to_another_instance_with_no_new_registration
                 tx,
             );
             tokio::spawn({
-                let (sup, fence) = (sup.clone(), fence.clone());
-                async move { sup.follow_leases(rx, fence).await }
+                let sup = sup.clone();
+                async move { sup.follow_leases(rx).await }
             });
             let w = World {
                 dir,

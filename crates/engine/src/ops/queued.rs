@@ -65,11 +65,6 @@ impl Queued {
         *self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Where the last operations go: to a running supervisor, or offline.
-    pub fn supervised(&self) -> Option<u32> {
-        self.dir.supervisor()
-    }
-
     /// Hands `op` to the running supervisor and waits for its answer, or applies it offline.
     pub async fn deliver(&self, op: Op) -> Result<Delivery> {
         let delivery = self.deliver_once(op).await?;

@@ -12,7 +12,6 @@
 //! before connecting, so the number resumes without a new QR scan.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use lifeline_fleet::LeaseEvent;
@@ -33,13 +32,14 @@ use crate::store::Fence;
 pub const DEVICE_SNAPSHOT_EVERY: Duration = Duration::from_secs(5 * 60);
 
 impl Supervisor {
-    /// Follows the keeper's lease events until shutdown (or until the keeper stops). `fence`
-    /// is the one the supervisor's store writes under.
-    pub async fn follow_leases(
-        &self,
-        mut events: mpsc::UnboundedReceiver<LeaseEvent>,
-        fence: Arc<Fence>,
-    ) {
+    /// Follows the keeper's lease events until shutdown (or until the keeper stops). The
+    /// supervisor's store must be fenced ([`crate::store::Store::fenced`]): the leases won are
+    /// held in its fence, so its writes carry them.
+    pub async fn follow_leases(&self, mut events: mpsc::UnboundedReceiver<LeaseEvent>) {
+        let Some(fence) = self.shared.store.fence() else {
+            tracing::error!("lease events for a store with no fence: no account is taken up");
+            return;
+        };
         let stop = self.stopping();
         let mut updates = self.subscribe();
         let mut periodic = tokio::time::interval_at(
