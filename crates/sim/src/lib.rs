@@ -306,17 +306,69 @@ impl Drop for LiveGuard {
 }
 
 /// True when the client of a live socket has left already, though its handler has not run since
-/// to notice: the end of the stream, or a WebSocket close frame, is waiting unread. On a loaded
-/// machine a client can close, and connect again, before the old socket's handler is scheduled;
-/// the old socket is no longer live from the client's side, so it is not counted beside the new.
+/// to notice: the end of the stream, or a WebSocket close frame, is waiting unread (possibly
+/// behind frames sent before it, such as a keepalive ping). On a loaded machine a client can
+/// close, and connect again, before the old socket's handler is scheduled; the old socket is no
+/// longer live from the client's side, so it is not counted beside the new.
 fn client_left(socket: &std::net::TcpStream) -> bool {
-    let mut first = [0u8; 1];
-    match socket.peek(&mut first) {
+    let mut unread = [0u8; 16 * 1024];
+    match socket.peek(&mut unread) {
         Ok(0) => true,
-        // FIN bit and opcode 8: a close frame.
-        Ok(_) => first[0] == 0x88,
+        Ok(n) => has_close_frame(&unread[..n]) || read_closed(socket),
         Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
     }
+}
+
+/// Whether the client's frames waiting in `unread` include a close frame. Only whole frame
+/// headers are read; a frame cut off at the end of the buffer ends the scan.
+fn has_close_frame(mut unread: &[u8]) -> bool {
+    while let [first, second, rest @ ..] = unread {
+        if first & 0x0f == 0x8 {
+            return true;
+        }
+        let (len, rest) = match second & 0x7f {
+            126 if rest.len() >= 2 => (u16::from_be_bytes([rest[0], rest[1]]) as u64, &rest[2..]),
+            127 if rest.len() >= 8 => {
+                let mut be = [0u8; 8];
+                be.copy_from_slice(&rest[..8]);
+                (u64::from_be_bytes(be), &rest[8..])
+            }
+            126 | 127 => return false,
+            short => (u64::from(short), rest),
+        };
+        let mask = if second & 0x80 != 0 { 4 } else { 0 };
+        let Some(skip) = usize::try_from(len)
+            .ok()
+            .and_then(|len| len.checked_add(mask))
+            .filter(|&skip| skip <= rest.len())
+        else {
+            return false;
+        };
+        unread = &rest[skip..];
+    }
+    false
+}
+
+/// Whether the client has shut its side (its FIN arrived), even with data still unread before
+/// it: what `peek` alone cannot tell.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // poll(2) with POLLRDHUP has no safe wrapper in std.
+fn read_closed(socket: &std::net::TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for an open descriptor this function borrows; a zero timeout
+    // never blocks.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready == 1 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_closed(_socket: &std::net::TcpStream) -> bool {
+    false
 }
 
 /// A socket's own fault channel, registered from its handshake until it ends.
@@ -501,6 +553,84 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, stop: tokio_util_stop::Stop) {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame with `opcode` and a payload of `len` bytes.
+    fn frame(opcode: u8, len: usize) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode];
+        match len {
+            0..=125 => f.push(0x80 | len as u8),
+            126..=0xffff => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&[1, 2, 3, 4]);
+        f.extend(std::iter::repeat_n(0x88u8, len));
+        f
+    }
+
+    #[test]
+    fn a_close_frame_is_found_behind_other_frames_and_not_inside_payloads() {
+        let ping = frame(0x9, 0);
+        let text = frame(0x1, 300);
+        let big = frame(0x2, 70_000);
+        let close = frame(0x8, 2);
+        assert!(has_close_frame(&close));
+        assert!(has_close_frame(
+            &[ping.clone(), text.clone(), close.clone()].concat()
+        ));
+        assert!(has_close_frame(&[big.clone(), close.clone()].concat()));
+        // Payload bytes equal to a close header are not a close frame.
+        assert!(!has_close_frame(&[ping.clone(), text.clone()].concat()));
+        assert!(!has_close_frame(&big));
+        // A frame cut off by the end of what is buffered ends the scan.
+        assert!(!has_close_frame(
+            &[ping, text[..10].to_vec(), close].concat()
+        ));
+        assert!(!has_close_frame(&[0x81]));
+        assert!(!has_close_frame(&[]));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_client_that_shut_its_side_has_left_even_with_data_unread() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        assert!(!client_left(&server), "nothing sent yet");
+        client.write_all(&frame(0x9, 0)).expect("ping");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while server.peek(&mut [0u8; 1]).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ping never arrived"
+            );
+            std::thread::yield_now();
+        }
+        assert!(!client_left(&server), "a ping alone is a live client");
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+        while !client_left(&server) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the FIN behind the ping went unseen"
+            );
+            std::thread::yield_now();
         }
     }
 }
