@@ -273,6 +273,14 @@ impl Store {
         }
     }
 
+    /// The fleet store's pool, for exports that stream straight from SQL; `None` for SQLite.
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.db {
+            Db::Sqlite { .. } => None,
+            Db::Postgres { pool, .. } => Some(pool),
+        }
+    }
+
     /// The SQLite pool of a test's store.
     #[cfg(test)]
     pub(crate) fn pool(&self) -> &SqlitePool {
