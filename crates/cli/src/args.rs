@@ -90,6 +90,9 @@ pub enum Command {
     /// Fleets of hosts sharing one PostgreSQL store: the fleet key, the fleet's state.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// This machine's store: its move into a fleet.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Show the data dir, the supervisor, autorecover and account counts by state.
     Status {
         /// Machine-readable output.
@@ -290,6 +293,17 @@ pub enum FleetCommand {
     /// The fleet key that seals WhatsApp device stores in the fleet store (in this host's keyring).
     #[command(subcommand)]
     Key(FleetKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy this machine's store into an empty fleet store: accounts, history, settings,
+    /// webhooks and each linked WhatsApp number's device store (sealed with the fleet key), in
+    /// one transaction, every table's row count checked. This machine's data is left as it is.
+    MigrateTo {
+        /// The fleet store: postgres://user@host[:port]/database (password from --password-secret).
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

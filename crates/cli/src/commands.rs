@@ -14,7 +14,7 @@ use lifeline_runtime::Parts;
 
 use crate::args::{
     AccountCommand, AddArgs, AutorecoverMode, Cli, Command, ExportArgs, PolicyCommand,
-    SecretCommand, Target as TargetArg, WhatArg,
+    SecretCommand, StoreCommand, Target as TargetArg, WhatArg,
 };
 use crate::report;
 
@@ -28,7 +28,7 @@ pub async fn run(cli: Cli) -> Result {
     };
     let db = store.path().map(std::path::Path::to_owned);
     // A damaged page that opening did not read surfaces on a query: name the file all the same.
-    dispatch(&dir, store, cli.command)
+    dispatch(&dir, store, cli.command, &cli.password_secret)
         .await
         .map_err(|e| match &db {
             Some(db) => e.in_database(db),
@@ -36,7 +36,7 @@ pub async fn run(cli: Cli) -> Result {
         })
 }
 
-async fn dispatch(dir: &DataDir, store: Store, command: Command) -> Result {
+async fn dispatch(dir: &DataDir, store: Store, command: Command, password_secret: &str) -> Result {
     let ops = || Queued::new(dir.clone(), store.clone(), Parts::system(dir).connectors);
     let outcome = match command {
         Command::Account(AccountCommand::Add(a)) => account_add(&ops(), a).await,
@@ -46,6 +46,9 @@ async fn dispatch(dir: &DataDir, store: Store, command: Command) -> Result {
         Command::Export(a) => export(&store, a).await,
         Command::Secret(c) => secret(&store, c).await,
         Command::Fleet(c) => crate::fleet::run(&store, c).await,
+        Command::Store(StoreCommand::MigrateTo { url }) => {
+            crate::fleet::migrate_to(dir, &store, &url, password_secret).await
+        }
         Command::Status { json } => report::status(dir, &store, json).await,
         Command::Policy(c) => policy(&ops(), &store, c).await,
         Command::Link { id, phone } => return crate::link::link(dir, store, id, phone).await,

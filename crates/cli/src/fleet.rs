@@ -1,12 +1,13 @@
 //! `lifeline fleet`: the fleet key in this host's keyring, and the state of a fleet store (its
-//! instances, their leases and heartbeats, the fleet's totals).
+//! instances, their leases and heartbeats, the fleet's totals). `lifeline store migrate-to`:
+//! this machine's store into a fleet store.
 
 use std::io::{IsTerminal, Read, Write};
 use std::sync::Arc;
 
 use lifeline_engine::model::SecretName;
 use lifeline_engine::secrets::{self, KeyringSecretStore, SecretValue};
-use lifeline_engine::{Error, InputError, Store};
+use lifeline_engine::{DataDir, Error, InputError, Store};
 use lifeline_fleet::{DEFAULT_TTL, FleetKey, FleetStore, StoreUrl};
 
 use crate::args::{FleetCommand, FleetKeyCommand};
@@ -132,6 +133,54 @@ pub async fn connect(url: &str, password_secret: &str, connections: u32) -> Resu
     )
     .await
     .map_err(Error::from)
+}
+
+/// `lifeline store migrate-to URL`: this machine's store into an empty fleet store.
+pub async fn migrate_to(dir: &DataDir, store: &Store, url: &str, password_secret: &str) -> Result {
+    use lifeline_engine::store::migrate::{Progress, migrate_to_fleet};
+    if store.is_fleet() {
+        return Err(refused(
+            "migrate-to copies this machine's own store: give the fleet store as its argument, not with --store".into(),
+        ));
+    }
+    if let Some(pid) = dir.supervisor() {
+        return Err(refused(format!(
+            "a Lifeline supervisor (pid {pid}) runs on this data dir: quit the desktop app or stop `lifeline serve` first, so nothing changes during the copy; nothing was copied"
+        )));
+    }
+    let fleet = connect(url, password_secret, 2).await?;
+    let key = host_key().await?;
+    let connectors = lifeline_runtime::Parts::system(dir).connectors;
+    let terminal = std::io::stderr().is_terminal();
+    let progress = move |p: Progress| match p {
+        Progress::DeviceStore { account } if terminal => {
+            eprint!("\raccount {account}: device store sealed\x1b[K");
+        }
+        Progress::Rows { table, rows } if terminal => {
+            eprint!("\r{table}: {rows} rows\x1b[K");
+        }
+        _ => {}
+    };
+    let migrated = migrate_to_fleet(store, &fleet, &connectors, key.as_ref(), progress).await;
+    if terminal {
+        eprint!("\r\x1b[K");
+    }
+    let migrated = migrated?;
+    println!("Copied {} into {}:", store.location(), fleet.url());
+    for (table, rows) in &migrated.tables {
+        println!("  {table:<20} {rows:>10} rows (the same count on both sides)");
+    }
+    println!(
+        "  {:<20} {:>10} sealed with the fleet key",
+        "device stores", migrated.device_stores
+    );
+    println!(
+        "This machine's store is unchanged. Run the fleet with --store {} (or LIFELINE_STORE); \
+         secrets the accounts and webhooks name stay in this host's keyring: set them on each fleet host.",
+        fleet.url()
+    );
+    fleet.close().await;
+    Ok(())
 }
 
 async fn status(store: &Store, json: bool) -> Result {

@@ -114,6 +114,50 @@ fn fleet_status_and_the_fleet_key() {
     // (One keyring serves every data dir of the test session, as on one host.)
     let _ = common::lifeline(dir, &["secret", "delete", "fleet-key"]);
     assert_eq!(ok(dir, &["fleet", "key", "show"]).trim(), "none");
+
+    // A laptop's store to move into a fleet: two WebSocket accounts, a linked WhatsApp number
+    // (its device store stands in as a copy of a SQLite file), a webhook and a policy change.
+    let laptop = tempfile::tempdir().expect("laptop");
+    let laptop = laptop.path();
+    ok(laptop, &common::ws_add_args("Toko 1", "ws://127.0.0.1:9/1"));
+    ok(
+        laptop,
+        &common::ws_add_args("Toko \"2\", Jakarta", "ws://127.0.0.1:9/2"),
+    );
+    ok(
+        laptop,
+        &["account", "add", "--kind", "whatsapp", "--name", "Nomor CS"],
+    );
+    ok(laptop, &["webhook", "add", "http://127.0.0.1:9/hook"]);
+    ok(laptop, &["policy", "preset", "careful"]);
+    std::fs::create_dir_all(laptop.join("whatsapp")).expect("whatsapp dir");
+    std::fs::copy(
+        laptop.join("lifeline.db"),
+        laptop.join("whatsapp/account-3.db"),
+    )
+    .expect("device store");
+    let migrate_url = cluster.database("migrate").expect("database").to_string();
+    let migrate = [
+        "store",
+        "migrate-to",
+        migrate_url.as_str(),
+        "--password-secret",
+        "fleet-cli-pw",
+    ];
+    let on_fleet = |args: &[&str]| {
+        let mut all = vec![
+            "--store",
+            migrate_url.as_str(),
+            "--password-secret",
+            "fleet-cli-pw",
+        ];
+        all.extend_from_slice(args);
+        ok(dir, &all)
+    };
+    // A linked number, and no fleet key on this host: refused, nothing copied.
+    let e = bad_input(laptop, &migrate);
+    assert!(e.contains("fleet key"), "{e}");
+    assert_eq!(on_fleet(&["account", "list", "--json"]).trim(), "[]");
     let made = ok(dir, &["fleet", "key", "new"]);
     let fingerprint = ok(dir, &["fleet", "key", "show"]).trim().to_owned();
     assert_eq!(fingerprint.len(), 16);
@@ -145,6 +189,38 @@ fn fleet_status_and_the_fleet_key() {
         ],
     );
     assert!(text.contains("none set yet"), "{text}");
+
+    // While a supervisor runs on the laptop's data dir: refused.
+    let running = common::serve(laptop, &[]);
+    let e = bad_input(laptop, &migrate);
+    assert!(e.contains("supervisor"), "{e}");
+    drop(running);
+    // With the key: everything moves, every table's count checked.
+    let out = ok(laptop, &migrate);
+    assert!(out.contains("accounts") && out.contains("3 rows"), "{out}");
+    assert!(
+        out.contains("device stores") && out.contains("1 sealed"),
+        "{out}"
+    );
+    // The fleet answers as the laptop did.
+    let json = |text: String| serde_json::from_str::<serde_json::Value>(&text).expect("json");
+    assert_eq!(
+        json(on_fleet(&["account", "list", "--json"])),
+        json(ok(laptop, &["account", "list", "--json"]))
+    );
+    let events = ["export", "--what", "events", "--out", "-"];
+    assert_eq!(on_fleet(&events), ok(laptop, &events));
+    assert_eq!(
+        on_fleet(&["webhook", "list"]),
+        ok(laptop, &["webhook", "list"])
+    );
+    // Again into the same (no longer empty) fleet store, or from a fleet store: refused.
+    let e = bad_input(laptop, &migrate);
+    assert!(e.contains("empty"), "{e}");
+    let mut from_fleet = vec!["--store", migrate_url.as_str()];
+    from_fleet.extend_from_slice(&migrate);
+    let e = bad_input(laptop, &from_fleet);
+    assert!(e.contains("own store"), "{e}");
     ok(dir, &["secret", "delete", "fleet-key"]);
 }
 

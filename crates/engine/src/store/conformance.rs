@@ -1073,3 +1073,182 @@ async fn csv_exports_from_both_stores_are_the_same() {
     postgres.close().await;
     sqlite.close().await;
 }
+
+/// A connector whose every WhatsApp account has a device store: its snapshot names the account.
+#[derive(Debug)]
+struct Devices;
+
+impl crate::connector::Connector for Devices {
+    fn run(
+        &self,
+        _: crate::connector::ConnectRequest,
+        _: tokio::sync::mpsc::Sender<crate::connector::ConnEvent>,
+        _: tokio_util::sync::CancellationToken,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(std::future::pending())
+    }
+
+    fn snapshot(&self, account: &crate::model::Account) -> crate::Result<Option<Vec<u8>>> {
+        Ok(Some(format!("device store of {}", account.id).into_bytes()))
+    }
+}
+
+/// A machine's store moves into an empty fleet store whole: the fleet answers as the machine
+/// did (accounts, history, exports, webhooks, settings), goes on numbering after the copied
+/// ids, holds a free lease per account and each number's device store sealed. A failure half
+/// way leaves the fleet store empty; a second migration into it is refused.
+#[tokio::test]
+async fn a_machines_store_moves_into_a_fleet_store_whole_or_not_at_all() {
+    use crate::connector::Connectors;
+    use crate::export::{ExportFilter, ExportKind, export_csv_at};
+    use crate::store::migrate::{Progress, migrate_to_fleet};
+    let Some((_cluster, fleet)) = fleet_store("migrate").await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sqlite = Store::open_path(&tmp.path().join("t.db"))
+        .await
+        .expect("sqlite store");
+    scenario(&sqlite).await;
+    let postgres = Store::fleet(&fleet);
+    let connectors = Connectors::new().with(AccountKind::Whatsapp, std::sync::Arc::new(Devices));
+    let key = lifeline_fleet::FleetKey::generate().expect("key");
+    let whatsapp: Vec<AccountId> = sqlite
+        .accounts()
+        .await
+        .expect("accounts")
+        .iter()
+        .filter(|a| a.kind == AccountKind::Whatsapp)
+        .map(|a| a.id)
+        .collect();
+    assert!(!whatsapp.is_empty());
+    let empty = |postgres: Store| async move {
+        postgres.accounts().await.expect("accounts").is_empty()
+            && postgres.outbox_stats().await.expect("outbox").pending == 0
+    };
+
+    // Linked numbers and no fleet key: refused before anything is written.
+    let e = migrate_to_fleet(&sqlite, &fleet, &connectors, None, |_| {})
+        .await
+        .expect_err("no key");
+    assert!(e.is_input() && e.to_string().contains("fleet key"), "{e}");
+    assert!(empty(postgres.clone()).await);
+
+    // A row PostgreSQL cannot hold (text with a NUL byte), met late in the copy: nothing stays.
+    let pool = sqlite.pool();
+    sqlx::query("UPDATE webhook_deliveries SET type = 'account.' || char(0) WHERE id = (SELECT max(id) FROM webhook_deliveries)")
+        .execute(pool)
+        .await
+        .expect("damage");
+    let e = migrate_to_fleet(&sqlite, &fleet, &connectors, Some(&key), |_| {})
+        .await
+        .expect_err("a row PostgreSQL refuses");
+    assert!(!e.to_string().is_empty());
+    assert!(
+        empty(postgres.clone()).await,
+        "a failed copy left rows behind"
+    );
+    sqlx::query(
+        "UPDATE webhook_deliveries SET type = 'account.dropped' WHERE type = 'account.' || char(0)",
+    )
+    .execute(pool)
+    .await
+    .expect("repair");
+
+    let mut seen = Vec::new();
+    let migrated = migrate_to_fleet(&sqlite, &fleet, &connectors, Some(&key), |p| seen.push(p))
+        .await
+        .expect("migrate");
+    assert_eq!(migrated.device_stores, whatsapp.len() as u64);
+    for (table, rows) in &migrated.tables {
+        assert!(
+            seen.contains(&Progress::Rows { table, rows: *rows }),
+            "{table}"
+        );
+    }
+    let rows = |name: &str| {
+        migrated
+            .tables
+            .iter()
+            .find(|(t, _)| *t == name)
+            .map(|(_, n)| *n)
+            .expect(name)
+    };
+    assert!(
+        rows("events") >= 12 && rows("webhook_deliveries") >= 12,
+        "{migrated:?}"
+    );
+
+    // The fleet answers as the machine did.
+    assert_eq!(
+        format!("{:?}", postgres.accounts().await.expect("accounts")),
+        format!("{:?}", sqlite.accounts().await.expect("accounts"))
+    );
+    assert_eq!(
+        format!("{:?}", postgres.webhooks().await.expect("webhooks")),
+        format!("{:?}", sqlite.webhooks().await.expect("webhooks"))
+    );
+    assert_eq!(
+        postgres.setting("webhook.id_prefix").await.expect("prefix"),
+        sqlite.setting("webhook.id_prefix").await.expect("prefix")
+    );
+    assert_eq!(
+        postgres.outbox_stats().await.expect("outbox"),
+        sqlite.outbox_stats().await.expect("outbox")
+    );
+    let now = crate::time::to_ms(at(400.0));
+    for kind in [ExportKind::Sessions, ExportKind::Events, ExportKind::Lives] {
+        let mut csv = Vec::new();
+        for store in [&sqlite, &postgres] {
+            let (_, out) = export_csv_at(
+                store,
+                kind,
+                ExportFilter::default(),
+                now,
+                Vec::new(),
+                |_| {},
+            )
+            .await
+            .expect("export");
+            csv.push(out);
+        }
+        assert_eq!(csv[0], csv[1], "{kind:?}");
+    }
+    // Each number's device store, sealed, opens with the key; every account has a free lease.
+    for id in &whatsapp {
+        let plain = fleet
+            .device_store(id.0, &key)
+            .await
+            .expect("device store")
+            .expect("stored");
+        assert_eq!(plain, format!("device store of {id}").into_bytes());
+    }
+    let leases: i64 = sqlx::query_scalar("SELECT count(*) FROM account_leases WHERE owner IS NULL")
+        .fetch_one(fleet.pool())
+        .await
+        .expect("leases");
+    assert_eq!(
+        leases as usize,
+        sqlite.accounts().await.expect("accounts").len()
+    );
+    // Ids go on after the copied ones.
+    let highest = sqlx::query_scalar::<_, i64>("SELECT max(id) FROM accounts")
+        .fetch_one(pool)
+        .await
+        .expect("max id");
+    let next = postgres
+        .add_account(NewAccount::new(AccountKind::Whatsapp, "after the move"))
+        .await
+        .expect("add");
+    assert_eq!(next.id, AccountId(highest + 1));
+
+    // Into a fleet store that holds accounts: refused, nothing changed.
+    let before = postgres.accounts().await.expect("accounts").len();
+    let e = migrate_to_fleet(&sqlite, &fleet, &connectors, Some(&key), |_| {})
+        .await
+        .expect_err("not empty");
+    assert!(e.is_input() && e.to_string().contains("empty"), "{e}");
+    assert_eq!(postgres.accounts().await.expect("accounts").len(), before);
+    postgres.close().await;
+    sqlite.close().await;
+}

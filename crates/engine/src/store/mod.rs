@@ -10,6 +10,7 @@ mod commands;
 mod conformance;
 mod fence;
 mod history;
+pub mod migrate;
 mod remote;
 mod settings;
 mod supervision;
