@@ -46,16 +46,27 @@ pub async fn health(State(api): State<Api>) -> Result<Response, ApiError> {
     Ok((status, axum::Json(r)).into_response())
 }
 
+/// How long `/metrics` waits for the outbox's figures before answering without them.
+const METRICS_STORE_WAIT: std::time::Duration = report::STORE_WAIT;
+
 /// Prometheus metrics: OpenMetrics when the scraper asks for it, the classic text format otherwise.
 #[utoipa::path(get, path = "/metrics", tag = "monitoring",
     responses((status = 200, description = "Prometheus text exposition (OpenMetrics when asked for with `Accept`)",
         content((String = "text/plain"), (String = "application/openmetrics-text")))))]
 pub async fn metrics(State(api): State<Api>, headers: HeaderMap) -> Response {
-    match api.sup.store().outbox_stats().await {
-        Ok(stats) => api.sup.metrics().set_outbox(&stats, chrono::Utc::now()),
-        Err(e) => tracing::warn!(error = %e, "webhook outbox not readable for /metrics"),
+    // A scrape answers promptly even while the store is unreachable (a fleet store's
+    // PostgreSQL restarting): what needs the database keeps its last values.
+    let store = api.sup.store();
+    let (outbox, fleet) = tokio::join!(
+        tokio::time::timeout(METRICS_STORE_WAIT, store.outbox_stats()),
+        report::fleet_part(store),
+    );
+    match outbox {
+        Ok(Ok(stats)) => api.sup.metrics().set_outbox(&stats, chrono::Utc::now()),
+        Ok(Err(e)) => tracing::warn!(error = %e, "webhook outbox not readable for /metrics"),
+        Err(_) => tracing::warn!("webhook outbox not readable for /metrics in time"),
     }
-    if let Some(part) = report::fleet_part(api.sup.store()).await {
+    if let Some(part) = fleet {
         api.sup.metrics().set_fleet(&part);
     }
     let body = api.sup.metrics().render(&api.sup.counts());

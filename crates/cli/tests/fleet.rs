@@ -224,6 +224,204 @@ fn fleet_status_and_the_fleet_key() {
     ok(dir, &["secret", "delete", "fleet-key"]);
 }
 
+/// PostgreSQL stopped at once (as a crash) and started again under two serving instances
+/// while accounts drop and reconnect: the instances keep their sockets and their leases,
+/// reconnect to the database, and what happened while it was down is recorded once it is back;
+/// no row committed before is lost.
+#[test]
+fn a_postgresql_restart_under_load_keeps_the_sockets_and_loses_no_row() {
+    if !keyring_available() {
+        eprintln!("skipped: set LIFELINE_TEST_KEYRING=1 (an unlocked Secret Service)");
+        return;
+    }
+    let Some(cluster) = cluster::for_test() else {
+        return;
+    };
+    const ACCOUNTS: usize = 20;
+    let url = cluster.database("restart").expect("database");
+    let (rt, sim) = common::sim();
+    let fleet = rt
+        .block_on(FleetStore::connect(&url, Some(PASSWORD)))
+        .expect("connect");
+    let store = lifeline_engine::Store::fleet(&fleet);
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().expect("dir")).collect();
+    set_secret(dirs[0].path(), "fleet-restart-pw", PASSWORD);
+    let url = url.to_string();
+    let args = [
+        "--store",
+        url.as_str(),
+        "--password-secret",
+        "fleet-restart-pw",
+    ];
+    let cli = |extra: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(extra);
+        ok(dirs[0].path(), &all)
+    };
+    for i in 0..ACCOUNTS {
+        let name = format!("shop {i}");
+        let target = sim.url(&i.to_string());
+        cli(&common::ws_add_args(&name, &target));
+    }
+    for setting in [
+        "autorecover.start_delay_ms=0",
+        "pacing.rate_per_s=50",
+        "backoff.base_ms=50",
+        "backoff.floor_closed_ms=50",
+    ] {
+        cli(&["policy", "set", setting]);
+    }
+    // Leases of 40 s: the database stays down longer than a write waits for a connection
+    // (10 s), so such a write fails and is tried again, and still well inside the leases.
+    let mut serve_args = args.to_vec();
+    serve_args.extend_from_slice(&["--lease-ttl", "40"]);
+    let instances: Vec<_> = dirs
+        .iter()
+        .map(|d| common::serve(d.path(), &serve_args))
+        .collect();
+    let held = || {
+        let mut held: Vec<i64> = rt
+            .block_on(fleet.instances(std::time::Duration::from_secs(40)))
+            .expect("instances")
+            .iter()
+            .filter(|i| i.alive)
+            .map(|i| i.leases)
+            .collect();
+        held.sort_unstable();
+        held
+    };
+    let connected_in_store = || {
+        rt.block_on(store.accounts())
+            .map(|accounts| {
+                accounts
+                    .iter()
+                    .all(|a| a.state == lifeline_engine::state::State::Connected)
+            })
+            .unwrap_or(false)
+    };
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "every account connected, and recorded",
+        || sim.total_live() == ACCOUNTS && held() == [10, 10] && connected_in_store(),
+    );
+    let before: Vec<i64> = events(&rt, &store).iter().map(|e| e.id).collect();
+    let accepted: Vec<u64> = (0..ACCOUNTS)
+        .map(|i| sim.stats(&format!("/s/{i}")).accepted)
+        .collect();
+
+    // Down: accounts 1-5 drop just before, 6-10 while the database is away. Their sockets come
+    // back (connecting needs no database); their transitions wait in the instances.
+    let path = |i: usize| format!("/s/{i}");
+    for i in 0..5 {
+        sim.inject(lifeline_sim::Fault::Drop {
+            path: Some(path(i)),
+        });
+    }
+    cluster.stop_server().expect("PostgreSQL stops");
+    let down = std::time::Instant::now();
+    for i in 5..10 {
+        sim.inject(lifeline_sim::Fault::Drop {
+            path: Some(path(i)),
+        });
+    }
+    wait_for(
+        std::time::Duration::from_secs(8),
+        "the dropped accounts reconnected while the database is down",
+        || {
+            (0..10).all(|i| {
+                sim.stats(&path(i)).accepted == accepted[i] + 1 && sim.stats(&path(i)).live == 1
+            })
+        },
+    );
+    // Monitoring answers meanwhile, without the figures only the database has.
+    let (code, metrics) = common::http(&instances[0].http, "GET", "/metrics", &[], b"");
+    assert_eq!(code, 200, "{metrics}");
+    assert!(
+        metrics.contains("lifeline_fleet_leases_held 10"),
+        "{metrics}"
+    );
+    // Down for longer than a write waits for a connection.
+    wait_for(
+        std::time::Duration::from_secs(20),
+        "an outage longer than a connection wait",
+        || down.elapsed() > std::time::Duration::from_secs(11),
+    );
+    cluster.start_server().expect("PostgreSQL starts");
+    let restarted = std::time::Instant::now();
+    eprintln!("PostgreSQL was down for {:?}", down.elapsed());
+    // Both keepers reconnected and renewed since.
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "a heartbeat from each instance after the restart",
+        || {
+            rt.block_on(fleet.instances(std::time::Duration::from_secs(40)))
+                .is_ok_and(|all| {
+                    let fresh = all
+                        .iter()
+                        .filter(|i| {
+                            i.alive && i.heartbeat_age_s < restarted.elapsed().as_secs_f64()
+                        })
+                        .count();
+                    fresh == 2
+                })
+        },
+    );
+
+    // Back: every transition made meanwhile is written, and every row from before is there.
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the transitions made while the database was down",
+        || {
+            let after = rt.block_on(store.events_page(lifeline_engine::store::HistoryPage {
+                account: None,
+                range: lifeline_engine::time::TimeRange::default(),
+                after: None,
+                limit: 1000,
+            }));
+            after.is_ok_and(|events| {
+                (1..=10).all(|id| {
+                    events.iter().any(|e| {
+                        e.account_id.0 == id
+                            && !before.contains(&e.id)
+                            && e.to == lifeline_engine::state::State::Connected
+                    })
+                })
+            }) && connected_in_store()
+        },
+    );
+    let after = events(&rt, &store);
+    let ids: std::collections::HashSet<i64> = after.iter().map(|e| e.id).collect();
+    assert!(
+        before.iter().all(|id| ids.contains(id)),
+        "a row from before the restart is gone"
+    );
+    let drops = after
+        .iter()
+        .filter(|e| {
+            !before.contains(&e.id) && e.from == lifeline_engine::state::StateKind::Connected
+        })
+        .count();
+    assert_eq!(drops, 10, "each drop recorded once");
+    // The untouched accounts kept their sockets; no lease moved; never two sockets on a path.
+    for (i, before) in accepted.iter().enumerate().skip(10) {
+        let stats = sim.stats(&path(i));
+        assert_eq!(
+            (stats.accepted, stats.live),
+            (*before, 1),
+            "account {}",
+            i + 1
+        );
+    }
+    assert!((0..ACCOUNTS).all(|i| sim.stats(&path(i)).max_live <= 1));
+    assert_eq!(held(), [10, 10]);
+    let totals = rt
+        .block_on(fleet.totals(std::time::Duration::from_secs(40)))
+        .expect("totals");
+    assert_eq!(totals.takeovers, 0, "{totals:?}");
+    drop(instances);
+    let _ = common::lifeline(dirs[0].path(), &["secret", "delete", "fleet-restart-pw"]);
+}
+
 /// Accounts and instances as the fleet store sees them: (instance id, leases held) of the live
 /// instances, and the paths of the simulator with a live socket.
 fn leases(rt: &tokio::runtime::Runtime, fleet: &FleetStore) -> Vec<(String, i64)> {

@@ -222,6 +222,16 @@ impl Error {
         }
     }
 
+    /// True when the store could not be reached or went away mid-write (a fleet store's
+    /// PostgreSQL restarting): the same write may succeed once it is back.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Database(e) => lifeline_fleet::transient(e),
+            Error::Fleet(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
     /// Names the database file in a damage report that surfaced only on a query (a damaged page
     /// that opening did not touch), so it reads like one found on open: which file, what to do.
     pub fn in_database(self, path: &std::path::Path) -> Self {

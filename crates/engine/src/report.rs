@@ -83,26 +83,39 @@ pub struct FleetTotalsView {
     pub stale_writes_refused: i64,
 }
 
+/// How long a report waits for figures only the database has (the fleet's totals) before it
+/// answers without them: monitoring stays prompt while a fleet store is unreachable.
+pub const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An instance's part in its fleet and the fleet's totals, as `/health` and `/metrics` report
 /// them (`None`: not an instance of a fleet).
 pub async fn fleet_part(store: &Store) -> Option<FleetPart> {
     let fence = store.fence()?;
     let mine = fence.instance().counts();
     let totals = match store.fleet_store() {
-        Some(fleet) => match fleet.totals(lifeline_fleet::DEFAULT_TTL).await {
-            Ok(t) => Some(FleetTotalsView {
-                accounts: t.accounts,
-                live_instances: t.live_instances,
-                leases_held: t.leases_held,
-                takeovers: t.takeovers,
-                renew_failures: t.renew_failures,
-                stale_writes_refused: t.stale_writes_refused,
-            }),
-            Err(e) => {
-                tracing::warn!(error = %e, "fleet totals not readable");
-                None
+        Some(fleet) => {
+            match tokio::time::timeout(STORE_WAIT, fleet.totals(lifeline_fleet::DEFAULT_TTL))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(lifeline_fleet::Error::Unreachable {
+                        target: fleet.url().target(),
+                        detail: format!("no answer within {} s", STORE_WAIT.as_secs()),
+                    })
+                }) {
+                Ok(t) => Some(FleetTotalsView {
+                    accounts: t.accounts,
+                    live_instances: t.live_instances,
+                    leases_held: t.leases_held,
+                    takeovers: t.takeovers,
+                    renew_failures: t.renew_failures,
+                    stale_writes_refused: t.stale_writes_refused,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "fleet totals not readable");
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     Some(FleetPart {

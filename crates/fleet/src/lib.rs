@@ -96,6 +96,45 @@ impl Error {
             Error::BadUrl(_) | Error::PasswordInUrl | Error::Seal(SealError::BadKey)
         )
     }
+
+    /// True when the database could not be reached or went away mid-statement (a restart, a
+    /// network cut): the same statement may succeed once it is back.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Database(e) => transient(e),
+            Error::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database error is one of losing the server rather than one of the statement:
+/// the connection broke or timed out, or PostgreSQL was shutting down or not yet accepting
+/// connections (SQLSTATE class 08, 57P01–57P03, 53300).
+pub fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losing_the_server_is_transient_and_a_statement_error_is_not() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(transient(&io));
+        assert!(transient(&sqlx::Error::PoolTimedOut));
+        assert!(!transient(&sqlx::Error::RowNotFound));
+        assert!(!transient(&sqlx::Error::PoolClosed));
+        assert!(Error::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!Error::PasswordInUrl.is_transient());
+    }
+}

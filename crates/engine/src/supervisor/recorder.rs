@@ -117,7 +117,11 @@ pub(crate) async fn run(
                     write_breaker(&store, &clock, account, &breaker).await;
                 }
                 RecorderMsg::Identity { account, identity } => {
-                    if let Err(e) = store.set_identity(account, &identity).await {
+                    if let Err(e) = persist(&clock, "an identity", || {
+                        store.set_identity(account, &identity)
+                    })
+                    .await
+                    {
                         tracing::warn!(account = account.0, error = %e, "identity not recorded");
                     }
                 }
@@ -165,9 +169,10 @@ pub(crate) async fn run(
             emit_alerts(&mut alerter, &store, &clock, &updates).await;
         }
         if !remote.is_empty()
-            && let Err(e) = clock
-                .hold(store.save_remote_sessions(&remote, clock.now()))
-                .await
+            && let Err(e) = persist(&clock, "remote sessions", || {
+                store.save_remote_sessions(&remote, clock.now())
+            })
+            .await
         {
             tracing::warn!(error = %e, sessions = remote.len(), "remote sessions not recorded");
         }
@@ -185,7 +190,7 @@ pub(crate) async fn run(
 /// Every webhook attempt of a batch in one transaction; each sender gets its own answers.
 async fn write_attempts(store: &Store, clock: &Clock, batch: Vec<(Vec<Attempt>, AttemptsAck)>) {
     let all: Vec<Attempt> = batch.iter().flat_map(|(a, _)| a.iter().cloned()).collect();
-    match clock.hold(store.record_attempts(&all)).await {
+    match persist(clock, "webhook attempts", || store.record_attempts(&all)).await {
         Ok(mut failing) => {
             for (attempts, ack) in batch.into_iter().rev() {
                 let mine = failing.split_off(failing.len().saturating_sub(attempts.len()));
@@ -221,9 +226,10 @@ async fn emit_alerts(
             continue;
         };
         let kind = format!("alert.{}", data["kind"].as_str().unwrap_or("raised"));
-        if let Err(e) = clock
-            .hold(store.enqueue_webhook_message("alert", &kind, alert.account(), &data, now))
-            .await
+        if let Err(e) = persist(clock, "an alert", || {
+            store.enqueue_webhook_message("alert", &kind, alert.account(), &data, now)
+        })
+        .await
         {
             tracing::warn!(error = %e, "alert not queued for webhooks");
         }
@@ -238,9 +244,10 @@ pub(crate) async fn write_breaker(
     account: AccountId,
     breaker: &Breaker,
 ) {
-    if let Err(e) = clock
-        .hold(store.save_breaker(account, breaker, clock.now()))
-        .await
+    if let Err(e) = persist(clock, "a breaker", || {
+        store.save_breaker(account, breaker, clock.now())
+    })
+    .await
     {
         tracing::error!(account = account.0, error = %e, "could not persist breaker");
     }
@@ -253,7 +260,11 @@ pub(crate) async fn write_transitions(
     clock: &Clock,
     records: Vec<TransitionRecord>,
 ) -> Vec<Option<crate::state::Event>> {
-    match clock.hold(store.record_transitions(records.clone())).await {
+    match persist(clock, "transitions", || {
+        store.record_transitions(records.clone())
+    })
+    .await
+    {
         Ok(events) => events.into_iter().map(Some).collect(),
         Err(batch_err) => {
             if records.len() == 1 {
@@ -263,7 +274,11 @@ pub(crate) async fn write_transitions(
             let mut out = Vec::with_capacity(records.len());
             for r in records {
                 let id = r.account_id;
-                match clock.hold(store.record_transitions(vec![r])).await {
+                match persist(clock, "a transition", || {
+                    store.record_transitions(vec![r.clone()])
+                })
+                .await
+                {
                     Ok(mut e) => out.push(e.pop()),
                     Err(e) => {
                         tracing::warn!(account = id.0, error = %e, "transition not recorded");
@@ -272,6 +287,47 @@ pub(crate) async fn write_transitions(
                 }
             }
             out
+        }
+    }
+}
+
+/// First and longest wait between two tries of a write while the store is unreachable.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs a store write until it is done or fails for a reason of its own. While the store
+/// cannot be reached (a fleet store's PostgreSQL restarting, a network cut), the write waits and
+/// is tried again, so what the supervisor saw meanwhile is recorded once the store is back
+/// rather than lost. A write the fence refuses (the lease moved meanwhile) is not retried.
+pub(crate) async fn persist<T, F>(
+    clock: &Clock,
+    what: &str,
+    mut write: impl FnMut() -> F,
+) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let mut wait = RETRY_FIRST;
+    let mut down_since: Option<std::time::Instant> = None;
+    loop {
+        match clock.hold(write()).await {
+            Err(e) if e.is_transient() => {
+                if down_since.is_none() {
+                    tracing::warn!(error = %e, "the store is unreachable: {what} kept and tried again");
+                    down_since = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+            outcome => {
+                if let Some(since) = down_since {
+                    tracing::info!(
+                        after_ms = since.elapsed().as_millis() as u64,
+                        "the store is back: {what} written"
+                    );
+                }
+                return outcome;
+            }
         }
     }
 }
