@@ -263,7 +263,23 @@ async fn stores(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Row>> {
     let postgres = store_run(Store::fleet(&fleet), &sim, n, "pg").await?;
     sim.shutdown();
     let per_s = |d: Duration| n as f64 / d.as_secs_f64();
+    let moved = migration(
+        cluster,
+        &tmp.path().join("bench.db"),
+        n * MIGRATED_EVENTS_PER_ACCOUNT,
+    )
+    .await?;
     Ok(vec![
+        Row::ratio(
+            format!(
+                "fleet store: migrate-to of {n} accounts and {} events, vs a CSV export of those events",
+                moved.events
+            ),
+            moved.migrate.as_secs_f64(),
+            moved.export.as_secs_f64(),
+            "s",
+            "",
+        ),
         Row::ratio(
             format!("fleet store: restore of {n} accounts, PostgreSQL vs SQLite"),
             postgres.restore.as_secs_f64(),
@@ -281,4 +297,74 @@ async fn stores(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Row>> {
             "",
         ),
     ])
+}
+
+/// Events of history per account in the migration measure.
+const MIGRATED_EVENTS_PER_ACCOUNT: usize = 200;
+
+/// What moving a machine's store into a fleet store took, beside exporting its events.
+struct Migration {
+    events: u64,
+    migrate: Duration,
+    export: Duration,
+}
+
+/// Gives the SQLite store at `db` (the comparison's accounts) `events` rows of history, then
+/// times `lifeline store migrate-to` into a fresh fleet store, and a CSV export of the same
+/// events as the baseline: both read every row, one writes them to PostgreSQL.
+async fn migration(
+    cluster: &Cluster,
+    db: &std::path::Path,
+    events: usize,
+) -> anyhow::Result<Migration> {
+    let source = Store::open_path(db).await?;
+    let pool = source.sqlite_pool().context("an SQLite store")?;
+    sqlx::query(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < $1) \
+         INSERT INTO events (account_id, at, from_state, to_state, reason, state_json, detail, triggered_by) \
+         SELECT a.id, 1700000000000 + x, 'connected', 'backoff', 'network', \
+                '{\"state\":\"backoff\",\"reason\":\"network\"}', 'connection reset by peer', 'system' \
+         FROM c JOIN accounts a ON a.id = 1 + (x % (SELECT count(*) FROM accounts))",
+    )
+    .bind(events as i64)
+    .execute(pool)
+    .await?;
+    let start = Instant::now();
+    let (exported, _) = lifeline_engine::export::export_csv(
+        &source,
+        lifeline_engine::export::ExportKind::Events,
+        Default::default(),
+        std::io::sink(),
+        |_| {},
+    )
+    .await?;
+    let export = start.elapsed();
+    let url = cluster.database("migrate")?;
+    let fleet = FleetStore::connect(&url, Some(PASSWORD)).await?;
+    let start = Instant::now();
+    let moved = lifeline_engine::store::migrate::migrate_to_fleet(
+        &source,
+        &fleet,
+        &Connectors::new(),
+        None,
+        |_| {},
+    )
+    .await?;
+    let migrate = start.elapsed();
+    let copied = moved
+        .tables
+        .iter()
+        .find(|(t, _)| *t == "events")
+        .map_or(0, |(_, rows)| *rows);
+    ensure!(
+        copied == exported,
+        "{copied} events copied, {exported} exported"
+    );
+    source.close().await;
+    fleet.close().await;
+    Ok(Migration {
+        events: copied,
+        migrate,
+        export,
+    })
 }
