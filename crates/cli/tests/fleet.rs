@@ -224,29 +224,65 @@ fn fleet_status_and_the_fleet_key() {
     ok(dir, &["secret", "delete", "fleet-key"]);
 }
 
+/// What a fleet process test starts from: a throwaway PostgreSQL with the fleet's database,
+/// the simulator, the test's own handle on the store, and `hosts` data dirs (the keyring holds
+/// the store's password under `secret`). `None` when the test has to skip.
+struct FleetSetup {
+    cluster: cluster::Cluster,
+    rt: tokio::runtime::Runtime,
+    sim: lifeline_sim::Sim,
+    fleet: FleetStore,
+    store: lifeline_engine::Store,
+    dirs: Vec<tempfile::TempDir>,
+    url: String,
+}
+
+fn fleet_setup(database: &str, hosts: usize, secret: &str) -> Option<FleetSetup> {
+    if !keyring_available() {
+        eprintln!("skipped: set LIFELINE_TEST_KEYRING=1 (an unlocked Secret Service)");
+        return None;
+    }
+    let cluster = cluster::for_test()?;
+    let url = cluster.database(database).expect("database");
+    let (rt, sim) = common::sim();
+    let fleet = rt
+        .block_on(FleetStore::connect(&url, Some(PASSWORD)))
+        .expect("connect");
+    let store = lifeline_engine::Store::fleet(&fleet);
+    let dirs: Vec<_> = (0..hosts)
+        .map(|_| tempfile::tempdir().expect("dir"))
+        .collect();
+    set_secret(dirs[0].path(), secret, PASSWORD);
+    Some(FleetSetup {
+        cluster,
+        rt,
+        sim,
+        fleet,
+        store,
+        dirs,
+        url: url.to_string(),
+    })
+}
+
 /// PostgreSQL stopped at once (as a crash) and started again under two serving instances
 /// while accounts drop and reconnect: the instances keep their sockets and their leases,
 /// reconnect to the database, and what happened while it was down is recorded once it is back;
 /// no row committed before is lost.
 #[test]
 fn a_postgresql_restart_under_load_keeps_the_sockets_and_loses_no_row() {
-    if !keyring_available() {
-        eprintln!("skipped: set LIFELINE_TEST_KEYRING=1 (an unlocked Secret Service)");
-        return;
-    }
-    let Some(cluster) = cluster::for_test() else {
+    let Some(FleetSetup {
+        cluster,
+        rt,
+        sim,
+        fleet,
+        store,
+        dirs,
+        url,
+    }) = fleet_setup("restart", 2, "fleet-restart-pw")
+    else {
         return;
     };
     const ACCOUNTS: usize = 20;
-    let url = cluster.database("restart").expect("database");
-    let (rt, sim) = common::sim();
-    let fleet = rt
-        .block_on(FleetStore::connect(&url, Some(PASSWORD)))
-        .expect("connect");
-    let store = lifeline_engine::Store::fleet(&fleet);
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().expect("dir")).collect();
-    set_secret(dirs[0].path(), "fleet-restart-pw", PASSWORD);
-    let url = url.to_string();
     let args = [
         "--store",
         url.as_str(),
@@ -459,23 +495,19 @@ fn wait_for(
 /// stop hands them over at once.
 #[test]
 fn three_serve_instances_share_the_accounts_and_take_over_from_a_killed_one() {
-    if !keyring_available() {
-        eprintln!("skipped: set LIFELINE_TEST_KEYRING=1 (an unlocked Secret Service)");
-        return;
-    }
-    let Some(cluster) = cluster::for_test() else {
+    let Some(FleetSetup {
+        cluster: _cluster,
+        rt,
+        sim,
+        fleet,
+        store,
+        dirs,
+        url,
+    }) = fleet_setup("instances", 3, "fleet-serve-pw")
+    else {
         return;
     };
     const ACCOUNTS: usize = 30;
-    let url = cluster.database("instances").expect("database");
-    let (rt, sim) = common::sim();
-    let fleet = rt
-        .block_on(FleetStore::connect(&url, Some(PASSWORD)))
-        .expect("connect");
-    let store = lifeline_engine::Store::fleet(&fleet);
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    set_secret(dirs[0].path(), "fleet-serve-pw", PASSWORD);
-    let url = url.to_string();
     let fleet_args = [
         "--store",
         url.as_str(),

@@ -30,6 +30,34 @@ async fn fleet_store(
     Some((cluster, fleet))
 }
 
+/// A fresh SQLite store and a fresh fleet store side by side (alive while this is), or `None`
+/// where PostgreSQL is not installed and the test may skip.
+struct Both {
+    _cluster: lifeline_fleet::cluster::Cluster,
+    _tmp: tempfile::TempDir,
+    fleet: lifeline_fleet::FleetStore,
+    sqlite: Store,
+    postgres: Store,
+}
+
+impl Both {
+    async fn new(name: &str) -> Option<Self> {
+        let (cluster, fleet) = fleet_store(name).await?;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sqlite = Store::open_path(&tmp.path().join("t.db"))
+            .await
+            .expect("sqlite store");
+        let postgres = Store::fleet(&fleet);
+        Some(Self {
+            _cluster: cluster,
+            _tmp: tmp,
+            fleet,
+            sqlite,
+            postgres,
+        })
+    }
+}
+
 /// The scenario's own clock: every time it passes in is this plus some seconds.
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0)
@@ -619,17 +647,13 @@ async fn run(store: &Store) -> Vec<String> {
 
 #[tokio::test]
 async fn the_fleet_store_answers_every_method_as_the_sqlite_store_does() {
-    let Some((_cluster, fleet)) = fleet_store("conformance").await else {
+    let Some(both) = Both::new("conformance").await else {
         return;
     };
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let sqlite = Store::open_path(&tmp.path().join("t.db"))
-        .await
-        .expect("sqlite store");
-    let postgres = Store::fleet(&fleet);
+    let (sqlite, postgres) = (&both.sqlite, &both.postgres);
 
-    let expected = run(&sqlite).await;
-    let got = run(&postgres).await;
+    let expected = run(sqlite).await;
+    let got = run(postgres).await;
     // The scenario reached the end and saw what it was meant to (not one refusal everywhere).
     assert!(expected.len() > 100, "{} steps", expected.len());
     let errors = expected.iter().filter(|l| l.contains(": Err(")).count();
@@ -663,16 +687,12 @@ async fn the_fleet_store_answers_every_method_as_the_sqlite_store_does() {
 /// What the scenario leaves, read with SQL: the same rows in every table.
 #[tokio::test]
 async fn the_outbox_trigger_and_the_recorder_write_the_same_rows_on_both() {
-    let Some((_cluster, fleet)) = fleet_store("rows").await else {
+    let Some(both) = Both::new("rows").await else {
         return;
     };
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let sqlite = Store::open_path(&tmp.path().join("t.db"))
-        .await
-        .expect("sqlite store");
-    let postgres = Store::fleet(&fleet);
-    scenario(&sqlite).await;
-    scenario(&postgres).await;
+    let (fleet, sqlite, postgres) = (&both.fleet, &both.sqlite, &both.postgres);
+    scenario(sqlite).await;
+    scenario(postgres).await;
     const EVENTS: &str = "SELECT id, account_id, at, from_state, to_state, reason, state_json, \
                           detail, triggered_by FROM events ORDER BY id";
     type EventRow = (
@@ -1024,16 +1044,12 @@ async fn fleet_instances_split_the_outbox_by_lease() {
 #[tokio::test]
 async fn csv_exports_from_both_stores_are_the_same() {
     use crate::export::{ExportFilter, ExportKind, export_csv_at};
-    let Some((_cluster, fleet)) = fleet_store("exports").await else {
+    let Some(both) = Both::new("exports").await else {
         return;
     };
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let sqlite = Store::open_path(&tmp.path().join("t.db"))
-        .await
-        .expect("sqlite store");
-    let postgres = Store::fleet(&fleet);
-    scenario(&sqlite).await;
-    scenario(&postgres).await;
+    let (sqlite, postgres) = (&both.sqlite, &both.postgres);
+    scenario(sqlite).await;
+    scenario(postgres).await;
     // Open sessions count to this time on both.
     let now = crate::time::to_ms(at(400.0));
     let filters = [
@@ -1061,8 +1077,8 @@ async fn csv_exports_from_both_stores_are_the_same() {
                     (rows, String::from_utf8(out).expect("utf-8"))
                 }
             };
-            let (lite_rows, lite) = export(&sqlite).await;
-            let (pg_rows, pg) = export(&postgres).await;
+            let (lite_rows, lite) = export(sqlite).await;
+            let (pg_rows, pg) = export(postgres).await;
             assert_eq!(pg, lite, "{kind:?} {filter:?}");
             assert_eq!(pg_rows, lite_rows);
             if filter == ExportFilter::default() {
@@ -1102,15 +1118,11 @@ async fn a_machines_store_moves_into_a_fleet_store_whole_or_not_at_all() {
     use crate::connector::Connectors;
     use crate::export::{ExportFilter, ExportKind, export_csv_at};
     use crate::store::migrate::{Progress, migrate_to_fleet};
-    let Some((_cluster, fleet)) = fleet_store("migrate").await else {
+    let Some(both) = Both::new("migrate").await else {
         return;
     };
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let sqlite = Store::open_path(&tmp.path().join("t.db"))
-        .await
-        .expect("sqlite store");
-    scenario(&sqlite).await;
-    let postgres = Store::fleet(&fleet);
+    let (fleet, sqlite, postgres) = (&both.fleet, &both.sqlite, &both.postgres);
+    scenario(sqlite).await;
     let connectors = Connectors::new().with(AccountKind::Whatsapp, std::sync::Arc::new(Devices));
     let key = lifeline_fleet::FleetKey::generate().expect("key");
     let whatsapp: Vec<AccountId> = sqlite
@@ -1128,7 +1140,7 @@ async fn a_machines_store_moves_into_a_fleet_store_whole_or_not_at_all() {
     };
 
     // Linked numbers and no fleet key: refused before anything is written.
-    let e = migrate_to_fleet(&sqlite, &fleet, &connectors, None, |_| {})
+    let e = migrate_to_fleet(sqlite, fleet, &connectors, None, |_| {})
         .await
         .expect_err("no key");
     assert!(e.is_input() && e.to_string().contains("fleet key"), "{e}");
@@ -1140,7 +1152,7 @@ async fn a_machines_store_moves_into_a_fleet_store_whole_or_not_at_all() {
         .execute(pool)
         .await
         .expect("damage");
-    let e = migrate_to_fleet(&sqlite, &fleet, &connectors, Some(&key), |_| {})
+    let e = migrate_to_fleet(sqlite, fleet, &connectors, Some(&key), |_| {})
         .await
         .expect_err("a row PostgreSQL refuses");
     assert!(!e.to_string().is_empty());
@@ -1156,7 +1168,7 @@ async fn a_machines_store_moves_into_a_fleet_store_whole_or_not_at_all() {
     .expect("repair");
 
     let mut seen = Vec::new();
-    let migrated = migrate_to_fleet(&sqlite, &fleet, &connectors, Some(&key), |p| seen.push(p))
+    let migrated = migrate_to_fleet(sqlite, fleet, &connectors, Some(&key), |p| seen.push(p))
         .await
         .expect("migrate");
     assert_eq!(migrated.device_stores, whatsapp.len() as u64);
@@ -1244,7 +1256,7 @@ async fn a_machines_store_moves_into_a_fleet_store_whole_or_not_at_all() {
 
     // Into a fleet store that holds accounts: refused, nothing changed.
     let before = postgres.accounts().await.expect("accounts").len();
-    let e = migrate_to_fleet(&sqlite, &fleet, &connectors, Some(&key), |_| {})
+    let e = migrate_to_fleet(sqlite, fleet, &connectors, Some(&key), |_| {})
         .await
         .expect_err("not empty");
     assert!(e.is_input() && e.to_string().contains("empty"), "{e}");
