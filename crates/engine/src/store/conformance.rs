@@ -1160,6 +1160,17 @@ async fn a_machines_store_moves_into_a_fleet_store_whole_or_not_at_all() {
         empty(postgres.clone()).await,
         "a failed copy left rows behind"
     );
+    // The outbox trigger, switched off for a copy, is on again whatever happened.
+    let trigger_on = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT tgenabled::TEXT FROM pg_trigger WHERE tgname = 'events_outbox'",
+        )
+        .fetch_one(fleet.pool())
+        .await
+        .expect("trigger")
+            == "O"
+    };
+    assert!(trigger_on().await);
     sqlx::query(
         "UPDATE webhook_deliveries SET type = 'account.dropped' WHERE type = 'account.' || char(0)",
     )
@@ -1172,6 +1183,7 @@ async fn a_machines_store_moves_into_a_fleet_store_whole_or_not_at_all() {
         .await
         .expect("migrate");
     assert_eq!(migrated.device_stores, whatsapp.len() as u64);
+    assert!(trigger_on().await);
     for (table, rows) in &migrated.tables {
         assert!(
             seen.contains(&Progress::Rows { table, rows: *rows }),

@@ -133,6 +133,21 @@ pub async fn migrate_to_fleet(
         .execute(&mut *tx)
         .await?;
     refuse_unless_empty(fleet, &mut tx).await?;
+    // The outbox trigger would run once per copied event to find no endpoint (they come
+    // later): switched off for the copy when this user owns the table, as the user who set the
+    // store up does. Back on at the end of the same transaction either way.
+    sqlx::query("SAVEPOINT trigger_off")
+        .execute(&mut *tx)
+        .await?;
+    let trigger_off = sqlx::query("ALTER TABLE events DISABLE TRIGGER events_outbox")
+        .execute(&mut *tx)
+        .await
+        .is_ok();
+    if !trigger_off {
+        sqlx::query("ROLLBACK TO SAVEPOINT trigger_off")
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut columns = Vec::with_capacity(TABLES.len());
     for table in TABLES {
         let names: Vec<String> = sqlx::query_scalar(
@@ -222,6 +237,11 @@ pub async fn migrate_to_fleet(
             .execute(&mut *tx)
             .await?;
         }
+    }
+    if trigger_off {
+        sqlx::query("ALTER TABLE events ENABLE TRIGGER events_outbox")
+            .execute(&mut *tx)
+            .await?;
     }
     // Every account still in use gets its free lease, as one added to the fleet does.
     sqlx::query(
