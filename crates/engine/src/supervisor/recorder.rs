@@ -294,11 +294,15 @@ pub(crate) async fn write_transitions(
 /// First and longest wait between two tries of a write while the store is unreachable.
 const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a write is tried again before it is given up (logged, as any failed write): an
+/// outage this short loses nothing, and a stop during a longer one does not hang.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Runs a store write until it is done or fails for a reason of its own. While the store
 /// cannot be reached (a fleet store's PostgreSQL restarting, a network cut), the write waits and
-/// is tried again, so what the supervisor saw meanwhile is recorded once the store is back
-/// rather than lost. A write the fence refuses (the lease moved meanwhile) is not retried.
+/// is tried again for up to [`RETRY_FOR`], so what the supervisor saw meanwhile is recorded once
+/// the store is back rather than lost. A write the fence refuses (the lease moved meanwhile) is
+/// not retried.
 pub(crate) async fn persist<T, F>(
     clock: &Clock,
     what: &str,
@@ -308,13 +312,13 @@ where
     F: std::future::Future<Output = Result<T>>,
 {
     let mut wait = RETRY_FIRST;
-    let mut down_since: Option<std::time::Instant> = None;
+    let mut down_since: Option<tokio::time::Instant> = None;
     loop {
         match clock.hold(write()).await {
-            Err(e) if e.is_transient() => {
+            Err(e) if e.is_transient() && down_since.is_none_or(|t| t.elapsed() < RETRY_FOR) => {
                 if down_since.is_none() {
                     tracing::warn!(error = %e, "the store is unreachable: {what} kept and tried again");
-                    down_since = Some(std::time::Instant::now());
+                    down_since = Some(tokio::time::Instant::now());
                 }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(RETRY_MAX);
@@ -329,5 +333,49 @@ where
                 return outcome;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn lost() -> Error {
+        Error::Database(sqlx::Error::PoolTimedOut)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_is_tried_again_while_the_store_is_away_and_no_longer() {
+        // Back after three tries: written.
+        let tries = AtomicU32::new(0);
+        let out = persist(&Clock::System, "a test write", || async {
+            if tries.fetch_add(1, Ordering::SeqCst) < 3 {
+                Err(lost())
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(out.ok(), Some(7));
+        assert_eq!(tries.load(Ordering::SeqCst), 4);
+
+        // Never back: given up after RETRY_FOR, not before.
+        let started = tokio::time::Instant::now();
+        let out: Result<()> =
+            persist(&Clock::System, "a test write", || async { Err(lost()) }).await;
+        assert!(out.is_err_and(|e| e.is_transient()));
+        assert!(started.elapsed() >= RETRY_FOR);
+        assert!(started.elapsed() < RETRY_FOR + RETRY_MAX * 2);
+
+        // A refusal of the write itself: returned at once, tried once.
+        let tries = AtomicU32::new(0);
+        let out: Result<()> = persist(&Clock::System, "a test write", || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err(Error::Database(sqlx::Error::RowNotFound))
+        })
+        .await;
+        assert!(out.is_err());
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
     }
 }
