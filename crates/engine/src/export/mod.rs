@@ -194,24 +194,7 @@ fn from_sqlite<W: Write>(
     out: W,
     mut progress: impl FnMut(u64),
 ) -> Result<(u64, W)> {
-    use rusqlite::OpenFlags;
-    // A damaged page met while streaming is reported like one met on open: which file, what to do.
-    let sql_err = |e: rusqlite::Error| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-            Error::DatabaseCorrupt {
-                path: db.to_owned(),
-                detail: e.to_string(),
-            }
-        }
-        _ => Error::Export(e.to_string()),
-    };
-    let conn = rusqlite::Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sql_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(sql_err)?;
+    let (conn, sql_err) = crate::store::sqlite_reader(db, |_, e| Error::Export(e.to_string()))?;
     let (account, since, until) = parameters(filter);
     let metrics: Vec<String> = if kind == ExportKind::Lives {
         let mut stmt = conn.prepare(LIVE_METRICS_SQL).map_err(sql_err)?;

@@ -56,6 +56,24 @@ const MERGED: &[(&str, &str)] = &[
     ),
 ];
 
+/// How a table copied through a staging table is merged into its target (`None`: copied
+/// straight in).
+fn merge_sql(table: &str) -> Option<&'static str> {
+    MERGED
+        .iter()
+        .find(|(t, _)| *t == table)
+        .map(|(_, sql)| *sql)
+}
+
+/// Quoted column names, comma-separated, as both databases' statements list them.
+fn column_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Rows sent to PostgreSQL per CSV chunk (about a megabyte of history).
 const CHUNK_ROWS: u64 = 5_000;
 
@@ -168,7 +186,7 @@ pub async fn migrate_to_fleet(
     let mut tables = Vec::with_capacity(TABLES.len());
     let copied: Result<()> = async {
         for (table, names) in TABLES.iter().zip(&columns) {
-            let merged = MERGED.iter().find(|(t, _)| t == table).map(|(_, sql)| *sql);
+            let merged = merge_sql(table);
             let target = if merged.is_some() {
                 sqlx::query(AssertSqlSafe(format!(
                     "CREATE TEMP TABLE staging (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
@@ -179,12 +197,10 @@ pub async fn migrate_to_fleet(
             } else {
                 table
             };
-            let list = names
-                .iter()
-                .map(|n| format!("\"{n}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let statement = format!("COPY {target} ({list}) FROM STDIN WITH (FORMAT csv)");
+            let statement = format!(
+                "COPY {target} ({}) FROM STDIN WITH (FORMAT csv)",
+                column_list(names)
+            );
             let mut copy = PgConnection::copy_in_raw(&mut tx, &statement).await?;
             let expected = loop {
                 match received.recv().await {
@@ -229,7 +245,7 @@ pub async fn migrate_to_fleet(
 
     // Ids go on from the highest copied, as they would have on this machine.
     for (table, names) in TABLES.iter().zip(&columns) {
-        if names.iter().any(|n| n == "id") && !MERGED.iter().any(|(t, _)| t == table) {
+        if names.iter().any(|n| n == "id") && merge_sql(table).is_none() {
             sqlx::query(AssertSqlSafe(format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
                  (SELECT COALESCE(max(id), 0) + 1 FROM {table}), false)"
@@ -261,7 +277,7 @@ pub async fn migrate_to_fleet(
     }
     // The counts again, as PostgreSQL now holds them, before anything becomes visible.
     for (table, rows) in &tables {
-        if MERGED.iter().any(|(t, _)| t == table) {
+        if merge_sql(table).is_some() {
             continue;
         }
         let held: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
@@ -314,32 +330,16 @@ enum Chunk {
 /// Reads every table of `TABLES` (these columns of each) in one read transaction and sends
 /// them as CSV chunks. Stops early, without error, when the receiver went away.
 fn read_all(db: PathBuf, columns: Vec<Vec<String>>, out: mpsc::Sender<Chunk>) -> Result<()> {
-    use rusqlite::OpenFlags;
-    let sql_err = |e: rusqlite::Error| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-            Error::DatabaseCorrupt {
-                path: db.clone(),
-                detail: e.to_string(),
-            }
-        }
-        _ => Error::Export(format!("reading {}: {e}", db.display())),
-    };
-    let mut conn = rusqlite::Connection::open_with_flags(
-        &db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sql_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(sql_err)?;
+    let (mut conn, sql_err) = super::sqlite_reader(&db, |db, e| {
+        Error::Export(format!("reading {}: {e}", db.display()))
+    })?;
     let snapshot = conn.transaction().map_err(sql_err)?;
     for (table, names) in TABLES.iter().zip(&columns) {
-        let list = names
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
         let mut stmt = snapshot
-            .prepare(&format!("SELECT {list} FROM {table} ORDER BY rowid"))
+            .prepare(&format!(
+                "SELECT {} FROM {table} ORDER BY rowid",
+                column_list(names)
+            ))
             .map_err(sql_err)?;
         let mut rows = stmt.query([]).map_err(sql_err)?;
         let mut csv = Vec::new();

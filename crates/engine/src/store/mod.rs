@@ -380,6 +380,37 @@ fn classify_open_error(path: &Path, e: sqlx::Error) -> Error {
     })
 }
 
+/// A read-only rusqlite connection to the SQLite store at `db`, for streaming its rows on a
+/// blocking thread (exports, a move into a fleet), with the error mapping its callers use for
+/// every later step: a damaged page met while streaming is reported like one met on open
+/// (which file, what to do), anything else as `other` says.
+pub(crate) fn sqlite_reader(
+    db: &Path,
+    other: fn(&Path, rusqlite::Error) -> Error,
+) -> Result<(
+    rusqlite::Connection,
+    impl Fn(rusqlite::Error) -> Error + Copy + '_,
+)> {
+    use rusqlite::OpenFlags;
+    let sql_err = move |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            Error::DatabaseCorrupt {
+                path: db.to_owned(),
+                detail: e.to_string(),
+            }
+        }
+        _ => other(db, e),
+    };
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_err)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(sql_err)?;
+    Ok((conn, sql_err))
+}
+
 /// SQLite's "damaged" answers (SQLITE_CORRUPT, SQLITE_NOTADB) as [`Error::DatabaseCorrupt`]
 /// naming the file.
 pub(crate) fn damaged(path: &Path, e: &sqlx::Error) -> Option<Error> {
