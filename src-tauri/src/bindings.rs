@@ -16,6 +16,7 @@ fn decls() -> Vec<String> {
         StateName::decl(),
         Kind::decl(),
         ReasonInfo::decl(),
+        Owner::decl(),
         Card::decl(),
         Snapshot::decl(),
         FleetDelta::decl(),
@@ -48,6 +49,10 @@ fn decls() -> Vec<String> {
         NewWebhookInput::decl(),
         WebhookSecret::decl(),
         WebhookOff::decl(),
+        FleetInstance::decl(),
+        FleetStatus::decl(),
+        FleetConnectInput::decl(),
+        Connection::decl(),
         ErrorCode::decl(),
         CommandError::decl(),
     ]

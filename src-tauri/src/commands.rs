@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use lifeline_engine::model::AccountChange;
-use lifeline_engine::ops::{Action, Control, Target};
+use lifeline_engine::ops::{Action, Target};
 use lifeline_engine::secrets::{self, KeyringSecretStore, SecretStore};
 use lifeline_engine::store::DeliveryFilter;
 use lifeline_engine::{AccountId, export};
@@ -22,7 +22,7 @@ type Sh<'a> = State<'a, Arc<Shell>>;
 
 /// Start, stop, retry, reset or check, through the operations layer.
 async fn act(state: &Sh<'_>, action: Action, target: Target) -> CommandResult<()> {
-    state.live()?.sup.act(action, target).await?;
+    state.live()?.act(action, target).await?;
     Ok(())
 }
 
@@ -30,16 +30,21 @@ async fn act(state: &Sh<'_>, action: Action, target: Target) -> CommandResult<()
 #[tracing::instrument(skip(state), err)]
 pub async fn fleet_snapshot(state: Sh<'_>) -> CommandResult<Snapshot> {
     let live = state.live()?;
-    state.refresh_health(live).await?;
-    let (seq, views) = state.read_views(live);
+    if let Some(c) = live.console() {
+        c.refresh(&live.store).await?;
+    }
+    state.refresh_health(&live).await?;
+    let (seq, views) = state.read_views(&live);
+    let startup = live.startup();
     Ok(Snapshot {
         seq,
-        cards: state.cards(&views),
+        cards: state.cards(&live, &views),
         autorecover: live.store.autorecover().await?,
-        previous_run_crashed: live.startup.previous_run_crashed,
-        restoring: live.startup.restoring as u32,
-        held_stopped: live.startup.held_stopped as u32,
+        previous_run_crashed: startup.previous_run_crashed,
+        restoring: startup.restoring as u32,
+        held_stopped: startup.held_stopped as u32,
         data_dir: live.data_dir.display().to_string(),
+        fleet_store: live.fleet_store(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     })
 }
@@ -60,17 +65,29 @@ pub async fn watch_fleet(
 pub async fn add_account(state: Sh<'_>, input: NewAccountInput) -> CommandResult<Card> {
     let (live, new) = (state.live()?, input::new_account(&input)?);
     let link = input.link.as_ref().map(input::link_mode).transpose()?;
-    let account = live.sup.add(new).await?;
+    let account = live.add(new).await?;
     if let Some(mode) = link {
-        live.sup.link(account.id, mode).await?;
+        // In a fleet only the instance that takes the new account up can link it.
+        if let Some(c) = live.console()
+            && !c.wait_held(account.id).await?
+        {
+            return Err(CommandError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "'{}' was added, but no instance of the fleet has taken it up yet: link it from its card once one has.",
+                    account.name
+                ),
+            ));
+        }
+        live.link(account.id, mode).await?;
     }
-    state.card(live, account.id)
+    state.card(&live, account.id).await
 }
 
 #[tauri::command]
 #[tracing::instrument(skip(state), err)]
 pub async fn remove_account(state: Sh<'_>, id: i64) -> CommandResult<()> {
-    state.live()?.sup.remove(AccountId(id)).await?;
+    state.live()?.remove(AccountId(id)).await?;
     Ok(())
 }
 
@@ -105,7 +122,7 @@ pub async fn set_muted(state: Sh<'_>, id: i64, muted: bool) -> CommandResult<()>
         muted: Some(muted),
         ..AccountChange::default()
     };
-    state.live()?.sup.update(AccountId(id), change).await?;
+    state.live()?.update(AccountId(id), change).await?;
     Ok(())
 }
 
@@ -117,7 +134,7 @@ pub async fn set_notify_live(state: Sh<'_>, id: i64, on: bool) -> CommandResult<
         notify_live: Some(on),
         ..AccountChange::default()
     };
-    state.live()?.sup.update(AccountId(id), change).await?;
+    state.live()?.update(AccountId(id), change).await?;
     Ok(())
 }
 
@@ -125,7 +142,7 @@ pub async fn set_notify_live(state: Sh<'_>, id: i64, on: bool) -> CommandResult<
 #[tracing::instrument(skip(state), err)]
 pub async fn relink_account(state: Sh<'_>, id: i64, link: LinkRequest) -> CommandResult<()> {
     let (live, mode) = (state.live()?, input::link_mode(&link)?);
-    Ok(live.sup.link(AccountId(id), mode).await?)
+    Ok(live.link(AccountId(id), mode).await?)
 }
 
 #[tauri::command]
@@ -158,7 +175,7 @@ pub async fn set_autorecover(state: Sh<'_>, on: bool) -> CommandResult<bool> {
 #[tracing::instrument(skip(state), err)]
 pub async fn account_history(state: Sh<'_>, id: i64, window: String) -> CommandResult<HistoryInfo> {
     let (live, span) = (state.live()?, input::window(&window)?);
-    let now = live.sup.clock().now();
+    let now = live.now();
     let h = live
         .store
         .account_history(AccountId(id), now - span)
@@ -179,7 +196,7 @@ pub async fn get_policy(state: Sh<'_>) -> CommandResult<PolicyValues> {
 #[tracing::instrument(skip(state), err)]
 pub async fn set_policy(state: Sh<'_>, values: PolicyValues) -> CommandResult<PolicyValues> {
     let (live, cfg) = (state.live()?, input::policy(&values)?);
-    live.sup.set_policy(cfg).await?;
+    live.set_policy(cfg).await?;
     Ok(input::policy_values(&cfg)?)
 }
 
@@ -293,7 +310,7 @@ pub async fn set_prefs(state: Sh<'_>, app: AppHandle, prefs: Prefs) -> CommandRe
     let live = state.live()?;
     // First the server: a port that cannot be used is refused before anything is stored.
     state.serve_api(&prefs).await?;
-    live.store.set_setting(PREFS_KEY, &json).await?;
+    live.home.set_setting(PREFS_KEY, &json).await?;
     state.set_prefs(prefs);
     crate::set_start_at_login(&app, prefs.start_at_login)?;
     Ok(Prefs {
@@ -435,4 +452,53 @@ pub async fn webhook_deliveries(
 pub async fn replay_delivery(state: Sh<'_>, id: i64) -> CommandResult<DeliveryInfo> {
     let d = state.live()?.store.replay_delivery(id).await?;
     Ok(DeliveryInfo::from(&d))
+}
+
+/// Which store the window works on (also when it could not start: a fleet that cannot be
+/// reached can be left from there).
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn connection(state: Sh<'_>) -> CommandResult<Connection> {
+    Ok(state.connection().clone())
+}
+
+/// Settings → "Connect to a fleet": this computer becomes a console of the fleet store (its
+/// own accounts stop being supervised here). Refused with the store's reason, changing nothing,
+/// when the store cannot be used; the password goes into the keyring only once it worked.
+#[tauri::command]
+#[tracing::instrument(skip(state, app), err)]
+pub async fn connect_fleet(
+    state: Sh<'_>,
+    app: AppHandle,
+    input: FleetConnectInput,
+) -> CommandResult<Connection> {
+    let live = state
+        .connect_fleet(&input.url, input.password.into_value())
+        .await?;
+    crate::watch(&app, state.inner().clone(), live);
+    Ok(state.connection().clone())
+}
+
+/// Back to supervising this computer's own accounts.
+#[tauri::command]
+#[tracing::instrument(skip(state, app), err)]
+pub async fn disconnect_fleet(state: Sh<'_>, app: AppHandle) -> CommandResult<Connection> {
+    if let Some(live) = state.disconnect_fleet().await? {
+        crate::watch(&app, state.inner().clone(), live);
+    }
+    Ok(state.connection().clone())
+}
+
+/// The fleet view: instances, their load and heartbeats, and the totals.
+#[tauri::command]
+#[tracing::instrument(skip(state), err)]
+pub async fn fleet_status(state: Sh<'_>) -> CommandResult<FleetStatus> {
+    let live = state.live()?;
+    let Some(console) = live.console() else {
+        return Err(CommandError::new(
+            ErrorCode::InvalidInput,
+            "This computer supervises its own accounts: connect to a fleet in Settings first.",
+        ));
+    };
+    Ok(console.status().await?)
 }

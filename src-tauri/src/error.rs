@@ -71,6 +71,9 @@ impl From<Error> for CommandError {
             Error::Read { .. } | Error::Write { .. } | Error::Export(_) | Error::Csv(_) => {
                 ErrorCode::Io
             }
+            // A fleet store URL the operator typed, or a store that cannot be used.
+            Error::Fleet(f) if f.is_input() => ErrorCode::InvalidInput,
+            Error::Fleet(_) => ErrorCode::Storage,
             _ => ErrorCode::Internal,
         };
         Self::new(code, e.to_string())

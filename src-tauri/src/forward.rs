@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lifeline_engine::AccountId;
-use lifeline_engine::supervisor::Update;
+use lifeline_engine::supervisor::{Supervisor, Update};
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::{self, AlertInfo, Card, FleetDelta, NotificationText, SettingsChanged};
-use crate::names;
 use crate::shell::{Live, Shell};
 use crate::tray::Tray;
+use crate::{console, names};
 use lifeline_engine::fleet::Counts;
 
 /// Longest a transition waits before the UI hears of it.
@@ -29,14 +29,20 @@ pub const HEALTH_EVERY: Duration = Duration::from_secs(15);
 /// …and at most this often while transitions keep arriving.
 pub const HEALTH_AFTER_CHANGE: Duration = Duration::from_secs(2);
 
-pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live) {
-    let stop = live.sup.stopping();
-    let mut updates = live.sup.subscribe();
+/// Carries what happens to the window until `live` stops being what it works on.
+pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Arc<Live>) {
+    match live.supervisor() {
+        Some(sup) => supervised(app, shell, sup.clone(), &live).await,
+        None => console(app, shell, &live).await,
+    }
+}
+
+/// This computer supervises: the supervisor's updates, as they come.
+async fn supervised(app: AppHandle, shell: Arc<Shell>, sup: Supervisor, live: &Live) {
+    let stop = sup.stopping();
+    let mut updates = sup.subscribe();
     let mut pending: HashSet<AccountId> = HashSet::new();
-    let mut sent = Sent {
-        known: live.sup.views().iter().map(|v| v.id).collect(),
-        cards: HashMap::new(),
-    };
+    let mut sent = Sent::new(live);
     let mut last_health = tokio::time::Instant::now();
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -44,7 +50,7 @@ pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live) {
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut autorecover = live.store.autorecover().await.ok();
     let mut webhook_notices = shell.take_webhook_notices();
-    update_tray(&app, &live);
+    update_tray(&app, live);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -70,7 +76,7 @@ pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live) {
                 },
                 Err(RecvError::Lagged(n)) => {
                     tracing::debug!(skipped = n, "updates lagged; resending every card");
-                    pending.extend(live.sup.views().iter().map(|v| v.id));
+                    pending.extend(sup.views().iter().map(|v| v.id));
                 }
                 Err(RecvError::Closed) => return,
             },
@@ -79,29 +85,106 @@ pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live) {
                 let all = last_health.elapsed() >= HEALTH_AFTER_CHANGE;
                 if all {
                     last_health = tokio::time::Instant::now();
-                    if let Err(e) = shell.refresh_health(&live).await {
+                    if let Err(e) = shell.refresh_health(live).await {
                         tracing::warn!(error = %e, "health pass failed");
                     }
                 }
-                pending.extend(emit_delta(&shell, &live, (!all).then_some(&ids), &mut sent).await);
-                update_tray(&app, &live);
+                pending.extend(emit_delta(&shell, live, (!all).then_some(&ids), &mut sent).await);
+                update_tray(&app, live);
             }
             _ = health.tick() => {
                 last_health = tokio::time::Instant::now();
-                if let Err(e) = shell.refresh_health(&live).await {
+                if let Err(e) = shell.refresh_health(live).await {
                     tracing::warn!(error = %e, "health pass failed");
                     continue;
                 }
-                pending.extend(emit_delta(&shell, &live, None, &mut sent).await);
-                update_tray(&app, &live);
-                let now = live.store.autorecover().await.ok();
-                if now.is_some() && now != autorecover {
-                    autorecover = now;
-                    if let Some(on) = now {
-                        let _ = app.emit(names::EVENT_SETTINGS, SettingsChanged { autorecover: on });
-                    }
-                }
+                pending.extend(emit_delta(&shell, live, None, &mut sent).await);
+                update_tray(&app, live);
+                autorecover_changed(&app, live, &mut autorecover).await;
             }
+        }
+    }
+}
+
+/// A fleet's console: the store read every [`console::POLL_EVERY`], the cards that changed
+/// sent, and the link codes the holding instances keep there shown.
+async fn console(app: AppHandle, shell: Arc<Shell>, live: &Live) {
+    let Some(console) = live.console() else {
+        return;
+    };
+    let stop = console.stopping();
+    let mut sent = Sent::new(live);
+    let mut codes: HashMap<AccountId, String> = HashMap::new();
+    let mut poll = tokio::time::interval(console::POLL_EVERY);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut health = tokio::time::interval(HEALTH_EVERY);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut autorecover = live.store.autorecover().await.ok();
+    let mut unreachable = false;
+    loop {
+        let all = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = poll.tick() => false,
+            _ = health.tick() => true,
+        };
+        if let Err(e) = console.refresh(&live.store).await {
+            // Kept quiet after the first: the cards stay as last read until it answers.
+            if !unreachable {
+                tracing::warn!(error = %e, "fleet store not readable");
+            }
+            unreachable = true;
+            continue;
+        }
+        unreachable = false;
+        if all && let Err(e) = shell.refresh_health(live).await {
+            tracing::warn!(error = %e, "health pass failed");
+        }
+        show_link_codes(&app, live, &mut codes).await;
+        // Every card is compared with what was sent: only changes travel.
+        emit_delta(&shell, live, None, &mut sent).await;
+        update_tray(&app, live);
+        autorecover_changed(&app, live, &mut autorecover).await;
+    }
+}
+
+/// The codes of accounts being linked, each sent once (the codes themselves are never logged).
+async fn show_link_codes(app: &AppHandle, live: &Live, shown: &mut HashMap<AccountId, String>) {
+    let linking: Vec<AccountId> = live
+        .views()
+        .iter()
+        .filter(|v| v.state.kind() == lifeline_engine::StateKind::Linking)
+        .map(|v| v.id)
+        .collect();
+    shown.retain(|id, _| linking.contains(id));
+    for id in linking {
+        let code = match live.store.link_code(id).await {
+            Ok(Some(code)) => code,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(account = id.0, error = %e, "link code not readable");
+                continue;
+            }
+        };
+        if shown.get(&id) == Some(&code.code) {
+            continue;
+        }
+        match api::link_info(id.0, &code) {
+            Ok(info) => {
+                let _ = app.emit(names::EVENT_LINK, info);
+                shown.insert(id, code.code);
+            }
+            Err(e) => tracing::warn!(account = id.0, error = %e, "link code not drawable"),
+        }
+    }
+}
+
+/// Tells the window when autorecover was switched elsewhere (the CLI, another console).
+async fn autorecover_changed(app: &AppHandle, live: &Live, last: &mut Option<bool>) {
+    let now = live.store.autorecover().await.ok();
+    if now.is_some() && now != *last {
+        *last = now;
+        if let Some(on) = now {
+            let _ = app.emit(names::EVENT_SETTINGS, SettingsChanged { autorecover: on });
         }
     }
 }
@@ -110,6 +193,15 @@ pub async fn run(app: AppHandle, shell: Arc<Shell>, live: Live) {
 struct Sent {
     known: HashSet<AccountId>,
     cards: HashMap<i64, Card>,
+}
+
+impl Sent {
+    fn new(live: &Live) -> Self {
+        Self {
+            known: live.views().iter().map(|v| v.id).collect(),
+            cards: HashMap::new(),
+        }
+    }
 }
 
 /// Sends the cards of `ids` (or of every account) that differ from what was last sent, at most
@@ -132,7 +224,7 @@ async fn emit_delta(
         .iter()
         .filter(|v| ids.is_none_or(|ids| ids.contains(&v.id) || !sent.known.contains(&v.id)));
     let mut cards: Vec<Card> = shell
-        .cards(changed)
+        .cards(live, changed)
         .into_iter()
         .filter(|c| sent.cards.get(&c.id) != Some(c))
         .collect();
@@ -157,8 +249,7 @@ async fn emit_delta(
 
 fn update_tray(app: &AppHandle, live: &Live) {
     if let Some(tray) = app.try_state::<Tray>() {
-        let views = live.sup.views();
-        tray.update(&Counts::of(&views));
+        tray.update(&Counts::of(&live.views()));
     }
 }
 

@@ -6,6 +6,7 @@ pub mod api;
 #[cfg(test)]
 mod bindings;
 mod commands;
+mod console;
 pub mod error;
 mod forward;
 pub mod input;
@@ -16,7 +17,7 @@ pub mod tray;
 
 use std::sync::Arc;
 
-use lifeline_engine::ops::{Action, Control, Target};
+use lifeline_engine::ops::{Action, Target};
 use tauri::{AppHandle, Manager, RunEvent};
 use tauri_plugin_autostart::ManagerExt as _;
 
@@ -114,24 +115,17 @@ pub fn run() -> i32 {
             commands::rotate_webhook_secret,
             commands::webhook_deliveries,
             commands::replay_delivery,
+            commands::connection,
+            commands::connect_fleet,
+            commands::disconnect_fleet,
+            commands::fleet_status,
         ])
         .setup({
             move |app| {
                 let shell = tauri::async_runtime::block_on(Shell::start());
                 app.manage(shell.clone());
                 if let Ok(live) = shell.live() {
-                    let prefs = shell.prefs();
-                    let api = shell.clone();
-                    tauri::async_runtime::spawn(async move {
-                        if let Err(e) = api.serve_api(&prefs).await {
-                            tracing::warn!(error = %e, "HTTP API not started");
-                        }
-                    });
-                    tauri::async_runtime::spawn(forward::run(
-                        app.handle().clone(),
-                        shell.clone(),
-                        live.clone(),
-                    ));
+                    watch(app.handle(), shell.clone(), live);
                 }
                 tauri::async_runtime::spawn(exit_on_signal(app.handle().clone()));
                 // The window starts hidden (tauri.conf.json) and is shown here, unless this is a
@@ -177,6 +171,21 @@ pub fn run() -> i32 {
             }
         }
     })
+}
+
+/// Carries what happens in `live` to the window, tray and notifications, and serves the HTTP
+/// API when this computer supervises and the operator has it on.
+pub(crate) fn watch(app: &AppHandle, shell: Arc<Shell>, live: Arc<shell::Live>) {
+    if live.supervisor().is_some() {
+        let prefs = shell.prefs();
+        let api = shell.clone();
+        tauri::async_runtime::spawn(async move {
+            if let Err(e) = api.serve_api(&prefs).await {
+                tracing::warn!(error = %e, "HTTP API not started");
+            }
+        });
+    }
+    tauri::async_runtime::spawn(forward::run(app.clone(), shell, live));
 }
 
 /// The argument the login entry starts Lifeline with.
@@ -234,7 +243,7 @@ pub(crate) fn on_tray_menu(app: &AppHandle, id: &str) {
             };
             tauri::async_runtime::spawn(async move {
                 let Ok(live) = shell.live() else { return };
-                if let Err(e) = live.sup.act(action, Target::All).await {
+                if let Err(e) = live.act(action, Target::All).await {
                     tracing::warn!(error = %e, action = action.as_str(), "tray action failed");
                 }
             });
@@ -254,7 +263,7 @@ pub(crate) fn set_tray_labels(app: &AppHandle, labels: api::TrayLabels) {
             if let Some(shell) = app.try_state::<Arc<Shell>>()
                 && let Ok(live) = shell.live()
             {
-                t.update(&lifeline_engine::fleet::Counts::of(&live.sup.views()));
+                t.update(&lifeline_engine::fleet::Counts::of(&live.views()));
             }
             app.manage(t);
         }

@@ -45,6 +45,10 @@ pub const COMMANDS: &[&str] = &[
     "rotate_webhook_secret",
     "webhook_deliveries",
     "replay_delivery",
+    "connection",
+    "connect_fleet",
+    "disconnect_fleet",
+    "fleet_status",
 ];
 
 /// A QR or pair code to show while linking (never logged).

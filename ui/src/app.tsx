@@ -5,6 +5,7 @@ import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/ho
 
 import { type Backend, BackendError, DEFAULT_PREFS } from "./backend";
 import { type CardAction, CardGrid } from "./card";
+import { ConsoleMode, FleetView, reloadWindow } from "./console";
 import { AddAccount, ConfirmRemove, ExportDialog, LinkModal } from "./dialogs";
 import { Fleet, STATES, filterCards } from "./fleet";
 import { phoneNumber } from "./format";
@@ -15,7 +16,7 @@ import { Detail, Settings } from "./views";
 /** An alert as the banner shows it. */
 type Alert = { kind: AlertInfo["kind"]; title: string; body: string };
 
-type View = { name: "fleet" } | { name: "detail"; id: number } | { name: "settings" };
+type View = { name: "fleet" } | { name: "detail"; id: number } | { name: "settings" } | { name: "instances" };
 type Dialog =
   | { name: "add"; kind?: Kind }
   | { name: "export" }
@@ -105,26 +106,52 @@ export function App({ backend }: { backend: Backend }) {
   return (
     <I18n.Provider value={i18n}>
       {fatal ? (
-        <main class="fatal" role="alert">
-          <h1>{i18n.t("unavailable")}</h1>
-          <p>{fatal}</p>
-        </main>
+        <Fatal backend={backend} message={fatal} />
       ) : (
-        <Main
-          backend={backend}
-          fleet={fleet}
-          snapshot={snapshot}
-          autorecover={autorecover}
-          setAutorecover={setAutorecover}
-          prefs={prefs}
-          setPrefs={setPrefs}
-          alerts={alerts}
-          links={links}
-          forgetLink={(id) => setLinks(({ [id]: _, ...rest }) => rest)}
-          dismissAlert={(i) => setAlerts((l) => l.filter((_, j) => j !== i))}
-        />
+        <ConsoleMode.Provider value={Boolean(snapshot?.fleet_store)}>
+          <Main
+            backend={backend}
+            fleet={fleet}
+            snapshot={snapshot}
+            autorecover={autorecover}
+            setAutorecover={setAutorecover}
+            prefs={prefs}
+            setPrefs={setPrefs}
+            alerts={alerts}
+            links={links}
+            forgetLink={(id) => setLinks(({ [id]: _, ...rest }) => rest)}
+            dismissAlert={(i) => setAlerts((l) => l.filter((_, j) => j !== i))}
+          />
+        </ConsoleMode.Provider>
       )}
     </I18n.Provider>
+  );
+}
+
+/** Why the window cannot show the fleet; a fleet store that cannot be reached can be left. */
+function Fatal({ backend, message }: { backend: Backend; message: string }) {
+  const { t } = useI18n();
+  const [leavable, setLeavable] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    backend.connection().then(
+      (c) => setLeavable(Boolean(c.fleet_store) && !c.from_environment),
+      () => undefined,
+    );
+  }, [backend]);
+  const leave = () =>
+    backend.disconnectFleet().then(reloadWindow, (e) => setError(BackendError.from(e).message));
+  return (
+    <main class="fatal" role="alert">
+      <h1>{t("unavailable")}</h1>
+      <p>{message}</p>
+      {leavable && (
+        <button type="button" data-testid="fleet-leave" onClick={leave}>
+          {t("consoleUnreachable")}
+        </button>
+      )}
+      {error && <p class="error">{error}</p>}
+    </main>
   );
 }
 
@@ -257,6 +284,11 @@ function Main(props: {
           <button type="button" onClick={() => setDialog({ name: "export" })}>
             {t("export")}
           </button>
+          {props.snapshot?.fleet_store && (
+            <button type="button" data-testid="open-fleet" onClick={() => setView({ name: "instances" })}>
+              {t("fleetView")}
+            </button>
+          )}
           <button type="button" data-testid="open-settings" onClick={() => setView({ name: "settings" })}>
             {t("settings")}
           </button>
@@ -285,6 +317,8 @@ function Main(props: {
       <main>
         {view.name === "detail" && detailCard ? (
           <Detail backend={backend} card={detailCard} onBack={() => setView({ name: "fleet" })} />
+        ) : view.name === "instances" ? (
+          <FleetView backend={backend} onBack={() => setView({ name: "fleet" })} />
         ) : view.name === "settings" ? (
           <Settings
             backend={backend}

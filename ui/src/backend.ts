@@ -5,13 +5,16 @@ import type {
   AlertInfo,
   Card,
   CommandError,
+  Connection,
   DeliveryInfo,
   ErrorCode,
   ExportDone,
   ExportProgress,
   ExportRequest,
   ExportWhat,
+  FleetConnectInput,
   FleetDelta,
+  FleetStatus,
   HistoryInfo,
   LinkInfo,
   LinkRequest,
@@ -89,6 +92,14 @@ export interface Backend {
   rotateWebhookSecret(id: number): Promise<WebhookSecret>;
   webhookDeliveries(id: number, limit: number): Promise<DeliveryInfo[]>;
   replayDelivery(id: number): Promise<DeliveryInfo>;
+  /** Which store the window works on: this computer's own, or a fleet's (a console). */
+  connection(): Promise<Connection>;
+  /** This computer becomes a fleet's console; the window then reloads. */
+  connectFleet(input: FleetConnectInput): Promise<Connection>;
+  /** Back to this computer's own accounts; the window then reloads. */
+  disconnectFleet(): Promise<Connection>;
+  /** The fleet's instances and totals (a console only). */
+  fleetStatus(): Promise<FleetStatus>;
 
   onFleet(cb: (delta: FleetDelta) => void): Unsubscribe;
   onLink(cb: (link: LinkInfo) => void): Unsubscribe;

@@ -2,7 +2,9 @@
 // only the rows in (or near) the viewport exist; the rest is one tall spacer.
 
 import { Component } from "preact";
-import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+import { useContext, useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+
+import { ConsoleMode, Owner } from "./console";
 
 import type { Card } from "./generated/api";
 import { ago, clock, dateTime, pct, phoneNumber } from "./format";
@@ -79,6 +81,7 @@ type CardProps = { card: Card; now: number; onAction: (a: CardAction, c: Card) =
 
 function CardView({ card, now, onAction }: CardProps) {
   const { t, lang } = useI18n();
+  const inConsole = useContext(ConsoleMode);
   const label = (action: Key) => t("actionsFor", { action: t(action), name: card.name });
   const button = (action: CardAction, key: Key, cls = "") => (
     <button type="button" class={cls} data-action={action} aria-label={label(key)} onClick={() => onAction(action, card)}>
@@ -116,6 +119,7 @@ function CardView({ card, now, onAction }: CardProps) {
         {card.kind === "whatsapp" ? whatsAppTarget(card) : card.target}
         {card.country ? ` · ${card.country}` : ""}
         {card.muted ? ` · ${t("muted")}` : ""}
+        {inConsole && <Owner card={card} />}
       </p>
       <p class="reason" data-testid="reason">
         {card.reason ? reasonText(card.reason, lang) : "\u00a0"}

@@ -7,7 +7,9 @@ import type {
   Card,
   DeliveryInfo,
   ExportProgress,
+  FleetConnectInput,
   FleetDelta,
+  FleetStatus,
   HistoryInfo,
   LinkInfo,
   NotificationText,
@@ -51,6 +53,7 @@ export function makeCard(id: number, over: Partial<Card> = {}): Card {
     unstable_until: null,
     remote_id: null,
     remote_name: null,
+    owner: null,
     ...over,
   };
 }
@@ -117,6 +120,20 @@ export class FakeBackend implements Backend {
   autorecover = true;
   version = "0.1.0";
   dataDir = "/tmp/lifeline";
+  /** The fleet store this computer is a console of (`null`: its own accounts). */
+  fleetStore: string | null = null;
+  /** The password the fake fleet store accepts. */
+  fleetPassword = "right";
+  fleet_: FleetStatus = {
+    url: "",
+    accounts: 0,
+    leases_held: 0,
+    live_instances: 0,
+    takeovers: 0,
+    renew_failures: 0,
+    stale_writes_refused: 0,
+    instances: [],
+  };
   secrets: string[] = [];
   policy: PolicyValues = structuredClone(DEFAULT_POLICY);
   prefs: Prefs = { ...DEFAULT_PREFS };
@@ -232,6 +249,7 @@ export class FakeBackend implements Backend {
       restoring: 0,
       held_stopped: 0,
       data_dir: this.dataDir,
+      fleet_store: this.fleetStore,
       version: this.version,
     }));
   }
@@ -449,6 +467,40 @@ export class FakeBackend implements Backend {
       const d: DeliveryInfo = { ...this.deliveries[i], state: "pending", attempts: 0, next_at: "2026-11-23T10:00:05.000Z" };
       this.deliveries[i] = d;
       return d;
+    });
+  }
+
+  connection() {
+    return this.act("connection", [], () => ({ fleet_store: this.fleetStore, from_environment: false }));
+  }
+
+  connectFleet(input: FleetConnectInput) {
+    return this.act("connectFleet", [input.url], () => {
+      if (!input.url.startsWith("postgres://")) {
+        throw new BackendError(
+          "invalid_input",
+          `not a PostgreSQL store URL (${input.url}); expected postgres://user@host[:port]/database`,
+        );
+      }
+      if (input.password !== this.fleetPassword) {
+        throw new BackendError("storage", "the fleet store at db refused user ops: wrong or missing password");
+      }
+      this.fleetStore = input.url;
+      return { fleet_store: this.fleetStore, from_environment: false };
+    });
+  }
+
+  disconnectFleet() {
+    return this.act("disconnectFleet", [], () => {
+      this.fleetStore = null;
+      return { fleet_store: null, from_environment: false };
+    });
+  }
+
+  fleetStatus() {
+    return this.act("fleetStatus", [], () => {
+      if (!this.fleetStore) throw new BackendError("invalid_input", "This computer supervises its own accounts.");
+      return { ...this.fleet_, url: this.fleetStore };
     });
   }
 

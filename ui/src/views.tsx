@@ -4,6 +4,7 @@ import { useEffect, useState } from "preact/hooks";
 
 import { type Backend, BackendError, type HistoryWindow } from "./backend";
 import { StateBadge } from "./card";
+import { FleetSettings } from "./console";
 import { ErrorText } from "./dialogs";
 import type { Card, HistoryInfo, Language, LiveInfo, Prefs, Theme } from "./generated/api";
 import { dateTime, spans } from "./format";
@@ -356,6 +357,7 @@ export function Settings(props: {
             </p>
           )}
         </section>
+        <FleetSettings backend={backend} />
         <Integrations
           backend={backend}
           prefs={p}

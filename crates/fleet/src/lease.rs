@@ -92,6 +92,16 @@ pub struct InstanceRow {
     pub stale_writes_refused: i64,
 }
 
+/// Who supervises one account now: the instance holding its unexpired lease.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Holder {
+    pub account_id: i64,
+    pub instance: String,
+    pub host: String,
+    pub pid: i32,
+    pub epoch: i64,
+}
+
 /// The fleet's totals, for `/metrics` and the fleet view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FleetTotals {
@@ -172,6 +182,20 @@ impl FleetStore {
             renew_failures: r,
             stale_writes_refused: s,
         })
+    }
+
+    /// Every account's current holder (accounts nobody holds, or whose lease expired, are
+    /// left out), for a console that shows who supervises what.
+    pub async fn holders(&self) -> Result<Vec<Holder>> {
+        Ok(sqlx::query_as::<_, Holder>(AssertSqlSafe(format!(
+            "SELECT l.account_id, i.id AS instance, i.host, i.pid, l.epoch
+               FROM account_leases l JOIN fleet_instances i ON i.id = l.owner
+              WHERE l.expires_at > {NOW}
+              ORDER BY l.account_id"
+        )))
+        .bind(self.clock_offset_s)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Who holds an account's lease now, with its epoch (`None`: nobody, or it expired).

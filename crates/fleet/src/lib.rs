@@ -24,7 +24,7 @@ pub mod sealed;
 mod store;
 
 pub use keeper::{Keeper, KeeperConfig, LeaseBook, LeaseEvent};
-pub use lease::{Claimed, FleetTotals, InstanceCounts, InstanceRow, Lease};
+pub use lease::{Claimed, FleetTotals, Holder, InstanceCounts, InstanceRow, Lease};
 pub use sealed::{FleetKey, Purpose, SealError};
 pub use store::{FleetStore, Instance, InstanceId, StoreUrl};
 

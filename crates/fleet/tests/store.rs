@@ -178,6 +178,17 @@ async fn lease_rules_follow_the_database_clock() {
     let at16 = store.with_clock_offset(16.0);
     let (a16, b16) = (a.through(&at16), b.through(&at16));
     assert_eq!(at16.holder(1).await.expect("holder"), None);
+    // The console's list: A's holding at 14 s, nobody's at 16 s.
+    let listed = at14.holders().await.expect("holders");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|h| (h.account_id, h.instance.as_str(), h.epoch))
+            .collect::<Vec<_>>(),
+        vec![(1, a.id().as_str(), 1)]
+    );
+    assert_eq!(listed[0].pid, std::process::id() as i32);
+    assert!(at16.holders().await.expect("holders").is_empty());
     // Expired: A's renewal updates nothing, so A has lost it and must stop.
     assert_eq!(
         a16.renew(&[won.lease], TTL).await.expect("renew"),

@@ -4,6 +4,7 @@
 //! concern: the fleet and its cards (here), linking, alerts and the tray, history, settings.
 
 mod alerts;
+mod console;
 mod history;
 mod link;
 mod settings;
@@ -12,6 +13,7 @@ mod tests;
 mod webhooks;
 
 pub use alerts::*;
+pub use console::*;
 pub use history::*;
 pub use link::*;
 pub use settings::*;
@@ -153,6 +155,8 @@ pub struct Card {
     /// digits) and profile name.
     pub remote_id: Option<String>,
     pub remote_name: Option<String>,
+    /// In a fleet's console: the instance supervising it now (`null` there: none holds it).
+    pub owner: Option<Owner>,
 }
 
 /// The slow-moving numbers, refreshed by the periodic health pass.
@@ -214,6 +218,7 @@ pub fn card(view: &AccountView, health: Option<&HealthBits>) -> Card {
         unstable_until: view.unstable_until.map(rfc3339),
         remote_id: view.identity.as_ref().map(|i| i.id.clone()),
         remote_name: view.identity.as_ref().and_then(|i| i.name.clone()),
+        owner: None,
     }
 }
 
@@ -231,6 +236,9 @@ pub struct Snapshot {
     pub restoring: u32,
     pub held_stopped: u32,
     pub data_dir: String,
+    /// The fleet store this window is a console of; `null`: this computer supervises its own
+    /// accounts.
+    pub fleet_store: Option<String>,
     /// Lifeline's version (the workspace's, the same `lifeline --version` prints), for About.
     pub version: String,
 }

@@ -19,6 +19,12 @@ close_code: number | null,
  */
 until: string | null, };
 
+export type Owner = { 
+/**
+ * The instance's id, shortened as `lifeline fleet status` prints it.
+ */
+instance: string, host: string, pid: number, };
+
 export type Card = { id: number, name: string, kind: Kind, 
 /**
  * The endpoint (WebSocket URL), the TikTok creator (`@user`) or "WhatsApp".
@@ -65,7 +71,11 @@ unstable_until: string | null,
  * Who it is at the remote once connected: a WhatsApp number's phone number (`+` and
  * digits) and profile name.
  */
-remote_id: string | null, remote_name: string | null, };
+remote_id: string | null, remote_name: string | null, 
+/**
+ * In a fleet's console: the instance supervising it now (`null` there: none holds it).
+ */
+owner: Owner | null, };
 
 export type Snapshot = { 
 /**
@@ -77,6 +87,11 @@ seq: number,
  * Highest priority first, then by id.
  */
 cards: Array<Card>, autorecover: boolean, previous_run_crashed: boolean, restoring: number, held_stopped: number, data_dir: string, 
+/**
+ * The fleet store this window is a console of; `null`: this computer supervises its own
+ * accounts.
+ */
+fleet_store: string | null, 
 /**
  * Lifeline's version (the workspace's, the same `lifeline --version` prints), for About.
  */
@@ -275,6 +290,38 @@ events: Array<string>, };
 export type WebhookSecret = { endpoint: WebhookInfo, secret: string, };
 
 export type WebhookOff = { endpoint: number, url: string, reason: string, };
+
+export type FleetInstance = { instance: string, host: string, pid: number, alive: boolean, 
+/**
+ * Seconds since its last heartbeat (the database's clock).
+ */
+heartbeat_age_s: number, 
+/**
+ * Accounts it supervises now.
+ */
+leases: number, max_accounts: number | null, takeovers: number, renew_failures: number, stale_writes_refused: number, };
+
+export type FleetStatus = { url: string, accounts: number, leases_held: number, live_instances: number, takeovers: number, renew_failures: number, stale_writes_refused: number, instances: Array<FleetInstance>, };
+
+export type FleetConnectInput = { 
+/**
+ * postgres://user@host[:port]/database, without a password.
+ */
+url: string, 
+/**
+ * Kept in the OS keyring; empty connects without one (and forgets a kept one).
+ */
+password: string, };
+
+export type Connection = { 
+/**
+ * The fleet store this computer is a console of; `null`: its own accounts.
+ */
+fleet_store: string | null, 
+/**
+ * Set by `LIFELINE_STORE` (Settings cannot change it).
+ */
+from_environment: boolean, };
 
 export type ErrorCode = "invalid_input" | "not_found" | "already_running" | "keyring" | "storage" | "io" | "cancelled" | "unavailable" | "internal";
 

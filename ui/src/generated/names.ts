@@ -39,6 +39,10 @@ export const Command = {
   rotateWebhookSecret: "rotate_webhook_secret",
   webhookDeliveries: "webhook_deliveries",
   replayDelivery: "replay_delivery",
+  connection: "connection",
+  connectFleet: "connect_fleet",
+  disconnectFleet: "disconnect_fleet",
+  fleetStatus: "fleet_status",
 } as const;
 
 export const Event = {

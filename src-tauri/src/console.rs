@@ -1,0 +1,191 @@
+//! The desktop as a fleet's console. Connected to a fleet store, this computer supervises
+//! nothing: the fleet's instances (`lifeline serve --store …`) do. The window reads the accounts,
+//! who holds each one and the instances from the store, and its operations reach the instance
+//! holding the account through the store's command table, as the CLI's do (`ops::Queued`).
+//!
+//! Which fleet, if any, is this computer's own setting (its data dir's store): the URL there,
+//! the password in the OS keyring under [`PASSWORD_SECRET`], the name the CLI reads it from too.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lifeline_engine::fleet::AccountView;
+use lifeline_engine::model::SecretName;
+use lifeline_engine::ops::Queued;
+use lifeline_engine::secrets::{self, KeyringSecretStore, SecretStore, SecretValue};
+use lifeline_engine::{AccountId, DataDir, Error, Store};
+use lifeline_fleet::{FleetStore, StoreUrl};
+use lifeline_runtime::Parts;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{FleetInstance, FleetStatus, Owner};
+
+/// This computer's setting: the fleet store it is a console of.
+pub const FLEET_URL_KEY: &str = "desktop.fleet_store";
+/// The keyring secret with the fleet store's password (the CLI's `--password-secret` default).
+pub const PASSWORD_SECRET: &str = "store-password";
+/// How often the window's cards are read from the fleet store.
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Connections a console keeps to the fleet store (reads, and one operation at a time).
+const CONNECTIONS: u32 = 4;
+/// An instance counts as alive while its heartbeats are this recent (they come every third of
+/// the lease TTL).
+const ALIVE_WITHIN: Duration = lifeline_fleet::DEFAULT_TTL;
+/// How long adding an account waits for an instance to take it up before linking it.
+const HELD_WITHIN: Duration = Duration::from_secs(15);
+
+/// A console's connection: the fleet store and the last reading of it.
+#[derive(Debug)]
+pub struct Console {
+    pub ops: Queued,
+    pub fleet: FleetStore,
+    stop: CancellationToken,
+    read: Mutex<Reading>,
+}
+
+#[derive(Debug, Default)]
+struct Reading {
+    views: Vec<AccountView>,
+    owners: HashMap<AccountId, Owner>,
+}
+
+impl Console {
+    /// Connects to the fleet store at `url` with the password in this computer's keyring.
+    /// Every refusal (a bad URL, an unreachable server, a wrong password, another program's
+    /// database, a newer schema) is one line, and nothing is written.
+    pub async fn open(dir: &DataDir, url: &str) -> Result<(Arc<Self>, Store), Error> {
+        let password = secrets::fetch(keyring(), &password_name()?).await?;
+        Self::connect(dir, url, password.as_ref()).await
+    }
+
+    /// [`Console::open`] with the password given.
+    pub async fn connect(
+        dir: &DataDir,
+        url: &str,
+        password: Option<&SecretValue>,
+    ) -> Result<(Arc<Self>, Store), Error> {
+        let url = StoreUrl::parse(url)?;
+        let fleet =
+            FleetStore::connect_with(&url, password.map(SecretValue::expose), CONNECTIONS).await?;
+        let store = Store::fleet(&fleet);
+        let console = Arc::new(Self {
+            ops: Queued::new(dir.clone(), store.clone(), Parts::system(dir).connectors),
+            fleet,
+            stop: CancellationToken::new(),
+            read: Mutex::default(),
+        });
+        console.refresh(&store).await?;
+        Ok((console, store))
+    }
+
+    /// Cancelled when the window stops reading this fleet (disconnect, quit).
+    pub fn stopping(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    pub async fn close(&self) {
+        self.stop.cancel();
+        self.fleet.close().await;
+    }
+
+    /// Reads every account, its breaker and its holder from the store.
+    pub async fn refresh(&self, store: &Store) -> Result<(), Error> {
+        let (accounts, breakers, holders) =
+            tokio::try_join!(store.accounts(), store.breakers(), async {
+                Ok(self.fleet.holders().await?)
+            },)?;
+        let mut views: Vec<AccountView> = accounts
+            .iter()
+            .map(|a| AccountView::stored(a, &breakers.get(&a.id).cloned().unwrap_or_default()))
+            .collect();
+        lifeline_engine::fleet::sort(&mut views);
+        let owners = holders
+            .into_iter()
+            .map(|h| (AccountId(h.account_id), Owner::from(h)))
+            .collect();
+        *self.reading() = Reading { views, owners };
+        Ok(())
+    }
+
+    /// The accounts as last read.
+    pub fn views(&self) -> Vec<AccountView> {
+        self.reading().views.clone()
+    }
+
+    pub fn owner(&self, id: AccountId) -> Option<Owner> {
+        self.reading().owners.get(&id).cloned()
+    }
+
+    /// The instances and the fleet's totals.
+    pub async fn status(&self) -> Result<FleetStatus, Error> {
+        let (instances, totals) = tokio::try_join!(
+            self.fleet.instances(ALIVE_WITHIN),
+            self.fleet.totals(ALIVE_WITHIN)
+        )?;
+        Ok(FleetStatus {
+            url: self.fleet.url().to_string(),
+            accounts: totals.accounts,
+            leases_held: totals.leases_held,
+            live_instances: totals.live_instances,
+            takeovers: totals.takeovers,
+            renew_failures: totals.renew_failures,
+            stale_writes_refused: totals.stale_writes_refused,
+            instances: instances.into_iter().map(FleetInstance::from).collect(),
+        })
+    }
+
+    /// Waits (bounded) until an instance holds `id`'s lease: a new account is taken up by an
+    /// instance with room on its next claim, and only the holder can link it.
+    pub async fn wait_held(&self, id: AccountId) -> Result<bool, Error> {
+        let deadline = tokio::time::Instant::now() + HELD_WITHIN;
+        loop {
+            if self.fleet.holder(id.0).await?.is_some() {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn reading(&self) -> std::sync::MutexGuard<'_, Reading> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn keyring() -> Arc<dyn SecretStore> {
+    Arc::new(KeyringSecretStore)
+}
+
+fn password_name() -> Result<SecretName, Error> {
+    Ok(SecretName::parse(PASSWORD_SECRET)?)
+}
+
+/// Keeps the fleet store's password in the keyring (its name recorded in this computer's own
+/// store, as every secret's is); an empty one removes a kept password.
+pub async fn keep_password(home: &Store, password: SecretValue) -> Result<(), Error> {
+    let name = password_name()?;
+    if password.expose().is_empty() {
+        let kept = home.secret_names().await?;
+        if kept.contains(&name) {
+            secrets::delete_secret(home, &KeyringSecretStore, &name).await?;
+        }
+        return Ok(());
+    }
+    secrets::set_secret(home, &KeyringSecretStore, &name, password).await
+}
+
+/// The fleet this computer is a console of: `LIFELINE_STORE` when set (as for the CLI), else the
+/// one chosen in Settings.
+pub async fn chosen(home: &Store) -> Result<Option<String>, Error> {
+    if let Some(url) = std::env::var("LIFELINE_STORE")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        return Ok(Some(url));
+    }
+    // Leaving a fleet keeps the setting, empty (every setting change is logged).
+    Ok(home.setting(FLEET_URL_KEY).await?.filter(|u| !u.is_empty()))
+}
