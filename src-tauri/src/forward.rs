@@ -62,13 +62,7 @@ async fn supervised(app: AppHandle, shell: Arc<Shell>, sup: Supervisor, live: &L
             u = updates.recv() => match u {
                 Ok(Update::Transitions(events)) => pending.extend(events.iter().map(|e| e.account_id)),
                 Ok(Update::Identity { account }) => { pending.insert(account); }
-                Ok(Update::Alerts(alerts)) => {
-                    for a in &alerts {
-                        let info = AlertInfo::from(a);
-                        tracing::info!(kind = ?info.kind, account = ?info.account, "alert");
-                        let _ = app.emit(names::EVENT_ALERT, info);
-                    }
-                }
+                Ok(Update::Alerts(alerts)) => emit_alerts(&app, &alerts),
                 Ok(Update::Link { account, code }) => match api::link_info(account.0, &code) {
                     // The code itself is never logged.
                     Ok(info) => { let _ = app.emit(names::EVENT_LINK, info); }
@@ -120,6 +114,7 @@ async fn console(app: AppHandle, shell: Arc<Shell>, live: &Live) {
     let mut health = tokio::time::interval(HEALTH_EVERY);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut autorecover = live.store.autorecover().await.ok();
+    let mut alerts: Option<console::Alerts> = None;
     let mut unreachable = false;
     loop {
         let all = tokio::select! {
@@ -139,11 +134,32 @@ async fn console(app: AppHandle, shell: Arc<Shell>, live: &Live) {
         if all && let Err(e) = shell.refresh_health(live).await {
             tracing::warn!(error = %e, "health pass failed");
         }
+        if alerts.is_none() {
+            alerts = console::Alerts::start(&live.store).await.ok();
+        }
+        if let Some(alerts) = alerts.as_mut() {
+            if all && let Err(e) = alerts.configure(&live.store).await {
+                tracing::warn!(error = %e, "alert values not readable");
+            }
+            match alerts.read(&live.store, &live.views()).await {
+                Ok(due) => emit_alerts(&app, &due),
+                Err(e) => tracing::warn!(error = %e, "fleet events not readable"),
+            }
+        }
         show_link_codes(&app, live, &mut codes).await;
         // Every card is compared with what was sent: only changes travel.
         emit_delta(&shell, live, None, &mut sent).await;
         update_tray(&app, live);
         autorecover_changed(&app, live, &mut autorecover).await;
+    }
+}
+
+/// Alerts to the window, which words them and asks for the desktop notification.
+fn emit_alerts(app: &AppHandle, alerts: &[lifeline_engine::policy::alerts::Alert]) {
+    for a in alerts {
+        let info = AlertInfo::from(a);
+        tracing::info!(kind = ?info.kind, account = ?info.account, "alert");
+        let _ = app.emit(names::EVENT_ALERT, info);
     }
 }
 

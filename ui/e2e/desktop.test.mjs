@@ -11,13 +11,13 @@ import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { createRequire } from "node:module";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 
 import { remote } from "webdriverio";
 
+import { axeViolations } from "./axe.mjs";
 import { sleep, until } from "./wait.mjs";
 
 const env = (name) => {
@@ -689,23 +689,6 @@ async function secondLaunch() {
 
 const notices = () => readFileSync(NOTIFY_LOG, "utf8").split("Lifeline is still running").length - 1;
 
-/** axe-core's script, injected into the page to scan what the operator sees. */
-const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
-
-/** The serious and critical accessibility violations axe-core finds on the screen now. */
-async function axeViolations() {
-  if (!(await browser.execute(() => typeof window.axe === "object"))) await browser.execute(AXE);
-  const found = await browser.executeAsync((done) => {
-    window.axe.run(document, { resultTypes: ["violations"] }).then(
-      (r) => done(r.violations),
-      (e) => done([{ id: "axe-error", impact: "critical", help: String(e), nodes: [] }]),
-    );
-  });
-  return found
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.impact} ${v.id}: ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")}`);
-}
-
 test("no serious or critical accessibility violation on the main screens, in both themes and languages", async (t) => {
   await browser.setTimeout({ script: 60_000 });
   const settings = async () => {
@@ -732,7 +715,7 @@ test("no serious or critical accessibility violation on the main screens, in bot
           theme,
         ),
       );
-      const scan = async (screen) => found.push(...(await axeViolations()).map((v) => `${lang}/${theme}/${screen}: ${v}`));
+      const scan = async (screen) => found.push(...(await axeViolations(browser)).map((v) => `${lang}/${theme}/${screen}: ${v}`));
       await scan("settings");
       await browser.$("details.policy-advanced > summary").click();
       await scan("settings, advanced open");

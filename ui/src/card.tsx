@@ -119,8 +119,8 @@ function CardView({ card, now, onAction }: CardProps) {
         {card.kind === "whatsapp" ? whatsAppTarget(card) : card.target}
         {card.country ? ` · ${card.country}` : ""}
         {card.muted ? ` · ${t("muted")}` : ""}
-        {inConsole && <Owner card={card} />}
       </p>
+      {inConsole && <Owner card={card} />}
       <p class="reason" data-testid="reason">
         {card.reason ? reasonText(card.reason, lang) : "\u00a0"}
         {extra}

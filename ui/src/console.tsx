@@ -216,13 +216,13 @@ export function FleetView({ backend, onBack }: { backend: Backend; onBack: () =>
 /** Whether the window is a fleet's console (cards then say which instance supervises them). */
 export const ConsoleMode = createContext(false);
 
-/** A console's card: the instance supervising the account now, on the endpoint's line. */
+/** A console's card line: the instance supervising the account now. */
 export function Owner({ card }: { card: Card }) {
   const { t } = useI18n();
+  const text = card.owner ? t("ownerOn", { host: card.owner.host, pid: card.owner.pid }) : t("ownerNone");
   return (
-    <span class="owner" data-testid="owner" data-instance={card.owner?.instance ?? ""}>
-      {" · "}
-      {card.owner ? t("ownerOn", { host: card.owner.host, pid: card.owner.pid }) : t("ownerNone")}
-    </span>
+    <p class="owner" data-testid="owner" data-instance={card.owner?.instance ?? ""} title={text}>
+      {text}
+    </p>
   );
 }

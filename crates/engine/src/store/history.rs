@@ -158,6 +158,14 @@ pub struct SessionRecord {
 }
 
 impl Store {
+    /// The newest event's id (0 with none yet): where a reader of what happens next starts.
+    pub async fn last_event_id(&self) -> Result<i64> {
+        Ok(on_db!(self, pool =>
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+                .fetch_one(pool)
+                .await?))
+    }
+
     /// Events inside the page's range (`at` in `[since, until)`).
     pub async fn events_page(&self, page: HistoryPage) -> Result<Vec<Event>> {
         self.known_account(page.account).await?;
