@@ -21,7 +21,7 @@ use lifeline_fleet::{FleetStore, StoreUrl};
 use lifeline_runtime::Parts;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{FleetInstance, FleetStatus, Owner};
+use crate::api::{Connection, FleetInstance, FleetStatus, Owner};
 
 /// This computer's setting: the fleet store it is a console of.
 pub const FLEET_URL_KEY: &str = "desktop.fleet_store";
@@ -166,30 +166,28 @@ fn password_name() -> Result<SecretName, Error> {
 }
 
 /// Keeps the fleet store's password in the keyring (its name recorded in this computer's own
-/// store, as every secret's is); an empty one removes a kept password.
+/// store, as every secret's is).
 pub async fn keep_password(home: &Store, password: SecretValue) -> Result<(), Error> {
-    let name = password_name()?;
-    if password.expose().is_empty() {
-        let kept = home.secret_names().await?;
-        if kept.contains(&name) {
-            secrets::delete_secret(home, &KeyringSecretStore, &name).await?;
-        }
-        return Ok(());
-    }
-    secrets::set_secret(home, &KeyringSecretStore, &name, password).await
+    secrets::set_secret(home, &KeyringSecretStore, &password_name()?, password).await
 }
 
 /// The fleet this computer is a console of: `LIFELINE_STORE` when set (as for the CLI), else the
 /// one chosen in Settings.
-pub async fn chosen(home: &Store) -> Result<Option<String>, Error> {
+pub async fn chosen(home: &Store) -> Result<Connection, Error> {
     if let Some(url) = std::env::var("LIFELINE_STORE")
         .ok()
         .filter(|u| !u.trim().is_empty())
     {
-        return Ok(Some(url));
+        return Ok(Connection {
+            fleet_store: Some(url),
+            from_environment: true,
+        });
     }
     // Leaving a fleet keeps the setting, empty (every setting change is logged).
-    Ok(home.setting(FLEET_URL_KEY).await?.filter(|u| !u.is_empty()))
+    Ok(Connection {
+        fleet_store: home.setting(FLEET_URL_KEY).await?.filter(|u| !u.is_empty()),
+        from_environment: false,
+    })
 }
 
 /// How many polls back the events are read again: ids come from one sequence, but instances

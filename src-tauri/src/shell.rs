@@ -242,11 +242,9 @@ impl Shell {
         let dir = DataDir::resolve(explicit)?;
         let home = Store::open(&dir).await?;
         self.set_prefs(load_prefs(&home).await);
-        let url = console::chosen(&home).await?;
-        *self.connection() = Connection {
-            from_environment: url.is_some() && std::env::var_os("LIFELINE_STORE").is_some(),
-            fleet_store: url.clone(),
-        };
+        let chosen = console::chosen(&home).await?;
+        let url = chosen.fleet_store.clone();
+        *self.connection() = chosen;
         match url {
             Some(url) => {
                 let (console, store) = Console::open(&dir, &url).await?;
@@ -319,11 +317,18 @@ impl Shell {
         self.settable()?;
         let home = self.home().await?;
         let dir = self.data_dir()?;
-        let given = (!password.expose().is_empty()).then_some(&password);
-        let (console, store) = Console::connect(&dir, url.trim(), given).await?;
+        // None typed: the password this computer keeps already (or none at all).
+        let typed = !password.expose().is_empty();
+        let (console, store) = if typed {
+            Console::connect(&dir, url.trim(), Some(&password)).await?
+        } else {
+            Console::open(&dir, url.trim()).await?
+        };
         let url = console.fleet.url().to_string();
         let kept = async {
-            console::keep_password(&home, password).await?;
+            if typed {
+                console::keep_password(&home, password).await?;
+            }
             home.set_setting(console::FLEET_URL_KEY, &url).await
         };
         if let Err(e) = kept.await {
@@ -451,6 +456,17 @@ impl Shell {
     /// Serves the HTTP API on 127.0.0.1 as `prefs` say: started, moved to another port, or
     /// stopped. A port that cannot be bound is refused with the reason and changes nothing.
     pub async fn serve_api(&self, prefs: &Prefs) -> CommandResult<Option<u16>> {
+        if self.connection().fleet_store.is_some() {
+            // A console supervises nothing to serve: the choice is kept for this computer's
+            // own accounts, but switching it on here is refused.
+            if prefs.http_api && !self.prefs().http_api {
+                return Err(CommandError::new(
+                    ErrorCode::InvalidInput,
+                    "In a fleet the instances serve the HTTP API (lifeline serve --store … --http 127.0.0.1:PORT), not its console.",
+                ));
+            }
+            return Ok(None);
+        }
         let mut server = self.api_server.lock().await;
         let wanted = prefs.http_api.then_some(prefs.http_port);
         if server.as_ref().map(|s| s.port) == wanted {
@@ -485,12 +501,10 @@ impl Shell {
         let token = lifeline_engine::model::SecretName::parse(api::HTTP_TOKEN_SECRET)?;
         let runtime = self.runtime.lock().await;
         let Some(rt) = runtime.as_ref() else {
-            let why = if self.connection().fleet_store.is_some() {
-                "In a fleet the instances serve the HTTP API (lifeline serve --store … --http 127.0.0.1:PORT): turn it off here."
-            } else {
-                "Lifeline is shutting down."
-            };
-            return Err(CommandError::new(ErrorCode::Unavailable, why));
+            return Err(CommandError::new(
+                ErrorCode::Unavailable,
+                "Lifeline is shutting down.",
+            ));
         };
         let stop = rt.supervisor().stopping().child_token();
         let task = tokio::spawn(lifeline_api::serve(listener, rt.api(token), stop.clone()));

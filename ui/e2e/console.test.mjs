@@ -13,17 +13,11 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 
-import { remote } from "webdriverio";
-
+import { cardSel, cardStateIn, env, launchApp, startDriver } from "./app.mjs";
 import { axeViolations } from "./axe.mjs";
 import { startPostgres } from "./postgres.mjs";
 import { until } from "./wait.mjs";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (run scripts/desktop-test.sh)`);
-  return v;
-};
 const APP = env("LIFELINE_DESKTOP_BIN");
 const CLI = env("LIFELINE_BIN");
 const NOTIFY_LOG = env("NOTIFY_LOG");
@@ -62,18 +56,7 @@ async function control(path) {
 }
 
 async function launch() {
-  browser = await remote({
-    hostname: "127.0.0.1",
-    port: DRIVER_PORT,
-    logLevel: "error",
-    connectionRetryCount: 0,
-    capabilities: {
-      browserName: "wry",
-      "wdio:enforceWebDriverClassic": true,
-      "tauri:options": { application: APP },
-    },
-  });
-  await until("the main window", async () => (await browser.$("[data-testid=autorecover]")).isExisting());
+  browser = await launchApp(DRIVER_PORT, APP);
 }
 
 /** Ends the session (the driver ends the app) and waits until the app is gone. */
@@ -96,12 +79,7 @@ async function shot(name) {
   await browser.saveScreenshot(join(SHOTS, `${name}.png`));
 }
 
-const cardSel = (name) => `//article[.//h3[normalize-space(.)="${name}"]]`;
-
-async function cardState(name) {
-  const el = await browser.$(cardSel(name));
-  return (await el.isExisting()) ? el.getAttribute("data-state") : null;
-}
+const cardState = (name) => cardStateIn(browser, name);
 
 async function ownerOf(name) {
   const el = await browser.$(`${cardSel(name)}//*[@data-testid="owner"]`);
@@ -141,17 +119,7 @@ before(async () => {
   });
   children.push(instance);
   await until("the instance to connect every account", () => accounts().every((a) => a.state.state === "connected"), 30_000);
-  const driver = spawn("tauri-driver", ["--port", String(DRIVER_PORT)], {
-    stdio: ["ignore", "ignore", process.env.E2E_APP_LOG ? "inherit" : "ignore"],
-  });
-  children.push(driver);
-  await until("tauri-driver", async () => {
-    try {
-      return (await fetch(`http://127.0.0.1:${DRIVER_PORT}/status`)).ok;
-    } catch {
-      return false;
-    }
-  });
+  children.push(await startDriver(DRIVER_PORT, process.env.E2E_APP_LOG ? "inherit" : "ignore"));
   // The desktop on another computer's data dir: nothing of its own to supervise.
   process.env.LIFELINE_DATA_DIR = DESK;
   delete process.env.LIFELINE_STORE;
@@ -256,4 +224,13 @@ test("leaving the fleet goes back to this computer's own accounts, and the fleet
   await until("this computer's own (empty) fleet", () => browser.$("[data-testid=welcome]").isExisting());
   assert.equal(await browser.$("[data-testid=open-fleet]").isExisting(), false);
   assert.ok(accounts().every((a) => a.state.state === "connected"), "the instance still supervises");
+});
+
+test("connecting again with the password field empty uses the password kept in the keyring", async () => {
+  await openSettings();
+  const form = await browser.$("[data-testid=fleet-form]");
+  await form.$("input[name=fleet-url]").setValue(url);
+  await form.$("[data-testid=fleet-connect]").click();
+  await until("the fleet's cards", async () => (await cardState("Shop A")) === "connected", 30_000);
+  await heldBy("Shop A", instance.pid);
 });

@@ -15,16 +15,10 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 
-import { remote } from "webdriverio";
-
+import { cardSel, cardStateIn, env, launchApp, startDriver } from "./app.mjs";
 import { axeViolations } from "./axe.mjs";
 import { sleep, until } from "./wait.mjs";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (run scripts/desktop-test.sh)`);
-  return v;
-};
 const APP = env("LIFELINE_DESKTOP_BIN");
 const CLI = env("LIFELINE_BIN");
 const SIM = env("LIFELINE_SIM_BIN");
@@ -65,18 +59,7 @@ function wsUrl(name) {
 }
 
 async function launch() {
-  browser = await remote({
-    hostname: "127.0.0.1",
-    port: DRIVER_PORT,
-    logLevel: "error",
-    connectionRetryCount: 0,
-    capabilities: {
-      browserName: "wry",
-      "wdio:enforceWebDriverClassic": true,
-      "tauri:options": { application: APP },
-    },
-  });
-  await until("the main window", async () => (await browser.$("[data-testid=autorecover]")).isExisting());
+  browser = await launchApp(DRIVER_PORT, APP);
 }
 
 /** Graceful quit through SIGTERM to the supervising process (its pid is in the lock file). */
@@ -99,12 +82,7 @@ async function quit() {
   browser = null;
 }
 
-const cardSel = (name) => `//article[.//h3[normalize-space(.)="${name}"]]`;
-
-async function cardState(name) {
-  const el = await browser.$(cardSel(name));
-  return (await el.isExisting()) ? el.getAttribute("data-state") : null;
-}
+const cardState = (name) => cardStateIn(browser, name);
 
 /** The window's content as the operator sees it (docs/screenshots). */
 async function shot(name) {
@@ -157,17 +135,7 @@ before(async () => {
     cli("account", "add", "--kind", "websocket", "--name", name, "--url", wsUrl(path), "--country", "ID");
   }
   cli("account", "add", "--kind", "websocket", "--name", "Old endpoint", "--url", "ws://127.0.0.1:9/gone", "--muted");
-  const driver = spawn("tauri-driver", ["--port", String(DRIVER_PORT)], {
-    stdio: ["ignore", "ignore", process.env.E2E_APP_LOG ? "inherit" : "ignore"],
-  });
-  children.push(driver);
-  await until("tauri-driver", async () => {
-    try {
-      return (await fetch(`http://127.0.0.1:${DRIVER_PORT}/status`)).ok;
-    } catch {
-      return false;
-    }
-  });
+  children.push(await startDriver(DRIVER_PORT, process.env.E2E_APP_LOG ? "inherit" : "ignore"));
   await launch();
 });
 

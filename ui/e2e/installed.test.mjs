@@ -3,15 +3,14 @@
 // About shows the version `lifeline --version` prints; the start-at-login switch writes and
 // removes the desktop's autostart entry for the installed binary; it is off by default.
 
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 
-import { remote } from "webdriverio";
-
+import { launchApp, startDriver } from "./app.mjs";
 import { until } from "./wait.mjs";
 
 const APP = process.env.LIFELINE_INSTALLED_APP;
@@ -24,20 +23,8 @@ let browser = null;
 before(async () => {
   if (skip) return;
   process.env.LIFELINE_DATA_DIR ??= mkdtempSync(join(tmpdir(), "lifeline-installed-"));
-  driver = spawn("tauri-driver", ["--port", String(DRIVER_PORT), "--native-port", String(DRIVER_PORT + 1)], { stdio: "ignore" });
-  await until("tauri-driver", async () => (await fetch(`http://127.0.0.1:${DRIVER_PORT}/status`)).ok);
-  browser = await remote({
-    hostname: "127.0.0.1",
-    port: DRIVER_PORT,
-    logLevel: "error",
-    connectionRetryCount: 0,
-    capabilities: {
-      browserName: "wry",
-      "wdio:enforceWebDriverClassic": true,
-      "tauri:options": { application: APP },
-    },
-  });
-  await until("the main window", async () => (await browser.$("[data-testid=autorecover]")).isExisting());
+  driver = await startDriver(DRIVER_PORT);
+  browser = await launchApp(DRIVER_PORT, APP);
 });
 
 after(async () => {

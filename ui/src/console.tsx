@@ -32,32 +32,27 @@ export function FleetSettings({
   useEffect(() => {
     backend.connection().then(setConn, () => setConn(null));
   }, [backend]);
-  const connect = async (e: Event) => {
-    e.preventDefault();
+  // Connecting and leaving both end in a reload, or in the shell's one-line refusal.
+  const switchTo = async (step: () => Promise<unknown>) => {
     setBusy(true);
     try {
+      await step();
+      setError(null);
+      onSwitched();
+    } catch (err) {
+      setError(BackendError.from(err).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const connect = (e: Event) => {
+    e.preventDefault();
+    return switchTo(async () => {
       await backend.connectFleet({ url: url.trim(), password });
       setPassword("");
-      setError(null);
-      onSwitched();
-    } catch (err) {
-      setError(BackendError.from(err).message);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
-  const leave = async () => {
-    setBusy(true);
-    try {
-      await backend.disconnectFleet();
-      setError(null);
-      onSwitched();
-    } catch (err) {
-      setError(BackendError.from(err).message);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const leave = () => switchTo(() => backend.disconnectFleet());
   return (
     <section aria-labelledby="s-fleet" data-testid="fleet-settings">
       <h3 id="s-fleet">{t("fleetTitle")}</h3>

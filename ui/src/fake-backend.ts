@@ -124,6 +124,8 @@ export class FakeBackend implements Backend {
   fleetStore: string | null = null;
   /** The password the fake fleet store accepts. */
   fleetPassword = "right";
+  /** The password this computer's keyring keeps for the fleet store. */
+  keptPassword = "";
   fleet_: FleetStatus = {
     url: "",
     accounts: 0,
@@ -482,9 +484,12 @@ export class FakeBackend implements Backend {
           `not a PostgreSQL store URL (${input.url}); expected postgres://user@host[:port]/database`,
         );
       }
-      if (input.password !== this.fleetPassword) {
+      // An empty field uses the password kept in the keyring.
+      const password = input.password || this.keptPassword;
+      if (password !== this.fleetPassword) {
         throw new BackendError("storage", "the fleet store at db refused user ops: wrong or missing password");
       }
+      this.keptPassword = password;
       this.fleetStore = input.url;
       return { fleet_store: this.fleetStore, from_environment: false };
     });

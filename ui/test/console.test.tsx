@@ -110,8 +110,14 @@ describe("fleet console", () => {
       "postgres://ops@db.lan/lifeline",
       "postgres://ops@db.lan/lifeline",
     ]);
+    expect(b.keptPassword).toBe("right");
     // The password does not stay in the form.
     expect(password.value).toBe("");
+    // Kept: connecting again with the field empty uses it.
+    b.fleetStore = null;
+    fireEvent.submit(form);
+    await waitFor(() => expect(switched).toHaveBeenCalledTimes(2));
+    expect(b.fleetStore).toBe("postgres://ops@db.lan/lifeline");
   });
 
   it("a console can leave its fleet from Settings", async () => {

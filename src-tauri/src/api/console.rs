@@ -90,7 +90,8 @@ pub struct FleetStatus {
 pub struct FleetConnectInput {
     /// postgres://user@host[:port]/database, without a password.
     pub url: String,
-    /// Kept in the OS keyring; empty connects without one (and forgets a kept one).
+    /// Kept in the OS keyring once the connection works; empty uses the one kept there already
+    /// (or none).
     #[ts(type = "string")]
     pub password: SecretInput,
 }

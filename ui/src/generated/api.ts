@@ -309,7 +309,8 @@ export type FleetConnectInput = {
  */
 url: string, 
 /**
- * Kept in the OS keyring; empty connects without one (and forgets a kept one).
+ * Kept in the OS keyring once the connection works; empty uses the one kept there already
+ * (or none).
  */
 password: string, };
 
