@@ -77,7 +77,10 @@ impl Console {
             stop: CancellationToken::new(),
             read: Mutex::default(),
         });
-        console.refresh(&store).await?;
+        if let Err(e) = console.refresh(&store).await {
+            console.close().await;
+            return Err(e);
+        }
         Ok((console, store))
     }
 

@@ -2,7 +2,8 @@
 //! Transitions are coalesced: changed accounts are collected and sent as one fleet delta (on the
 //! window's `watch_fleet` channel) per [`FLUSH_EVERY`], so a 1000-account mass drop costs the UI a few messages, not
 //! thousands, none of more than [`MAX_CARDS_PER_DELTA`] cards. Alerts follow the engine's decisions (grace period, summaries, mute) as they are;
-//! the UI words them and asks for the desktop notification.
+//! the UI words them and asks for the desktop notification. On a fleet's console the same
+//! deltas, link codes and alerts come from reading the fleet store instead (`console`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
