@@ -322,6 +322,7 @@ const en = {
   ownerOn: "on {host} · pid {pid}",
   ownerNone: "no instance holds it",
   consoleUnreachable: "Leave the fleet and supervise this computer's own accounts",
+  httpApiConsole: "In a fleet each instance serves the HTTP API: lifeline serve --store … --http 127.0.0.1:PORT.",
 } as const;
 
 export type Key = keyof typeof en;
@@ -634,6 +635,7 @@ const id: Record<Key, string> = {
   ownerOn: "di {host} · pid {pid}",
   ownerNone: "tidak dipegang instans mana pun",
   consoleUnreachable: "Tinggalkan armada dan awasi akun komputer ini sendiri",
+  httpApiConsole: "Dalam armada, setiap instans melayani HTTP API: lifeline serve --store … --http 127.0.0.1:PORT.",
 };
 
 // Reasons in words. `code.status`, `code.code` and `code.until` are the variants with a

@@ -2,9 +2,10 @@
 // shown once, test, turn off and on, new secret, remove) with each endpoint's latest deliveries
 // and their answers, re-sendable.
 
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useContext, useEffect, useRef, useState } from "preact/hooks";
 
 import { type Backend, BackendError } from "./backend";
+import { ConsoleMode } from "./console";
 import { ErrorText, Modal } from "./dialogs";
 import { dateTime } from "./format";
 import type { DeliveryInfo, Prefs, WebhookInfo, WebhookSecret } from "./generated/api";
@@ -101,40 +102,50 @@ export function Integrations(props: {
     setEvents(on ? [...events, name] : events.filter((x) => x !== name));
   };
   const apiUrl = `http://127.0.0.1:${prefs.http_port}/openapi.json`;
+  // A console supervises nothing: the fleet's instances serve the API.
+  const inConsole = useContext(ConsoleMode);
   return (
     <section aria-labelledby="s-integrations" class="wide" data-testid="integrations">
       <h3 id="s-integrations">{t("integrations")}</h3>
       <h4>{t("httpApi")}</h4>
-      <div class="row">
-        <label class="check">
-          <input
-            type="checkbox"
-            name="http_api"
-            checked={prefs.http_api}
-            onChange={(e) => void setApi((e.currentTarget as HTMLInputElement).checked)}
-          />{" "}
-          {t("httpApiOn")}
-        </label>
-        <input
-          name="http_port"
-          aria-label={t("httpPort")}
-          inputMode="numeric"
-          size={6}
-          value={port}
-          onInput={(e) => {
-            typed.current = (e.currentTarget as HTMLInputElement).value;
-            setPort(typed.current);
-          }}
-          onChange={() => prefs.http_api && void setApi(true)}
-        />
-      </div>
-      <p class="help">{t("httpApiHelp", { secret: TOKEN_SECRET, url: apiUrl })}</p>
-      {prefs.http_api && !props.secrets.includes(TOKEN_SECRET) && (
-        <p class="error" role="status">
-          {t("httpApiNoToken", { secret: TOKEN_SECRET })}
+      {inConsole ? (
+        <p class="help" data-testid="console-api">
+          {t("httpApiConsole")}
         </p>
+      ) : (
+        <>
+          <div class="row">
+            <label class="check">
+              <input
+                type="checkbox"
+                name="http_api"
+                checked={prefs.http_api}
+                onChange={(e) => void setApi((e.currentTarget as HTMLInputElement).checked)}
+              />{" "}
+              {t("httpApiOn")}
+            </label>
+            <input
+              name="http_port"
+              aria-label={t("httpPort")}
+              inputMode="numeric"
+              size={6}
+              value={port}
+              onInput={(e) => {
+                typed.current = (e.currentTarget as HTMLInputElement).value;
+                setPort(typed.current);
+              }}
+              onChange={() => prefs.http_api && void setApi(true)}
+            />
+          </div>
+          <p class="help">{t("httpApiHelp", { secret: TOKEN_SECRET, url: apiUrl })}</p>
+          {prefs.http_api && !props.secrets.includes(TOKEN_SECRET) && (
+            <p class="error" role="status">
+              {t("httpApiNoToken", { secret: TOKEN_SECRET })}
+            </p>
+          )}
+          <ErrorText error={apiError} />
+        </>
       )}
-      <ErrorText error={apiError} />
 
       <h4>{t("webhooks")}</h4>
       <p class="help">{t("webhooksHelp")}</p>

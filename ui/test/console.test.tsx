@@ -79,6 +79,13 @@ describe("fleet console", () => {
     expect(live.textContent).toContain("1.3 s ago");
     expect(gone.dataset.alive).toBe("false");
     expect(within(gone).getByTestId("instance-leases").textContent).toBe("0 / 100");
+
+    // Settings: connected to the fleet, and the HTTP API left to the instances.
+    fireEvent.click(screen.getByRole("button", { name: /Back/ }));
+    fireEvent.click(screen.getByTestId("open-settings"));
+    expect((await screen.findByTestId("fleet-connected")).textContent).toContain("postgres://ops@db.lan/lifeline");
+    expect(screen.getByTestId("console-api").textContent).toContain("lifeline serve --store");
+    expect(screen.queryByRole("checkbox", { name: /HTTP API/ })).toBeNull();
   });
 
   it("a computer supervising its own accounts shows no owners and no fleet view", async () => {
@@ -86,6 +93,9 @@ describe("fleet console", () => {
     await mount(b);
     expect(within(card("Shop A")).queryByTestId("owner")).toBeNull();
     expect(screen.queryByTestId("open-fleet")).toBeNull();
+    fireEvent.click(screen.getByTestId("open-settings"));
+    await screen.findByTestId("fleet-form");
+    expect(screen.queryByTestId("console-api")).toBeNull();
   });
 
   it("connecting shows the store's refusal and changes nothing; a connection that works reloads the window", async () => {
