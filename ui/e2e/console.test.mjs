@@ -134,6 +134,14 @@ after(async () => {
       // best effort
     }
   }
+  // The instance first, while its store is up: it hands its leases back on the way out.
+  if (instance && instance.exitCode === null) {
+    const exited = new Promise((resolve) => instance.once("exit", resolve));
+    instance.kill();
+    const late = setTimeout(() => instance.kill("SIGKILL"), 30_000);
+    await exited;
+    clearTimeout(late);
+  }
   for (const c of children) c.kill();
   pg?.stop();
 });
