@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lifeline_engine::AccountId;
-use lifeline_engine::supervisor::{Supervisor, Update};
+use lifeline_engine::supervisor::{AccountView, Supervisor, Update};
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -132,6 +132,8 @@ async fn console(app: AppHandle, shell: Arc<Shell>, live: &Live) {
             continue;
         }
         unreachable = false;
+        // This reading, for the alerts and the link codes alike.
+        let views = console.views();
         if all && let Err(e) = shell.refresh_health(live).await {
             tracing::warn!(error = %e, "health pass failed");
         }
@@ -142,12 +144,12 @@ async fn console(app: AppHandle, shell: Arc<Shell>, live: &Live) {
             if all && let Err(e) = alerts.configure(&live.store).await {
                 tracing::warn!(error = %e, "alert values not readable");
             }
-            match alerts.read(&live.store, &live.views()).await {
+            match alerts.read(&live.store, &views).await {
                 Ok(due) => emit_alerts(&app, &due),
                 Err(e) => tracing::warn!(error = %e, "fleet events not readable"),
             }
         }
-        show_link_codes(&app, live, &mut codes).await;
+        show_link_codes(&app, live, &views, &mut codes).await;
         // Every card is compared with what was sent: only changes travel.
         emit_delta(&shell, live, None, &mut sent).await;
         update_tray(&app, live);
@@ -165,9 +167,13 @@ fn emit_alerts(app: &AppHandle, alerts: &[lifeline_engine::policy::alerts::Alert
 }
 
 /// The codes of accounts being linked, each sent once (the codes themselves are never logged).
-async fn show_link_codes(app: &AppHandle, live: &Live, shown: &mut HashMap<AccountId, String>) {
-    let linking: Vec<AccountId> = live
-        .views()
+async fn show_link_codes(
+    app: &AppHandle,
+    live: &Live,
+    views: &[AccountView],
+    shown: &mut HashMap<AccountId, String>,
+) {
+    let linking: Vec<AccountId> = views
         .iter()
         .filter(|v| v.state.kind() == lifeline_engine::StateKind::Linking)
         .map(|v| v.id)
